@@ -1,0 +1,22 @@
+#pragma once
+// Graph -> ONNX ModelProto, and "the original model with new initializer values" (what a
+// trained model is exported as: everything the user had survives untouched).
+#include <map>
+#include <string>
+
+#include "graph/ir.h"
+#include "graph/onnx_fwd.h"
+
+namespace onnxtrain::graph {
+
+// Writes the whole graph as a fresh model (IR version 8).
+void export_graph(const Graph& graph, onnx::ModelProto& model);
+
+// Replaces the data of the named initializers in place (dtype and shape must match).
+// Throws ModelError naming any name that is not an initializer of the model.
+void replace_initializers(onnx::ModelProto& model, const std::map<std::string, Tensor>& values);
+
+// Serialises to a file atomically: a temporary file is written, flushed and renamed.
+void save_model_file(const onnx::ModelProto& model, const std::string& path);
+
+}  // namespace onnxtrain::graph

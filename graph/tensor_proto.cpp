@@ -1,0 +1,117 @@
+#include "graph/tensor_proto.h"
+
+#include <onnx/onnx_pb.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace onnxtrain::graph {
+
+namespace {
+
+std::string read_external(const onnx::TensorProto& proto, const std::string& model_dir,
+                          size_t expected_bytes) {
+  std::string location;
+  int64_t offset = 0, length = -1;
+  for (const auto& entry : proto.external_data()) {
+    if (entry.key() == "location") location = entry.value();
+    else if (entry.key() == "offset") offset = std::stoll(entry.value());
+    else if (entry.key() == "length") length = std::stoll(entry.value());
+  }
+  const std::string what = "tensor '" + proto.name() + "'";
+  if (location.empty()) throw ModelError(what + ": external data without a location");
+  std::filesystem::path rel(location);
+  bool escapes = rel.is_absolute();
+  for (const auto& part : rel) escapes = escapes || part == "..";
+  if (escapes)
+    throw ModelError(what + ": external data location '" + location +
+                     "' must be a relative path inside the model's directory");
+  auto path = (model_dir.empty() ? std::filesystem::path(".") : std::filesystem::path(model_dir)) / rel;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ModelError(what + ": cannot open external data file " + path.string());
+  if (length < 0) length = static_cast<int64_t>(expected_bytes);
+  if (static_cast<size_t>(length) != expected_bytes)
+    throw ModelError(what + ": external data length " + std::to_string(length) + " does not match " +
+                     std::to_string(expected_bytes) + " bytes for its shape");
+  std::string bytes(expected_bytes, '\0');
+  in.seekg(offset);
+  in.read(bytes.data(), static_cast<std::streamsize>(expected_bytes));
+  if (in.gcount() != static_cast<std::streamsize>(expected_bytes))
+    throw ModelError(what + ": external data file " + path.string() + " is shorter than offset " +
+                     std::to_string(offset) + " + " + std::to_string(expected_bytes) + " bytes");
+  return bytes;
+}
+
+template <typename Src, typename Dst>
+void copy_field(const google::protobuf::RepeatedField<Src>& field, Dst* dst, int64_t n,
+                const std::string& name) {
+  if (field.size() != n)
+    throw ModelError("tensor '" + name + "' holds " + std::to_string(field.size()) +
+                     " values for " + std::to_string(n) + " elements");
+  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Dst>(field.Get(static_cast<int>(i)));
+}
+
+}  // namespace
+
+Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& model_dir) {
+  DType dtype = static_cast<DType>(proto.data_type());
+  Shape shape(proto.dims().begin(), proto.dims().end());
+  if (dtype == DType::String)
+    throw UnsupportedOp("tensor '" + proto.name() + "' holds strings, which onnxtrain does not support");
+  Tensor t(dtype, shape);
+  const int64_t n = t.numel();
+  const size_t bytes = t.nbytes();
+  if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
+    std::string raw = read_external(proto, model_dir, bytes);
+    std::memcpy(t.raw(), raw.data(), bytes);
+    return t;
+  }
+  if (proto.has_raw_data()) {
+    if (proto.raw_data().size() != bytes)
+      throw ModelError("tensor '" + proto.name() + "' has " + std::to_string(proto.raw_data().size()) +
+                       " raw bytes, its shape " + shape_str(shape) + " needs " + std::to_string(bytes));
+    if (bytes) std::memcpy(t.raw(), proto.raw_data().data(), bytes);
+    return t;
+  }
+  const std::string& name = proto.name();
+  switch (dtype) {
+    case DType::Float: copy_field(proto.float_data(), t.data<float>(), n, name); break;
+    case DType::Double: copy_field(proto.double_data(), t.data<double>(), n, name); break;
+    case DType::Int64: copy_field(proto.int64_data(), t.data<int64_t>(), n, name); break;
+    case DType::UInt32: copy_field(proto.uint64_data(), t.data<uint32_t>(), n, name); break;
+    case DType::UInt64: copy_field(proto.uint64_data(), t.data<uint64_t>(), n, name); break;
+    case DType::Int32: copy_field(proto.int32_data(), t.data<int32_t>(), n, name); break;
+    case DType::Int16: copy_field(proto.int32_data(), t.data<int16_t>(), n, name); break;
+    case DType::Int8: copy_field(proto.int32_data(), t.data<int8_t>(), n, name); break;
+    case DType::UInt8: copy_field(proto.int32_data(), t.data<uint8_t>(), n, name); break;
+    case DType::UInt16: copy_field(proto.int32_data(), t.data<uint16_t>(), n, name); break;
+    case DType::Bool: copy_field(proto.int32_data(), t.data<bool>(), n, name); break;
+    case DType::Float16:
+    case DType::BFloat16: {
+      // Stored as the raw 16-bit pattern in int32_data.
+      auto* dst = static_cast<uint16_t*>(t.raw());
+      copy_field(proto.int32_data(), dst, n, name);
+      break;
+    }
+    default:
+      throw UnsupportedOp("tensor '" + name + "' has unsupported element type " + dtype_name(dtype));
+  }
+  return t;
+}
+
+void tensor_to_proto(const Tensor& tensor, onnx::TensorProto& proto) {
+  proto.set_data_type(static_cast<int32_t>(tensor.dtype()));
+  proto.clear_dims();
+  for (int64_t d : tensor.shape()) proto.add_dims(d);
+  proto.clear_float_data();
+  proto.clear_double_data();
+  proto.clear_int32_data();
+  proto.clear_int64_data();
+  proto.clear_uint64_data();
+  proto.clear_external_data();
+  proto.set_data_location(onnx::TensorProto::DEFAULT);
+  proto.set_raw_data(tensor.raw(), tensor.nbytes());
+}
+
+}  // namespace onnxtrain::graph

@@ -1,0 +1,14 @@
+#pragma once
+// TensorProto <-> Tensor, including tensors stored beside the model (external data).
+#include <string>
+
+#include "graph/onnx_fwd.h"
+#include "onnxtrain/tensor.h"
+
+namespace onnxtrain::graph {
+
+// `model_dir` resolves external data locations; empty means the current directory.
+Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& model_dir = {});
+void tensor_to_proto(const Tensor& tensor, onnx::TensorProto& proto);
+
+}  // namespace onnxtrain::graph

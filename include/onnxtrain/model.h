@@ -1,0 +1,101 @@
+#pragma once
+// Loading, inspecting, running and saving ONNX models.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "onnxtrain/errors.h"
+#include "onnxtrain/tensor.h"
+
+namespace onnxtrain {
+
+namespace graph {
+class Graph;
+}
+
+struct ValueInfo {
+  std::string name;
+  DType dtype = DType::Undefined;
+  std::vector<std::string> dims;  // "32", "batch", or "?"
+  std::string shape_str() const;
+};
+
+struct ModelInfo {
+  std::string source;
+  std::string producer;
+  int64_t ir_version = 0;
+  std::map<std::string, int> opsets;  // domain ("" = ai.onnx) -> version
+  std::vector<ValueInfo> inputs;
+  std::vector<ValueInfo> outputs;
+  int64_t parameter_count = 0;  // elements of float initializers
+  int64_t parameter_bytes = 0;
+  int64_t initializer_count = 0;
+  std::map<std::string, int> op_histogram;  // op type -> node count
+  // Op types (with opset) that have no kernel, and the nodes that use them.
+  std::map<std::string, std::vector<std::string>> missing_kernels;
+};
+
+class Model {
+ public:
+  // The three front doors. Each runs the ONNX checker and shape inference.
+  static Model load(const std::string& path);
+  static Model from_bytes(const void* data, size_t size);
+  static Model from_text(const std::string& onnx_text);
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  ModelInfo info() const;
+  std::vector<ValueInfo> inputs() const;
+  std::vector<ValueInfo> outputs() const;
+
+  // Current value of an initializer (parameters, buffers).
+  Tensor initializer(const std::string& name) const;
+  std::vector<std::string> initializer_names() const;
+  // Replaces an initializer's value (same dtype and shape).
+  void set_initializer(const std::string& name, const Tensor& value);
+
+  // Writes the original model with the current initializer values: names, opsets,
+  // metadata and every node survive unchanged. Written atomically.
+  void save(const std::string& path) const;
+  // The same, serialised to memory.
+  std::string serialize() const;
+
+  // Internal: the IR that sessions execute.
+  const graph::Graph& graph() const;
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct SessionOptions {
+  int threads = 0;  // 0 = OpenMP's default
+  uint64_t seed = 0;
+};
+
+// Forward execution of a model. Plans and kernels are cached per input-shape signature.
+class InferenceSession {
+ public:
+  explicit InferenceSession(const Model& model, SessionOptions options = {});
+  ~InferenceSession();
+  InferenceSession(InferenceSession&&) noexcept;
+
+  // Runs the graph; returns the requested outputs (all model outputs when empty).
+  std::map<std::string, Tensor> run(const std::map<std::string, Tensor>& feeds,
+                                    const std::vector<std::string>& outputs = {});
+  // Peak bytes of activations held at once during the last runs.
+  size_t peak_activation_bytes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Sets the number of threads oneDNN and our own loops use (0 = default).
+void set_num_threads(int threads);
+
+}  // namespace onnxtrain

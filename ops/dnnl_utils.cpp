@@ -1,0 +1,78 @@
+#include "ops/dnnl_utils.h"
+
+namespace onnxtrain::ops {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+dnnl::stream& cpu_stream() {
+  thread_local dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+bool has_dnnl_type(DType dtype) {
+  switch (dtype) {
+    case DType::Float: case DType::Int32: case DType::Int8: case DType::UInt8:
+    case DType::BFloat16: case DType::Float16:
+      return true;
+    default:
+      return false;
+  }
+}
+
+dnnl::memory::data_type dnnl_type(DType dtype) {
+  using dt = dnnl::memory::data_type;
+  switch (dtype) {
+    case DType::Float: return dt::f32;
+    case DType::Int32: return dt::s32;
+    case DType::Int8: return dt::s8;
+    case DType::UInt8: return dt::u8;
+    case DType::BFloat16: return dt::bf16;
+    case DType::Float16: return dt::f16;
+    default: throw UnsupportedOp("oneDNN has no " + dtype_name(dtype) + " data type");
+  }
+}
+
+dnnl::memory::dims dnnl_dims(const Shape& shape) {
+  if (shape.empty()) return {1};
+  return dnnl::memory::dims(shape.begin(), shape.end());
+}
+
+dnnl::memory::desc plain_desc(const Shape& shape, DType dtype) {
+  dnnl::memory::dims dims = dnnl_dims(shape);
+  dnnl::memory::dims strides(dims.size(), 1);
+  for (int i = static_cast<int>(dims.size()) - 2; i >= 0; --i) strides[i] = strides[i + 1] * dims[i + 1];
+  return dnnl::memory::desc(dims, dnnl_type(dtype), strides);
+}
+
+dnnl::memory::desc strided_desc(const Shape& shape, DType dtype, const Shape& strides) {
+  return dnnl::memory::desc(dnnl_dims(shape), dnnl_type(dtype),
+                            dnnl::memory::dims(strides.begin(), strides.end()));
+}
+
+dnnl::memory bind(const dnnl::memory::desc& desc, const Tensor& tensor) {
+  return dnnl::memory(desc, cpu_engine(), const_cast<void*>(tensor.raw()));
+}
+
+void execute(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args) {
+  primitive.execute(cpu_stream(), args);
+  cpu_stream().wait();
+}
+
+Reorderer::Reorderer(const dnnl::memory::desc& from, const dnnl::memory::desc& to)
+    : needed_(from != to), to_(to) {
+  if (needed_) reorder_ = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to));
+}
+
+dnnl::memory Reorderer::operator()(const dnnl::memory& src, dnnl::memory& scratch) const {
+  if (!needed_) return src;
+  if (!scratch || scratch.get_desc() != to_) scratch = dnnl::memory(to_, cpu_engine());
+  dnnl::memory source = src;
+  reorder_.execute(cpu_stream(), source, scratch);
+  cpu_stream().wait();
+  return scratch;
+}
+
+}  // namespace onnxtrain::ops

@@ -1,0 +1,89 @@
+#pragma once
+// The contract between the executor and an operator's kernel. A kernel object is built at
+// plan time for one node and one signature of input dtypes and shapes (so it can hold
+// oneDNN primitives); it is then run many times.
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "graph/ir.h"
+#include "onnxtrain/errors.h"
+#include "onnxtrain/tensor.h"
+
+namespace onnxtrain::ops {
+
+using graph::Node;
+
+// What the kernel factory knows about an input when the kernel is built.
+struct InputInfo {
+  bool present = false;
+  DType dtype = DType::Undefined;
+  Shape shape;
+  const Tensor* constant = nullptr;  // set when the input is an initializer or folded constant
+};
+
+// Provides output storage; the executor backs it with a memory pool.
+class Allocator {
+ public:
+  virtual ~Allocator() = default;
+  virtual Tensor allocate(DType dtype, const Shape& shape) = 0;
+};
+
+class KernelContext {
+ public:
+  KernelContext(const Node& node, std::vector<const Tensor*> inputs, std::vector<Tensor>& outputs,
+                Allocator& allocator, std::mt19937_64& rng)
+      : node_(node), inputs_(std::move(inputs)), outputs_(outputs), allocator_(allocator), rng_(rng) {}
+
+  const Node& node() const { return node_; }
+  size_t num_inputs() const { return inputs_.size(); }
+  bool has_input(size_t i) const { return i < inputs_.size() && inputs_[i] != nullptr; }
+  const Tensor& input(size_t i) const;
+  size_t num_outputs() const { return outputs_.size(); }
+  bool wants_output(size_t i) const { return node_.has_output(i); }
+  // Allocates output i (uninitialised contents from the pool).
+  Tensor& output(size_t i, DType dtype, const Shape& shape);
+  // Makes output i share storage with an existing tensor (views: Reshape, Identity, ...).
+  void set_output(size_t i, Tensor tensor);
+  std::mt19937_64& rng() { return rng_; }
+
+ private:
+  const Node& node_;
+  std::vector<const Tensor*> inputs_;
+  std::vector<Tensor>& outputs_;
+  Allocator& allocator_;
+  std::mt19937_64& rng_;
+};
+
+class Kernel {
+ public:
+  virtual ~Kernel() = default;
+  virtual void run(KernelContext& ctx) = 0;
+};
+
+// A kernel that is just a function of the context (for ops without plan-time state).
+template <typename F>
+class FunctionKernel final : public Kernel {
+ public:
+  explicit FunctionKernel(F f) : f_(std::move(f)) {}
+  void run(KernelContext& ctx) override { f_(ctx); }
+
+ private:
+  F f_;
+};
+
+template <typename F>
+std::unique_ptr<Kernel> make_function_kernel(F f) {
+  return std::make_unique<FunctionKernel<F>>(std::move(f));
+}
+
+using KernelFactory =
+    std::function<std::unique_ptr<Kernel>(const Node& node, const std::vector<InputInfo>& inputs)>;
+
+// Throws a ShapeError/ModelError naming the node.
+[[noreturn]] void fail(const Node& node, const std::string& message);
+[[noreturn]] void fail_shape(const Node& node, const std::string& message);
+
+}  // namespace onnxtrain::ops

@@ -1,0 +1,160 @@
+#include <omp.h>
+#include <onnx/onnx_pb.h>
+
+#include <filesystem>
+#include <sstream>
+
+#include "graph/exporter.h"
+#include "graph/importer.h"
+#include "onnxtrain/model.h"
+
+namespace onnxtrain {
+
+using graph::Graph;
+using graph::ValueKind;
+
+struct Model::Impl {
+  onnx::ModelProto proto;  // the original, kept for faithful export
+  std::unique_ptr<Graph> graph;
+  std::string source;
+};
+
+namespace {
+
+ValueInfo value_info_of(const graph::Value& v) {
+  ValueInfo info;
+  info.name = v.name;
+  info.dtype = v.dtype;
+  if (v.dims)
+    for (const auto& d : *v.dims)
+      info.dims.push_back(d.known() ? std::to_string(d.value) : (d.symbol.empty() ? "?" : d.symbol));
+  return info;
+}
+
+}  // namespace
+
+std::string ValueInfo::shape_str() const {
+  std::string s = "[";
+  for (size_t i = 0; i < dims.size(); ++i) s += (i ? "," : "") + dims[i];
+  return s + "]";
+}
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::load(const std::string& path) {
+  auto impl = std::make_unique<Impl>();
+  graph::load_model_file(path, impl->proto);
+  graph::ImportOptions options;
+  options.model_path = path;
+  options.model_dir = std::filesystem::path(path).parent_path().string();
+  impl->source = path;
+  impl->graph = graph::import_graph(impl->proto, options);
+  return Model(std::move(impl));
+}
+
+Model Model::from_bytes(const void* data, size_t size) {
+  auto impl = std::make_unique<Impl>();
+  graph::load_model_bytes(data, size, impl->proto);
+  impl->source = "model (from memory)";
+  graph::ImportOptions options;
+  options.model_path = impl->source;
+  impl->graph = graph::import_graph(impl->proto, options);
+  return Model(std::move(impl));
+}
+
+Model Model::from_text(const std::string& onnx_text) {
+  auto impl = std::make_unique<Impl>();
+  graph::load_model_text(onnx_text, impl->proto);
+  impl->source = "model (from ONNX text)";
+  graph::ImportOptions options;
+  options.model_path = impl->source;
+  impl->graph = graph::import_graph(impl->proto, options);
+  return Model(std::move(impl));
+}
+
+std::vector<ValueInfo> Model::inputs() const {
+  std::vector<ValueInfo> out;
+  for (const auto* v : impl_->graph->inputs) out.push_back(value_info_of(*v));
+  return out;
+}
+
+std::vector<ValueInfo> Model::outputs() const {
+  std::vector<ValueInfo> out;
+  for (const auto* v : impl_->graph->outputs) out.push_back(value_info_of(*v));
+  return out;
+}
+
+ModelInfo Model::info() const {
+  const Graph& g = *impl_->graph;
+  ModelInfo info;
+  info.source = impl_->source;
+  info.producer = impl_->proto.producer_name() +
+                  (impl_->proto.producer_version().empty() ? "" : " " + impl_->proto.producer_version());
+  info.ir_version = impl_->proto.ir_version();
+  info.opsets = g.opsets;
+  info.inputs = inputs();
+  info.outputs = outputs();
+  for (const auto* v : g.initializers()) {
+    ++info.initializer_count;
+    if (v->data && is_floating(v->dtype)) {
+      info.parameter_count += v->data->numel();
+      info.parameter_bytes += static_cast<int64_t>(v->data->nbytes());
+    }
+  }
+  for (const auto& n : g.nodes()) ++info.op_histogram[n->domain.empty() ? n->op_type : n->domain + "." + n->op_type];
+  for (const auto& m : graph::find_missing_kernels(g)) {
+    std::string key = (m.domain.empty() ? "" : m.domain + ".") + m.op_type + " (opset " + std::to_string(m.opset) + ")";
+    info.missing_kernels[key] = m.nodes;
+  }
+  return info;
+}
+
+Tensor Model::initializer(const std::string& name) const {
+  const graph::Value* v = impl_->graph->find_value(name);
+  if (!v || v->kind != ValueKind::Initializer) throw ModelError(impl_->source + " has no initializer '" + name + "'");
+  return *v->data;
+}
+
+std::vector<std::string> Model::initializer_names() const {
+  std::vector<std::string> out;
+  for (const auto* v : impl_->graph->initializers()) out.push_back(v->name);
+  return out;
+}
+
+void Model::set_initializer(const std::string& name, const Tensor& value) {
+  graph::Value* v = impl_->graph->find_value(name);
+  if (!v || v->kind != ValueKind::Initializer) throw ModelError(impl_->source + " has no initializer '" + name + "'");
+  if (v->data->dtype() != value.dtype() || v->data->shape() != value.shape())
+    throw ShapeError("initializer '" + name + "' is " + dtype_name(v->data->dtype()) + shape_str(v->data->shape()) +
+                     ", the new value is " + dtype_name(value.dtype()) + shape_str(value.shape()));
+  v->data = value.clone();
+}
+
+std::string Model::serialize() const {
+  onnx::ModelProto out = impl_->proto;
+  std::map<std::string, Tensor> values;
+  for (const auto* v : impl_->graph->initializers()) values[v->name] = *v->data;
+  graph::replace_initializers(out, values);
+  std::string bytes;
+  if (!out.SerializeToString(&bytes)) throw ModelError("cannot serialise " + impl_->source + " (over 2 GB?)");
+  return bytes;
+}
+
+void Model::save(const std::string& path) const {
+  onnx::ModelProto out = impl_->proto;
+  std::map<std::string, Tensor> values;
+  for (const auto* v : impl_->graph->initializers()) values[v->name] = *v->data;
+  graph::replace_initializers(out, values);
+  graph::save_model_file(out, path);
+}
+
+const graph::Graph& Model::graph() const { return *impl_->graph; }
+
+void set_num_threads(int threads) {
+  if (threads > 0) omp_set_num_threads(threads);
+}
+
+}  // namespace onnxtrain

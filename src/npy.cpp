@@ -1,0 +1,2 @@
+#include "onnxtrain/npy.h"
+// Placeholder until the npy/npz reader lands.

@@ -1,0 +1,22 @@
+#pragma once
+// Helpers shared by the test suites.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "onnxtrain/tensor.h"
+
+namespace onnxtrain::test {
+
+// numpy.testing.assert_allclose semantics: |a - e| <= atol + rtol * |e|, NaNs must match.
+// Returns an empty string when close, otherwise a readable report of the worst elements.
+std::string compare_tensors(const Tensor& actual, const Tensor& expected, double rtol = 1e-3,
+                            double atol = 1e-7);
+
+// Reads a TensorProto file (ONNX backend test data).
+Tensor read_tensor_proto_file(const std::string& path, std::string* name = nullptr);
+
+// Root of the source tree (for models/ and tests/ data).
+std::string source_dir();
+
+}  // namespace onnxtrain::test
