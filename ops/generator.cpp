@@ -71,7 +71,7 @@ std::unique_ptr<Kernel> make_range(const Node& node, const std::vector<InputInfo
         const double count = std::ceil((static_cast<double>(limit) - start) / delta);
         if (!std::isfinite(count) || count > 9.0e15)
           fail(node, "range(" + std::to_string(start) + ", " + std::to_string(limit) + ", " + std::to_string(delta) +
-                         ") has no finite length");
+                         ") does not have a representable length");
         n = count > 0 ? static_cast<int64_t>(count) : 0;
         Tensor& y = ctx.output(0, ts.dtype(), {n});
         T* out = y.data<T>();
@@ -109,7 +109,8 @@ std::unique_ptr<Kernel> make_eye_like(const Node& node, const std::vector<InputI
   const DType dtype = node.has_attr("dtype") ? static_cast<DType>(node.attr_int("dtype")) : in[0].dtype;
   if (dtype == DType::String || dtype == DType::Undefined) fail(node, "cannot produce element type " + dtype_name(dtype));
   const std::vector<std::byte> one = one_bytes(dtype, node);
-  const int64_t k = node.attr_int("k", 0);
+  // Any |k| beyond rows + cols leaves the matrix empty; clamping keeps -k and cols - k defined.
+  const int64_t k = std::clamp<int64_t>(node.attr_int("k", 0), -(s[0] + s[1]), s[0] + s[1]);
   // Row i holds its one at column i + k; rows outside [first, last) have none.
   const int64_t first = std::clamp<int64_t>(-k, 0, s[0]), last = std::clamp<int64_t>(s[1] - k, 0, s[0]);
   return make_function_kernel([=](KernelContext& ctx) {

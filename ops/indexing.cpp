@@ -258,7 +258,7 @@ inline void scatter_one(std::byte* out, const std::byte* upd, int64_t o, int64_t
 
 void copy_data(const Tensor& data, Tensor& out) {
   const size_t bytes = data.nbytes();
-  if (out.raw() == data.raw() || bytes == 0) return;
+  if (bytes == 0) return;
   const auto* src = static_cast<const std::byte*>(data.raw());
   auto* dst = static_cast<std::byte*>(out.raw());
   constexpr int64_t kChunk = 1 << 20;
@@ -456,7 +456,9 @@ std::unique_ptr<Kernel> make_one_hot(const Node& node, const std::vector<InputIn
   int64_t outer = 1;
   for (int64_t d = 0; d < axis; ++d) outer *= in[0].shape[d];
   const int64_t inner = outer ? shape_numel(in[0].shape) / outer : 0;
-  return make_function_kernel([axis, outer, inner](KernelContext& ctx) {
+  // Negative indices count from the back since opset 11; before, they select nothing.
+  const bool negative_indices = node.opset >= 11;
+  return make_function_kernel([axis, outer, inner, negative_indices](KernelContext& ctx) {
     const Node& node = ctx.node();
     const Tensor& indices = ctx.input(0);
     const Tensor& values = ctx.input(2);
@@ -466,6 +468,7 @@ std::unique_ptr<Kernel> make_one_hot(const Node& node, const std::vector<InputIn
     out_shape.insert(out_shape.begin() + axis, depth);
     Tensor& out = ctx.output(0, values.dtype(), out_shape);
     if (out.numel() == 0) return;
+    const double lowest = negative_indices ? static_cast<double>(-depth) : 0.0;
     const auto* vals = static_cast<const std::byte*>(values.raw());
     auto* dst = static_cast<std::byte*>(out.raw());
     dispatch_element_size(values.dtype(), node, [&](auto size_tag) {
@@ -473,7 +476,7 @@ std::unique_ptr<Kernel> make_one_hot(const Node& node, const std::vector<InputIn
       dispatch_numeric(indices.dtype(), node, [&](auto itag) {
         using I = decltype(itag);
         const I* idx = indices.data<I>();
-        // out[o, d, i] = values[idx[o, i] == d]; indices outside [-depth, depth) match nothing.
+        // out[o, d, i] = values[idx[o, i] == d]; indices outside [lowest, depth) match nothing.
         parallel_for(outer * depth, [&](int64_t od) {
           const int64_t o = od / depth, d = od % depth;
           const I* row = idx + o * inner;
@@ -481,7 +484,7 @@ std::unique_ptr<Kernel> make_one_hot(const Node& node, const std::vector<InputIn
           for (int64_t i = 0; i < inner; ++i) {
             const double v = static_cast<double>(row[i]);
             // Truncation toward zero, as the cast to int64 the spec prescribes.
-            const bool hit = v > static_cast<double>(-depth - 1) && v < static_cast<double>(depth) &&
+            const bool hit = v > lowest - 1 && v < static_cast<double>(depth) &&
                              wrap(static_cast<int64_t>(v), depth) == d;
             std::memcpy(orow + i * S, vals + (hit ? S : 0), S);
           }

@@ -117,6 +117,16 @@ TEST(OneHot, FloatIndicesOutOfRangeGiveOffValues) {
   EXPECT_EQ(out["Y"].to_vector<int32_t>(), (std::vector<int32_t>{0, 0, 0, 0, 9, 0, 0, 0, 0, 9, 0, 0}));
 }
 
+TEST(OneHot, NegativeIndicesSelectNothingBeforeOpset11) {
+  const char* text = R"(
+    <ir_version: 8, opset_import: ["" : 9]>
+    g (int64[2] I, int64[1] D, float[2] V) => (float[2, 3] Y) { Y = OneHot (I, D, V) })";
+  auto out = run(text, {{"I", Tensor::from_vector<int64_t>({2}, {-1, 2})},
+                        {"D", Tensor::from_vector<int64_t>({1}, {3})},
+                        {"V", Tensor::from_vector<float>({2}, {0, 1})}});
+  EXPECT_EQ(out["Y"].to_vector<float>(), (std::vector<float>{0, 0, 0, 0, 0, 1}));
+}
+
 TEST(NonZero, BoolAndScalarInputs) {
   const char* text = R"(
     <ir_version: 8, opset_import: ["" : 13]>
