@@ -21,6 +21,7 @@ struct RnnCase {
   std::string attrs;  // extra attributes, e.g. `direction = "reverse"`
   int64_t seq = 4, batch = 3, input = 5, hidden = 6;
   int64_t dirs = 1;
+  int opset = 14;
   bool batch_first = false;
   bool bias = true, lens = false, h0 = true, c0 = true, peephole = false;
 
@@ -69,7 +70,7 @@ std::string model_text(const RnnCase& c, const std::string& type) {
   std::string attrs = "hidden_size = " + std::to_string(c.hidden);
   if (c.batch_first) attrs += ", layout = 1";
   if (!c.attrs.empty()) attrs += ", " + c.attrs;
-  return "<ir_version: 8, opset_import: [\"\" : 14]>\n g (" + ins + ") => (" + outs + ") {\n " + results + " = " + c.op +
+  return "<ir_version: 8, opset_import: [\"\" : " + std::to_string(c.opset) + "]>\n g (" + ins + ") => (" + outs + ") {\n " + results + " = " + c.op +
          " <" + attrs + "> (" + args + ")\n}";
 }
 
@@ -118,7 +119,8 @@ void expect_close(const std::map<std::string, Tensor>& actual, const std::map<st
 
 std::vector<RnnCase> cell_variants() {
   std::vector<RnnCase> cases;
-  for (const char* act : {"", "activations = [\"Relu\"]", "activations = [\"Sigmoid\"]"}) {
+  for (const char* act : {"", "activations = [\"Relu\"]", "activations = [\"Sigmoid\"]",
+                          "activations = [\"LeakyRelu\"], activation_alpha = [0.2]"}) {
     RnnCase c;
     c.op = "RNN";
     c.attrs = act;
@@ -338,4 +340,32 @@ TEST(Rnn, InvalidAttributesAndShapesGiveClearErrors) {
   bad.lens = true;
   auto lens_feeds = random_feeds(bad, rng, {4, 5, 1});
   EXPECT_NE(error_of(bad, lens_feeds).find("sequence_lens"), std::string::npos);
+}
+
+// Before opset 14 there is no layout; opset 1 has output_sequence and GRU-1 no
+// linear_before_reset. The semantics are otherwise those of opset 14.
+TEST(Rnn, OlderOpsetsComputeTheSame) {
+  std::mt19937 rng(9);
+  for (RnnCase c : cell_variants()) {
+    if (c.op == "GRU" && c.attrs != "linear_before_reset = 0") continue;
+    auto feeds = random_feeds(c, rng);
+    auto expected = run(c, "float", feeds);
+    for (int opset : {1, 3, 7}) {
+      RnnCase old = c;
+      old.opset = opset;
+      if (opset == 1) old.attrs = with_attr(c.op == "GRU" ? "" : c.attrs, "output_sequence = 1");
+      expect_close(run(old, "float", feeds), expected, c.op + " opset " + std::to_string(opset));
+    }
+  }
+}
+
+TEST(Rnn, EmptySequenceKeepsTheInitialState) {
+  std::mt19937 rng(2);
+  RnnCase c;
+  c.seq = 0;
+  auto feeds = random_feeds(c, rng);
+  auto out = run(c, "float", feeds);
+  EXPECT_EQ(out["Y"].shape(), (Shape{0, 1, 3, 6}));
+  EXPECT_EQ(test::compare_tensors(out["Yh"], to_float(feeds["H0"])), "");
+  EXPECT_EQ(test::compare_tensors(out["Yc"], to_float(feeds["C0"])), "");
 }
