@@ -1,7 +1,621 @@
+// Recurrent layers: RNN, GRU and LSTM (opsets 1, 3, 7 and 14). float32 runs on oneDNN's RNN
+// primitives when the node is a configuration oneDNN has (its fixed activations, no clip, no
+// coupled input/forget gate, every sequence at full length); everything else, and double,
+// runs on the reference loops below, which follow the whole ONNX spec.
+//
+// ONNX vs oneDNN, the facts this file maps between:
+//   ONNX W [dirs, G*H, I], R [dirs, G*H, H], gates stacked along rows; oneDNN weights
+//   {layers, dirs, I|H, G, H} (ldigo, then whatever layout the primitive prefers).
+//   Gate order: ONNX LSTM i,o,f,c (peepholes i,o,f); oneDNN i,f,c,o (peepholes i,f,o).
+//   GRU: ONNX z,r,h = oneDNN u,r,o. ONNX has input and recurrence biases per gate (B =
+//   [Wb, Rb]); oneDNN one bias per gate, except linear-before-reset GRU, whose 4th bias row is
+//   the recurrence bias of the candidate gate (it sits inside the reset product).
+//   Y: ONNX [T, dirs, N, H] (layout 1: [N, T, dirs, H]); oneDNN [T, N, dirs*H].
+#include <algorithm>
+#include <cctype>
+#include <climits>
+#include <cmath>
+#include <variant>
+
+#include "ops/dnnl_utils.h"
+#include "ops/op_utils.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
 
-void register_rnn_ops(Registry& r) {}
+namespace {
+
+enum class CellKind { Rnn, Gru, Lstm };
+
+// Input and output positions shared by the three ops (initial_c and P are LSTM only).
+enum { kX, kW, kR, kB, kSeqLens, kInitialH, kInitialC, kPeephole };
+enum { kY, kYh, kYc };
+
+enum class ActKind { Relu, Tanh, Sigmoid, Affine, LeakyRelu, ThresholdedRelu, ScaledTanh, HardSigmoid, Elu, Softsign, Softplus };
+
+struct Activation {
+  ActKind kind;
+  float alpha = 0.f;
+  float beta = 0.f;
+};
+
+struct ActivationSpec {
+  const char* name;  // lower case; ONNX names are matched case-insensitively like other runtimes
+  ActKind kind;
+  bool uses_alpha;
+  float default_alpha;
+  bool uses_beta;
+  float default_beta;
+};
+
+// Defaults are those of the ONNX operators of the same name, as the spec asks.
+constexpr ActivationSpec kActivationSpecs[] = {
+    {"relu", ActKind::Relu, false, 0.f, false, 0.f},
+    {"tanh", ActKind::Tanh, false, 0.f, false, 0.f},
+    {"sigmoid", ActKind::Sigmoid, false, 0.f, false, 0.f},
+    {"affine", ActKind::Affine, true, 1.f, true, 0.f},
+    {"leakyrelu", ActKind::LeakyRelu, true, 0.01f, false, 0.f},
+    {"thresholdedrelu", ActKind::ThresholdedRelu, true, 1.f, false, 0.f},
+    {"scaledtanh", ActKind::ScaledTanh, true, 1.f, true, 1.f},
+    {"hardsigmoid", ActKind::HardSigmoid, true, 0.2f, true, 0.5f},
+    {"elu", ActKind::Elu, true, 1.f, false, 0.f},
+    {"softsign", ActKind::Softsign, false, 0.f, false, 0.f},
+    {"softplus", ActKind::Softplus, false, 0.f, false, 0.f},
+};
+
+// Everything the kernels need, validated once at plan time.
+struct RnnConfig {
+  CellKind cell = CellKind::Rnn;
+  DType dtype = DType::Float;
+  int64_t gates = 1;  // ONNX gates per direction: 1, 3 or 4
+  int64_t dirs = 1;
+  bool reverse = false;  // the single direction runs right to left
+  int64_t seq = 0, batch = 0, input = 0, hidden = 0;
+  bool batch_first = false;  // layout = 1
+  bool linear_before_reset = false;
+  bool input_forget = false;
+  float clip = 0.f;  // 0: no clipping
+  int64_t acts_per_dir = 1;
+  std::vector<Activation> acts;  // acts_per_dir entries per direction
+  bool has_bias = false, has_lens = false, has_h0 = false, has_c0 = false, has_peephole = false;
+  bool want_y = false, want_yh = false, want_yc = false;
+
+  Shape y_shape() const { return batch_first ? Shape{batch, seq, dirs, hidden} : Shape{seq, dirs, batch, hidden}; }
+  Shape state_shape() const { return batch_first ? Shape{batch, dirs, hidden} : Shape{dirs, batch, hidden}; }
+};
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  return s;
+}
+
+// activation_alpha/beta are consumed in list order by the activations that take the
+// parameter (as onnxruntime does); the others keep their operator defaults.
+std::vector<Activation> parse_activations(const Node& node, const RnnConfig& c) {
+  std::vector<std::string> names;
+  if (node.has_attr("activations")) {
+    names = node.attr_strings("activations");
+  } else if (c.cell == CellKind::Rnn) {
+    names = {"Tanh"};
+  } else if (c.cell == CellKind::Gru) {
+    names = {"Sigmoid", "Tanh"};
+  } else {
+    names = {"Sigmoid", "Tanh", "Tanh"};
+  }
+  const size_t per_dir = static_cast<size_t>(c.acts_per_dir);
+  if (names.size() != per_dir && names.size() != per_dir * c.dirs)
+    fail(node, "activations has " + std::to_string(names.size()) + " entries, expected " + std::to_string(per_dir) +
+                   (c.dirs == 2 ? " or " + std::to_string(2 * per_dir) : std::string()));
+  std::vector<float> alphas = node.attr_floats("activation_alpha"), betas = node.attr_floats("activation_beta");
+  size_t next_alpha = 0, next_beta = 0;
+  std::vector<Activation> acts;
+  for (const std::string& name : names) {
+    const std::string key = lower(name);
+    auto spec = std::find_if(std::begin(kActivationSpecs), std::end(kActivationSpecs),
+                             [&](const ActivationSpec& s) { return key == s.name; });
+    if (spec == std::end(kActivationSpecs)) fail(node, "unknown activation function '" + name + "'");
+    Activation a{spec->kind, spec->default_alpha, spec->default_beta};
+    if (spec->uses_alpha && next_alpha < alphas.size()) a.alpha = alphas[next_alpha++];
+    if (spec->uses_beta && next_beta < betas.size()) a.beta = betas[next_beta++];
+    acts.push_back(a);
+  }
+  // One list given for a bidirectional node applies to both directions.
+  if (acts.size() < per_dir * c.dirs) acts.insert(acts.end(), acts.begin(), acts.end());
+  return acts;
+}
+
+void expect_shape(const Node& node, const std::vector<InputInfo>& in, int index, const char* name, const Shape& want,
+                  DType dtype) {
+  if (in[index].dtype != dtype)
+    fail(node, std::string(name) + " has element type " + dtype_name(in[index].dtype) + ", expected " + dtype_name(dtype));
+  if (in[index].shape != want)
+    fail_shape(node, std::string(name) + " has shape " + shape_str(in[index].shape) + ", expected " + shape_str(want));
+}
+
+RnnConfig parse_config(CellKind cell, const Node& node, const std::vector<InputInfo>& in) {
+  RnnConfig c;
+  c.cell = cell;
+  c.gates = cell == CellKind::Rnn ? 1 : cell == CellKind::Gru ? 3 : 4;
+  c.acts_per_dir = cell == CellKind::Rnn ? 1 : cell == CellKind::Gru ? 2 : 3;
+  auto present = [&](int i) { return i < static_cast<int>(in.size()) && in[i].present; };
+  if (!present(kX) || !present(kW) || !present(kR)) fail(node, "inputs X, W and R are required");
+  if (cell != CellKind::Lstm && in.size() > kInitialH + 1) fail(node, "has more than 6 inputs");
+
+  c.dtype = in[kX].dtype;
+  if (c.dtype != DType::Float && c.dtype != DType::Double)
+    fail(node, "does not support element type " + dtype_name(c.dtype));
+
+  const std::string direction = node.attr_string("direction", "forward");
+  if (direction == "bidirectional") {
+    c.dirs = 2;
+  } else if (direction == "reverse") {
+    c.reverse = true;
+  } else if (direction != "forward") {
+    fail(node, "direction must be forward, reverse or bidirectional, got '" + direction + "'");
+  }
+  if (node.opset >= 14) {
+    const int64_t layout = node.attr_int("layout", 0);
+    if (layout != 0 && layout != 1) fail(node, "layout must be 0 or 1, got " + std::to_string(layout));
+    c.batch_first = layout == 1;
+  }
+  if (cell == CellKind::Gru && node.opset >= 3) c.linear_before_reset = node.attr_int("linear_before_reset", 0) != 0;
+  if (cell == CellKind::Lstm) c.input_forget = node.attr_int("input_forget", 0) != 0;
+  if (node.has_attr("clip")) {
+    c.clip = node.attr_float("clip", 0.f);
+    if (!(c.clip > 0.f)) fail(node, "clip must be positive, got " + std::to_string(c.clip));
+  }
+
+  const Shape& xs = in[kX].shape;
+  if (xs.size() != 3) fail_shape(node, "X must have rank 3, got shape " + shape_str(xs));
+  c.seq = c.batch_first ? xs[1] : xs[0];
+  c.batch = c.batch_first ? xs[0] : xs[1];
+  c.input = xs[2];
+  const Shape& rs = in[kR].shape;
+  if (rs.size() != 3) fail_shape(node, "R must have rank 3, got shape " + shape_str(rs));
+  c.hidden = node.has_attr("hidden_size") ? node.attr_int("hidden_size") : rs[2];
+  if (c.hidden <= 0) fail(node, "hidden_size must be positive, got " + std::to_string(c.hidden));
+  const int64_t gh = c.gates * c.hidden;
+
+  expect_shape(node, in, kW, "W", {c.dirs, gh, c.input}, c.dtype);
+  expect_shape(node, in, kR, "R", {c.dirs, gh, c.hidden}, c.dtype);
+  c.has_bias = present(kB);
+  if (c.has_bias) expect_shape(node, in, kB, "B", {c.dirs, 2 * gh}, c.dtype);
+  c.has_lens = present(kSeqLens);
+  if (c.has_lens) {
+    if (in[kSeqLens].dtype != DType::Int32 && in[kSeqLens].dtype != DType::Int64)
+      fail(node, "sequence_lens must be int32, got " + dtype_name(in[kSeqLens].dtype));
+    if (in[kSeqLens].shape != Shape{c.batch})
+      fail_shape(node, "sequence_lens has shape " + shape_str(in[kSeqLens].shape) + ", expected [" +
+                           std::to_string(c.batch) + "]");
+  }
+  c.has_h0 = present(kInitialH);
+  if (c.has_h0) expect_shape(node, in, kInitialH, "initial_h", c.state_shape(), c.dtype);
+  if (cell == CellKind::Lstm) {
+    c.has_c0 = present(kInitialC);
+    if (c.has_c0) expect_shape(node, in, kInitialC, "initial_c", c.state_shape(), c.dtype);
+    c.has_peephole = present(kPeephole);
+    if (c.has_peephole) expect_shape(node, in, kPeephole, "P", {c.dirs, 3 * c.hidden}, c.dtype);
+  }
+  c.acts = parse_activations(node, c);
+
+  c.want_y = node.has_output(kY);
+  c.want_yh = node.has_output(kYh);
+  c.want_yc = cell == CellKind::Lstm && node.has_output(kYc);
+  if (cell != CellKind::Lstm && node.outputs.size() > 2) fail(node, "has more than 2 outputs");
+  return c;
+}
+
+// Per-batch sequence lengths; the spec leaves lengths of 0 open: such an entry keeps its
+// initial state and produces an all-zero Y.
+std::vector<int64_t> sequence_lengths(const RnnConfig& c, const KernelContext& ctx) {
+  if (!c.has_lens) return std::vector<int64_t>(c.batch, c.seq);
+  std::vector<int64_t> lens = ctx.input(kSeqLens).as_int64();
+  for (int64_t len : lens)
+    if (len < 0 || len > c.seq)
+      fail(ctx.node(), "sequence_lens value " + std::to_string(len) + " is outside [0, " + std::to_string(c.seq) + "]");
+  return lens;
+}
+
+// ---------------------------------------------------------------------------------------
+// Reference implementation.
+
+template <typename T>
+void activate(const Activation& a, T clip, T* x, int64_t n) {
+  if (clip > 0)
+    for (int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(x[i], -clip), clip);
+  const T alpha = a.alpha, beta = a.beta;
+  switch (a.kind) {
+    case ActKind::Relu: for (int64_t i = 0; i < n; ++i) x[i] = std::max(x[i], T(0)); break;
+    case ActKind::Tanh: for (int64_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]); break;
+    case ActKind::Sigmoid: for (int64_t i = 0; i < n; ++i) x[i] = T(1) / (T(1) + std::exp(-x[i])); break;
+    case ActKind::Affine: for (int64_t i = 0; i < n; ++i) x[i] = alpha * x[i] + beta; break;
+    case ActKind::LeakyRelu: for (int64_t i = 0; i < n; ++i) x[i] = x[i] >= 0 ? x[i] : alpha * x[i]; break;
+    case ActKind::ThresholdedRelu: for (int64_t i = 0; i < n; ++i) x[i] = x[i] >= alpha ? x[i] : T(0); break;
+    case ActKind::ScaledTanh: for (int64_t i = 0; i < n; ++i) x[i] = alpha * std::tanh(beta * x[i]); break;
+    case ActKind::HardSigmoid:
+      for (int64_t i = 0; i < n; ++i) x[i] = std::min(std::max(alpha * x[i] + beta, T(0)), T(1));
+      break;
+    case ActKind::Elu: for (int64_t i = 0; i < n; ++i) x[i] = x[i] >= 0 ? x[i] : alpha * (std::exp(x[i]) - T(1)); break;
+    case ActKind::Softsign: for (int64_t i = 0; i < n; ++i) x[i] = x[i] / (T(1) + std::abs(x[i])); break;
+    case ActKind::Softplus:
+      for (int64_t i = 0; i < n; ++i)
+        x[i] = x[i] > 0 ? x[i] + std::log1p(std::exp(-x[i])) : std::log1p(std::exp(x[i]));
+      break;
+  }
+}
+
+// out[r] += sum_k v[k] * m[r][k] for rows [0, rows) of the row-major matrix m [rows, k].
+template <typename T>
+void add_matvec(const T* m, const T* v, int64_t rows, int64_t k, T* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* row = m + r * k;
+    T acc = 0;
+    for (int64_t i = 0; i < k; ++i) acc += row[i] * v[i];
+    out[r] += acc;
+  }
+}
+
+// Runs every (direction, batch entry) recurrence independently, which is also what lets
+// each entry stop at its own sequence length.
+template <typename T>
+void run_reference(const RnnConfig& c, KernelContext& ctx) {
+  const int64_t D = c.dirs, N = c.batch, S = c.seq, I = c.input, H = c.hidden, G = c.gates, GH = G * H;
+  const std::vector<int64_t> lens = sequence_lengths(c, ctx);
+  const T* x = ctx.input(kX).data<T>();
+  const T* w = ctx.input(kW).data<T>();
+  const T* r = ctx.input(kR).data<T>();
+  const T* bias = c.has_bias ? ctx.input(kB).data<T>() : nullptr;
+  const T* h0 = c.has_h0 ? ctx.input(kInitialH).data<T>() : nullptr;
+  const T* c0 = c.has_c0 ? ctx.input(kInitialC).data<T>() : nullptr;
+  const T* peep = c.has_peephole ? ctx.input(kPeephole).data<T>() : nullptr;
+  T* y = c.want_y ? ctx.output(kY, c.dtype, c.y_shape()).data<T>() : nullptr;
+  T* yh = c.want_yh ? ctx.output(kYh, c.dtype, c.state_shape()).data<T>() : nullptr;
+  T* yc = c.want_yc ? ctx.output(kYc, c.dtype, c.state_shape()).data<T>() : nullptr;
+  const T clip = static_cast<T>(c.clip);
+
+  auto x_at = [&](int64_t t, int64_t b) { return x + (c.batch_first ? b * S + t : t * N + b) * I; };
+  auto y_at = [&](int64_t t, int64_t d, int64_t b) { return y + (c.batch_first ? (b * S + t) * D + d : (t * D + d) * N + b) * H; };
+  auto state_off = [&](int64_t d, int64_t b) { return (c.batch_first ? b * D + d : d * N + b) * H; };
+
+  const int64_t work_per_item = S * GH * (I + H);
+  parallel_for(
+      D * N,
+      [&](int64_t item) {
+        const int64_t d = item / N, b = item % N, len = lens[b];
+        const bool backwards = c.reverse || d == 1;
+        const T* wd = w + d * GH * I;
+        const T* rd = r + d * GH * H;
+        const T* wb = bias ? bias + d * 2 * GH : nullptr;
+        const T* rb = bias ? wb + GH : nullptr;
+        const T* pd = peep ? peep + d * 3 * H : nullptr;
+        const Activation* act = c.acts.data() + d * c.acts_per_dir;
+        std::vector<T> h(H, T(0)), cell(H, T(0)), gates(GH), tmp(H);
+        if (h0) std::copy_n(h0 + state_off(d, b), H, h.begin());
+        if (c0) std::copy_n(c0 + state_off(d, b), H, cell.begin());
+
+        for (int64_t step = 0; step < len; ++step) {
+          const int64_t t = backwards ? len - 1 - step : step;
+          for (int64_t j = 0; j < GH; ++j) gates[j] = wb ? wb[j] : T(0);
+          add_matvec(wd, x_at(t, b), GH, I, gates.data());
+          if (c.cell == CellKind::Rnn) {
+            add_matvec(rd, h.data(), H, H, gates.data());
+            if (rb) for (int64_t j = 0; j < H; ++j) gates[j] += rb[j];
+            activate(act[0], clip, gates.data(), H);
+            std::copy_n(gates.begin(), H, h.begin());
+          } else if (c.cell == CellKind::Gru) {
+            T* z = gates.data();
+            T* rg = z + H;
+            T* hg = rg + H;
+            add_matvec(rd, h.data(), 2 * H, H, z);  // update and reset gates
+            if (rb) for (int64_t j = 0; j < 2 * H; ++j) z[j] += rb[j];
+            activate(act[0], clip, z, 2 * H);
+            for (int64_t j = 0; j < H; ++j) tmp[j] = rb ? rb[2 * H + j] : T(0);
+            if (c.linear_before_reset) {
+              add_matvec(rd + 2 * H * H, h.data(), H, H, tmp.data());
+              for (int64_t j = 0; j < H; ++j) hg[j] += rg[j] * tmp[j];
+            } else {
+              std::vector<T>& rh = cell;  // GRU has no cell state: reuse its buffer for r (.) h
+              for (int64_t j = 0; j < H; ++j) rh[j] = rg[j] * h[j];
+              add_matvec(rd + 2 * H * H, rh.data(), H, H, tmp.data());
+              for (int64_t j = 0; j < H; ++j) hg[j] += tmp[j];
+            }
+            activate(act[1], clip, hg, H);
+            for (int64_t j = 0; j < H; ++j) h[j] = (T(1) - z[j]) * hg[j] + z[j] * h[j];
+          } else {
+            T* ig = gates.data();
+            T* og = ig + H;
+            T* fg = og + H;
+            T* cg = fg + H;
+            add_matvec(rd, h.data(), GH, H, gates.data());
+            if (rb) for (int64_t j = 0; j < GH; ++j) gates[j] += rb[j];
+            if (pd)
+              for (int64_t j = 0; j < H; ++j) {
+                ig[j] += pd[j] * cell[j];
+                fg[j] += pd[2 * H + j] * cell[j];
+              }
+            activate(act[0], clip, ig, H);
+            if (c.input_forget) {
+              for (int64_t j = 0; j < H; ++j) fg[j] = T(1) - ig[j];
+            } else {
+              activate(act[0], clip, fg, H);
+            }
+            activate(act[1], clip, cg, H);
+            for (int64_t j = 0; j < H; ++j) cell[j] = fg[j] * cell[j] + ig[j] * cg[j];
+            if (pd) for (int64_t j = 0; j < H; ++j) og[j] += pd[H + j] * cell[j];
+            activate(act[0], clip, og, H);
+            std::copy_n(cell.begin(), H, tmp.begin());
+            activate(act[2], T(0), tmp.data(), H);  // clip bounds gate inputs, not the cell state
+            for (int64_t j = 0; j < H; ++j) h[j] = og[j] * tmp[j];
+          }
+          if (y) std::copy_n(h.begin(), H, y_at(t, d, b));
+        }
+        if (y)
+          for (int64_t t = len; t < S; ++t) std::fill_n(y_at(t, d, b), H, T(0));
+        if (yh) std::copy_n(h.begin(), H, yh + state_off(d, b));
+        if (yc) std::copy_n(cell.begin(), H, yc + state_off(d, b));
+      },
+      work_per_item >= (1 << 16) ? 2 : INT64_MAX);
+}
+
+std::unique_ptr<Kernel> make_reference_kernel(const RnnConfig& c) {
+  return make_function_kernel([c](KernelContext& ctx) {
+    dispatch_float(c.dtype, ctx.node(), [&](auto tag) { run_reference<decltype(tag)>(c, ctx); });
+  });
+}
+
+// ---------------------------------------------------------------------------------------
+// oneDNN implementation.
+
+// dst[b][a][:] = src[a][b][:] for src [A, B, C] (batch-first <-> time-first, and the
+// direction/batch swap between oneDNN's and ONNX's sequence outputs).
+void swap_leading(const float* src, float* dst, int64_t A, int64_t B, int64_t C) {
+  parallel_for(A * B, [&](int64_t ab) {
+    const int64_t a = ab / B, b = ab % B;
+    std::copy_n(src + ab * C, C, dst + (b * A + a) * C);
+  }, std::max<int64_t>(1, 16384 / std::max<int64_t>(C, 1)));
+}
+
+// ONNX rows [dirs][G*H][K] (gates in ONNX order) -> oneDNN ldigo [dirs][K][G][H] with the
+// gates in oneDNN order: gate g of oneDNN is gate perm[g] of ONNX.
+void weights_to_ldigo(const float* src, float* dst, int64_t D, int64_t G, int64_t H, int64_t K, const std::vector<int>& perm) {
+  parallel_for(D * G * H, [&](int64_t row) {
+    const int64_t d = row / (G * H), g = row / H % G, j = row % H;
+    const float* s = src + ((d * G + perm[g]) * H + j) * K;
+    float* o = dst + d * K * G * H + g * H + j;
+    for (int64_t k = 0; k < K; ++k) o[k * G * H] = s[k];
+  }, std::max<int64_t>(1, 65536 / std::max<int64_t>(K, 1)));
+}
+
+class DnnlRnnKernel final : public Kernel {
+ public:
+  // forward_training would additionally need the workspace kept for the backward primitive,
+  // which takes pd_ as its hint.
+  explicit DnnlRnnKernel(const RnnConfig& c, dnnl::prop_kind prop = dnnl::prop_kind::forward_inference)
+      : c_(c), prop_(prop) {
+    using md = dnnl::memory::desc;
+    using dt = dnnl::memory::data_type;
+    using tag = dnnl::memory::format_tag;
+    const int64_t D = c.dirs, N = c.batch, S = c.seq, I = c.input, H = c.hidden, G = c.gates;
+    lbr_ = c.cell == CellKind::Gru && c.linear_before_reset;
+    const int64_t bias_gates = lbr_ ? G + 1 : G;
+    if (c.cell == CellKind::Lstm) perm_ = {0, 2, 3, 1};  // oneDNN i,f,c,o from ONNX i,o,f,c
+    else for (int g = 0; g < G; ++g) perm_.push_back(g);
+
+    const md src_layer({S, N, I}, dt::f32, tag::tnc), state({1, D, N, H}, dt::f32, tag::ldnc);
+    const md dst_layer({S, N, D * H}, dt::f32, tag::tnc);
+    const md w_layer_any({1, D, I, G, H}, dt::f32, tag::any), w_iter_any({1, D, H, G, H}, dt::f32, tag::any);
+    w_layer_md_ = md({1, D, I, G, H}, dt::f32, tag::ldigo);
+    w_iter_md_ = md({1, D, H, G, H}, dt::f32, tag::ldigo);
+    bias_md_ = md({1, D, bias_gates, H}, dt::f32, tag::ldgo);
+    if (c.has_peephole) peephole_md_ = md({1, D, 3, H}, dt::f32, tag::ldgo);
+    const auto dir = D == 2 ? dnnl::rnn_direction::bidirectional_concat
+                     : c.reverse ? dnnl::rnn_direction::unidirectional_right2left
+                                 : dnnl::rnn_direction::unidirectional_left2right;
+    dnnl::engine& eng = cpu_engine();
+    switch (c.cell) {
+      case CellKind::Rnn: {
+        const Activation& a = c.acts[0];
+        const auto alg = a.kind == ActKind::Tanh      ? dnnl::algorithm::eltwise_tanh
+                         : a.kind == ActKind::Sigmoid ? dnnl::algorithm::eltwise_logistic
+                                                      : dnnl::algorithm::eltwise_relu;
+        const float alpha = a.kind == ActKind::LeakyRelu ? a.alpha : 0.f;
+        dnnl::vanilla_rnn_forward::desc desc(prop, alg, dir, src_layer, state, w_layer_any, w_iter_any, bias_md_, dst_layer,
+                                             state, dnnl::rnn_flags::undef, alpha);
+        pd_ = dnnl::vanilla_rnn_forward::primitive_desc(desc, eng);
+        break;
+      }
+      case CellKind::Gru:
+        if (lbr_) {
+          dnnl::lbr_gru_forward::desc desc(prop, dir, src_layer, state, w_layer_any, w_iter_any, bias_md_, dst_layer, state);
+          pd_ = dnnl::lbr_gru_forward::primitive_desc(desc, eng);
+        } else {
+          dnnl::gru_forward::desc desc(prop, dir, src_layer, state, w_layer_any, w_iter_any, bias_md_, dst_layer, state);
+          pd_ = dnnl::gru_forward::primitive_desc(desc, eng);
+        }
+        break;
+      case CellKind::Lstm: {
+        dnnl::lstm_forward::desc desc(prop, dir, src_layer, state, state, w_layer_any, w_iter_any, peephole_md_, bias_md_,
+                                      dst_layer, state, state);
+        pd_ = dnnl::lstm_forward::primitive_desc(desc, eng);
+        break;
+      }
+    }
+    std::visit([&](const auto& pd) { primitive_ = dnnl::primitive(pd); }, pd_);
+
+    w_layer_reorder_ = Reorderer(w_layer_md_, arg_desc(DNNL_ARG_WEIGHTS_LAYER));
+    w_iter_reorder_ = Reorderer(w_iter_md_, arg_desc(DNNL_ARG_WEIGHTS_ITER));
+    w_layer_ = Tensor(DType::Float, {D, I, G, H});
+    w_iter_ = Tensor(DType::Float, {D, H, G, H});
+    bias_ = Tensor(DType::Float, {D, bias_gates, H});  // stays zero when B is absent
+    if (c.has_peephole) peephole_ = Tensor(DType::Float, {D, 3, H});
+    const dnnl::memory::desc ws = arg_desc(DNNL_ARG_WORKSPACE);
+    if (ws.get_size() > 0) workspace_ = dnnl::memory(ws, eng);
+
+    // Staging where ONNX's layout is not oneDNN's, or where oneDNN wants memory for an
+    // output the node does not declare. A missing initial state stays all zeros.
+    if (c.batch_first) x_buf_ = Tensor(DType::Float, {S, N, I});
+    if (c.batch_first || !c.has_h0) h0_buf_ = Tensor(DType::Float, {D, N, H});
+    if (c.cell == CellKind::Lstm && (c.batch_first || !c.has_c0)) c0_buf_ = Tensor(DType::Float, {D, N, H});
+    if (c.batch_first || D == 2 || !c.want_y) y_buf_ = Tensor(DType::Float, {S, N, D * H});
+    if (c.batch_first || !c.want_yh) yh_buf_ = Tensor(DType::Float, {D, N, H});
+    if (c.cell == CellKind::Lstm && (c.batch_first || !c.want_yc)) yc_buf_ = Tensor(DType::Float, {D, N, H});
+    state_md_ = state;
+    src_layer_md_ = src_layer;
+    dst_layer_md_ = dst_layer;
+  }
+
+  void run(KernelContext& ctx) override {
+    const int64_t D = c_.dirs, N = c_.batch, S = c_.seq, I = c_.input, H = c_.hidden;
+    if (c_.has_lens) {
+      const std::vector<int64_t> lens = sequence_lengths(c_, ctx);
+      if (std::any_of(lens.begin(), lens.end(), [&](int64_t len) { return len != S; })) {
+        run_reference<float>(c_, ctx);  // oneDNN has no per-entry sequence lengths
+        return;
+      }
+    }
+    load_weights(ctx);
+
+    std::unordered_map<int, dnnl::memory> args;
+    const Tensor& x = ctx.input(kX);
+    if (c_.batch_first) swap_leading(x.data<float>(), x_buf_.data<float>(), N, S, I);
+    args[DNNL_ARG_SRC_LAYER] = bind(src_layer_md_, c_.batch_first ? x_buf_ : x);
+    args[DNNL_ARG_SRC_ITER] = bind(state_md_, load_state(ctx, kInitialH, c_.has_h0, h0_buf_));
+    if (c_.cell == CellKind::Lstm) args[DNNL_ARG_SRC_ITER_C] = bind(state_md_, load_state(ctx, kInitialC, c_.has_c0, c0_buf_));
+    args[DNNL_ARG_WEIGHTS_LAYER] = w_layer_reorder_(bind(w_layer_md_, w_layer_), w_layer_packed_);
+    args[DNNL_ARG_WEIGHTS_ITER] = w_iter_reorder_(bind(w_iter_md_, w_iter_), w_iter_packed_);
+    args[DNNL_ARG_BIAS] = bind(bias_md_, bias_);
+    if (c_.has_peephole) args[DNNL_ARG_WEIGHTS_PEEPHOLE] = bind(peephole_md_, peephole_);
+    if (workspace_) args[DNNL_ARG_WORKSPACE] = workspace_;
+
+    Tensor* y = c_.want_y ? &ctx.output(kY, DType::Float, c_.y_shape()) : nullptr;
+    args[DNNL_ARG_DST_LAYER] = bind(dst_layer_md_, y_buf_.defined() ? y_buf_ : *y);
+    Tensor* yh = c_.want_yh ? &ctx.output(kYh, DType::Float, c_.state_shape()) : nullptr;
+    args[DNNL_ARG_DST_ITER] = bind(state_md_, yh_buf_.defined() ? yh_buf_ : *yh);
+    Tensor* yc = c_.want_yc ? &ctx.output(kYc, DType::Float, c_.state_shape()) : nullptr;
+    if (c_.cell == CellKind::Lstm) args[DNNL_ARG_DST_ITER_C] = bind(state_md_, yc_buf_.defined() ? yc_buf_ : *yc);
+    execute(primitive_, args);
+
+    if (y && y_buf_.defined()) {
+      const float* src = y_buf_.data<float>();
+      float* dst = y->data<float>();
+      if (c_.batch_first) {
+        swap_leading(src, dst, S, N, D * H);  // [T, N, D*H] -> [N, T, D, H]
+      } else {
+        for (int64_t t = 0; t < S; ++t) swap_leading(src + t * N * D * H, dst + t * D * N * H, N, D, H);
+      }
+    }
+    if (yh && yh_buf_.defined()) swap_leading(yh_buf_.data<float>(), yh->data<float>(), D, N, H);
+    if (yc && yc_buf_.defined()) swap_leading(yc_buf_.data<float>(), yc->data<float>(), D, N, H);
+  }
+
+ private:
+  using PrimitiveDesc = std::variant<dnnl::vanilla_rnn_forward::primitive_desc, dnnl::gru_forward::primitive_desc,
+                                     dnnl::lbr_gru_forward::primitive_desc, dnnl::lstm_forward::primitive_desc>;
+
+  dnnl::memory::desc arg_desc(int arg) const {
+    return std::visit([&](const auto& pd) { return pd.query_md(dnnl::query::exec_arg_md, arg); }, pd_);
+  }
+
+  // Weights may change between runs (training), so they are re-laid out every time.
+  void load_weights(const KernelContext& ctx) {
+    const int64_t D = c_.dirs, I = c_.input, H = c_.hidden, G = c_.gates, GH = G * H;
+    weights_to_ldigo(ctx.input(kW).data<float>(), w_layer_.data<float>(), D, G, H, I, perm_);
+    weights_to_ldigo(ctx.input(kR).data<float>(), w_iter_.data<float>(), D, G, H, H, perm_);
+    if (c_.has_bias) {
+      const float* b = ctx.input(kB).data<float>();
+      float* out = bias_.data<float>();
+      const int64_t rows = lbr_ ? G + 1 : G;
+      for (int64_t d = 0; d < D; ++d) {
+        const float* wb = b + d * 2 * GH;
+        const float* rb = wb + GH;
+        float* o = out + d * rows * H;
+        for (int64_t g = 0; g < G; ++g) {
+          const int64_t src = perm_[g] * H;
+          // linear-before-reset GRU keeps the candidate's recurrence bias apart, as row G.
+          const bool split = lbr_ && g == G - 1;
+          for (int64_t j = 0; j < H; ++j) o[g * H + j] = wb[src + j] + (split ? 0.f : rb[src + j]);
+          if (split) std::copy_n(rb + src, H, o + G * H);
+        }
+      }
+    }
+    if (c_.has_peephole) {
+      static constexpr int kPeepholeFromOnnx[3] = {0, 2, 1};  // oneDNN i,f,o from ONNX i,o,f
+      const float* p = ctx.input(kPeephole).data<float>();
+      float* o = peephole_.data<float>();
+      for (int64_t d = 0; d < D; ++d)
+        for (int g = 0; g < 3; ++g) std::copy_n(p + (d * 3 + kPeepholeFromOnnx[g]) * H, H, o + (d * 3 + g) * H);
+    }
+  }
+
+  // The tensor holding initial state `index` in oneDNN's [dirs, N, H] order.
+  const Tensor& load_state(const KernelContext& ctx, int index, bool present, Tensor& buf) {
+    if (!present) return buf;
+    const Tensor& s = ctx.input(index);
+    if (!c_.batch_first) return s;
+    swap_leading(s.data<float>(), buf.data<float>(), c_.batch, c_.dirs, c_.hidden);
+    return buf;
+  }
+
+  RnnConfig c_;
+  dnnl::prop_kind prop_;
+  bool lbr_ = false;
+  std::vector<int> perm_;
+  PrimitiveDesc pd_;
+  dnnl::primitive primitive_;
+  dnnl::memory::desc src_layer_md_, dst_layer_md_, state_md_;
+  dnnl::memory::desc w_layer_md_, w_iter_md_, bias_md_, peephole_md_;
+  Reorderer w_layer_reorder_, w_iter_reorder_;
+  dnnl::memory w_layer_packed_, w_iter_packed_, workspace_;
+  Tensor w_layer_, w_iter_, bias_, peephole_;
+  Tensor x_buf_, h0_buf_, c0_buf_, y_buf_, yh_buf_, yc_buf_;
+};
+
+// Whether oneDNN's cells compute exactly this node.
+bool dnnl_supports(const RnnConfig& c) {
+  if (c.dtype != DType::Float || c.clip > 0.f || c.input_forget) return false;
+  if (c.seq == 0 || c.batch == 0 || c.input == 0) return false;
+  auto is = [&](size_t i, ActKind k) { return c.acts[i].kind == k; };
+  for (int64_t d = 0; d < c.dirs; ++d) {
+    const size_t base = static_cast<size_t>(d * c.acts_per_dir);
+    switch (c.cell) {
+      case CellKind::Rnn: {
+        const Activation& a = c.acts[base];
+        if (a.kind != ActKind::Tanh && a.kind != ActKind::Sigmoid && a.kind != ActKind::Relu && a.kind != ActKind::LeakyRelu)
+          return false;
+        if (a.kind != c.acts[0].kind || a.alpha != c.acts[0].alpha) return false;  // one activation for both directions
+        break;
+      }
+      case CellKind::Gru:
+        if (!is(base, ActKind::Sigmoid) || !is(base + 1, ActKind::Tanh)) return false;
+        break;
+      case CellKind::Lstm:
+        if (!is(base, ActKind::Sigmoid) || !is(base + 1, ActKind::Tanh) || !is(base + 2, ActKind::Tanh)) return false;
+        break;
+    }
+  }
+  return true;
+}
+
+KernelFactory rnn_factory(CellKind cell) {
+  return [cell](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+    RnnConfig c = parse_config(cell, node, in);
+    if (dnnl_supports(c)) {
+      try {
+        return std::make_unique<DnnlRnnKernel>(c);
+      } catch (const dnnl::error&) {
+        // oneDNN has no implementation for this shape on this machine: use the loops.
+      }
+    }
+    return make_reference_kernel(c);
+  };
+}
+
+}  // namespace
+
+void register_rnn_ops(Registry& r) {
+  r.add({"", "RNN", 1, INT_MAX, rnn_factory(CellKind::Rnn), "oneDNN vanilla_rnn"});
+  r.add({"", "GRU", 1, INT_MAX, rnn_factory(CellKind::Gru), "oneDNN gru / lbr_gru"});
+  r.add({"", "LSTM", 1, INT_MAX, rnn_factory(CellKind::Lstm), "oneDNN lstm"});
+}
 
 }  // namespace onnxtrain::ops
