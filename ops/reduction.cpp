@@ -519,6 +519,7 @@ std::unique_ptr<Kernel> make_topk(const Node& node, const std::vector<InputInfo>
   const int64_t rank = static_cast<int64_t>(shape.size());
   if (rank == 0) fail_shape(node, "needs an input of rank >= 1");
   const int64_t axis = normalize_axis(node.attr_int("axis", -1), rank, node);
+  // `sorted = 0` allows any order; the output is always sorted, which is one of them.
   const bool largest = node.opset < 11 || node.attr_int("largest", 1) != 0;
   std::optional<int64_t> fixed_k;
   if (node.opset < 10) {
