@@ -1,7 +1,214 @@
+// NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss (opsets 12, 13).
+//
+// Inputs are viewed as [N, C, D] (D = d1*...*dk, 1 for 2-D inputs) and targets as [N, D].
+// SoftmaxCrossEntropyLoss first computes log-probabilities over C (oneDNN softmax_v2 with
+// softmax_log for float32, an own loop for double) into its log_prob output, or into a
+// kernel-owned buffer when that output is unused, then applies the NLL gather. The
+// backward pass can reuse those log-probabilities (softmax = exp(log_prob)).
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <optional>
+
+#include "ops/dnnl_utils.h"
+#include "ops/op_utils.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
 
-void register_loss_ops(Registry& r) {}
+namespace {
+
+enum class Reduction { None, Sum, Mean };
+
+struct LossSpec {
+  int64_t n = 0, c = 0, d = 1;
+  Shape loss_shape;  // the target's shape for reduction "none", {} otherwise
+  Reduction reduction = Reduction::Mean;
+  std::optional<int64_t> ignore_index;
+  bool has_weight = false;
+};
+
+LossSpec loss_spec(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() < 2 || !in[0].present || !in[1].present) fail(node, "needs the inputs 'input'/'scores' and 'target'/'labels'");
+  dispatch_float(in[0].dtype, node, [](auto) {});
+  dispatch_types<int32_t, int64_t>(in[1].dtype, node, [](auto) {});
+  const Shape& x = in[0].shape;
+  const Shape& t = in[1].shape;
+  if (x.size() < 2) fail_shape(node, "input must have shape [N, C, d1, ..., dk], got " + shape_str(x));
+  LossSpec s;
+  s.n = x[0];
+  s.c = x[1];
+  for (size_t i = 2; i < x.size(); ++i) s.d *= x[i];
+  Shape expected = {x[0]};
+  expected.insert(expected.end(), x.begin() + 2, x.end());
+  if (t != expected)
+    fail_shape(node, "target shape " + shape_str(t) + " does not match input shape " + shape_str(x) + " (expected " +
+                         shape_str(expected) + ")");
+  if (in.size() > 2 && in[2].present) {
+    if (in[2].dtype != in[0].dtype) fail(node, "weight must have the element type of the input");
+    if (in[2].shape != Shape{s.c}) fail_shape(node, "weight must have shape [C] = [" + std::to_string(s.c) + "], got " + shape_str(in[2].shape));
+    s.has_weight = true;
+  }
+  const std::string reduction = node.attr_string("reduction", "mean");
+  if (reduction == "none") s.reduction = Reduction::None;
+  else if (reduction == "sum") s.reduction = Reduction::Sum;
+  else if (reduction == "mean") s.reduction = Reduction::Mean;
+  else fail(node, "reduction must be 'none', 'sum' or 'mean', got '" + reduction + "'");
+  if (node.has_attr("ignore_index")) s.ignore_index = node.attr_int("ignore_index");
+  if (s.reduction == Reduction::None) s.loss_shape = t;
+  return s;
+}
+
+// Checks every non-ignored target before the parallel loops (they cannot throw).
+template <typename I>
+void check_targets(const Node& node, const LossSpec& s, const I* target) {
+  const int64_t count = s.n * s.d;
+  for (int64_t k = 0; k < count; ++k) {
+    const int64_t t = static_cast<int64_t>(target[k]);
+    if (s.ignore_index && t == *s.ignore_index) continue;
+    if (t < 0 || t >= s.c)
+      fail(node, "target value " + std::to_string(t) + " at flat index " + std::to_string(k) + " is outside [0, " +
+                     std::to_string(s.c) + ")");
+  }
+}
+
+// loss[n, d] = -logp[n, target[n, d], d] * weight[target[n, d]] (0 for ignored targets),
+// then the reduction. "mean" divides by the summed weights of the non-ignored targets.
+template <typename T, typename I>
+void nll(const Node& node, const LossSpec& s, const T* logp, const I* target, const T* weight, T* out) {
+  check_targets(node, s, target);
+  const int64_t count = s.n * s.d;
+  const int64_t c = s.c, d = s.d;
+  const bool has_ignore = s.ignore_index.has_value();
+  const int64_t ignore = s.ignore_index.value_or(0);
+  auto term = [&](int64_t k, double& w) -> double {
+    const int64_t t = static_cast<int64_t>(target[k]);
+    if (has_ignore && t == ignore) {
+      w = 0.0;
+      return 0.0;
+    }
+    w = weight ? static_cast<double>(weight[t]) : 1.0;
+    const int64_t n = k / d, j = k % d;
+    return -static_cast<double>(logp[(n * c + t) * d + j]) * w;
+  };
+  if (s.reduction == Reduction::None) {
+    parallel_for(count, [&](int64_t k) {
+      double w;
+      out[k] = static_cast<T>(term(k, w));
+    });
+    return;
+  }
+  double total = 0.0, weight_sum = 0.0;
+#pragma omp parallel for reduction(+ : total, weight_sum) if (count >= 16384)
+  for (int64_t k = 0; k < count; ++k) {
+    double w;
+    total += term(k, w);
+    weight_sum += w;
+  }
+  if (s.reduction == Reduction::Sum) {
+    out[0] = static_cast<T>(total);
+  } else {
+    // All targets ignored (or zero weights): 0/0, NaN as in PyTorch.
+    out[0] = weight_sum == 0.0 ? std::numeric_limits<T>::quiet_NaN() : static_cast<T>(total / weight_sum);
+  }
+}
+
+void run_nll(KernelContext& ctx, const LossSpec& s, const Tensor& logp) {
+  const Tensor& target = ctx.input(1);
+  Tensor& out = ctx.output(0, logp.dtype(), s.loss_shape);
+  const Tensor* weight = s.has_weight && ctx.has_input(2) ? &ctx.input(2) : nullptr;
+  dispatch_float(logp.dtype(), ctx.node(), [&](auto tag) {
+    using T = decltype(tag);
+    dispatch_types<int32_t, int64_t>(target.dtype(), ctx.node(), [&](auto itag) {
+      using I = decltype(itag);
+      nll<T, I>(ctx.node(), s, logp.data<T>(), target.data<I>(), weight ? weight->data<T>() : nullptr, out.data<T>());
+    });
+  });
+}
+
+// log_softmax over C of an [N, C, D] tensor; the D rows of one sample are done together
+// so the innermost loop is contiguous.
+template <typename T>
+void log_softmax_channels(const T* x, T* y, int64_t n, int64_t c, int64_t d) {
+  if (c == 0 || d == 0) return;
+  const int64_t block = c * d;
+#pragma omp parallel if (n > 1 && n * block >= 16384)
+  {
+    std::vector<T> best(static_cast<size_t>(d)), sum(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < n; ++i) {
+      const T* xs = x + i * block;
+      T* ys = y + i * block;
+      std::copy(xs, xs + d, best.begin());
+      for (int64_t k = 1; k < c; ++k)
+        for (int64_t j = 0; j < d; ++j) best[j] = std::max(best[j], xs[k * d + j]);
+      std::fill(sum.begin(), sum.end(), T{0});
+      for (int64_t k = 0; k < c; ++k)
+        for (int64_t j = 0; j < d; ++j) sum[j] += std::exp(xs[k * d + j] - best[j]);
+      for (int64_t j = 0; j < d; ++j) sum[j] = best[j] + std::log(sum[j]);
+      for (int64_t k = 0; k < c; ++k)
+        for (int64_t j = 0; j < d; ++j) ys[k * d + j] = xs[k * d + j] - sum[j];
+    }
+  }
+}
+
+class SoftmaxCrossEntropyKernel final : public Kernel {
+ public:
+  SoftmaxCrossEntropyKernel(const LossSpec& spec, DType dtype, Shape shape)
+      : spec_(spec), dtype_(dtype), shape_(std::move(shape)) {
+    if (dtype_ == DType::Float && shape_numel(shape_) > 0) {
+      md_ = plain_desc({spec_.n, spec_.c, spec_.d}, DType::Float);
+      dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::softmax_log, md_, md_, 1);
+      pd_ = dnnl::softmax_v2_forward::primitive_desc(desc, cpu_engine());
+      primitive_ = dnnl::softmax_v2_forward(*pd_);
+    }
+  }
+
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.input(0);
+    Tensor* logp = nullptr;
+    if (ctx.wants_output(1)) {
+      logp = &ctx.output(1, dtype_, shape_);
+    } else {
+      if (!scratch_.defined()) scratch_ = Tensor(dtype_, shape_);
+      logp = &scratch_;
+    }
+    if (primitive_) {
+      execute(*primitive_, {{DNNL_ARG_SRC, bind(md_, x)}, {DNNL_ARG_DST, bind(md_, *logp)}});
+    } else {
+      dispatch_float(dtype_, ctx.node(), [&](auto tag) {
+        using T = decltype(tag);
+        log_softmax_channels<T>(x.data<T>(), logp->data<T>(), spec_.n, spec_.c, spec_.d);
+      });
+    }
+    run_nll(ctx, spec_, *logp);
+  }
+
+ private:
+  LossSpec spec_;
+  DType dtype_;
+  Shape shape_;
+  dnnl::memory::desc md_;
+  std::optional<dnnl::softmax_v2_forward::primitive_desc> pd_;  // kept: the backward pass uses it as a hint
+  std::optional<dnnl::softmax_v2_forward> primitive_;
+  Tensor scratch_;  // log-probabilities when the log_prob output is not used
+};
+
+std::unique_ptr<Kernel> make_nll(const Node& node, const std::vector<InputInfo>& in) {
+  const LossSpec spec = loss_spec(node, in);
+  return make_function_kernel([spec](KernelContext& ctx) { run_nll(ctx, spec, ctx.input(0)); });
+}
+
+std::unique_ptr<Kernel> make_sce(const Node& node, const std::vector<InputInfo>& in) {
+  const LossSpec spec = loss_spec(node, in);
+  return std::make_unique<SoftmaxCrossEntropyKernel>(spec, in[0].dtype, in[0].shape);
+}
+
+}  // namespace
+
+void register_loss_ops(Registry& r) {
+  r.add({"", "NegativeLogLikelihoodLoss", 12, INT_MAX, make_nll, "own"});
+  r.add({"", "SoftmaxCrossEntropyLoss", 12, INT_MAX, make_sce, "oneDNN softmax_v2"});
+}
 
 }  // namespace onnxtrain::ops

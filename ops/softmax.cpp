@@ -1,7 +1,143 @@
+// Softmax, LogSoftmax and Hardmax.
+//
+// Before opset 13 the input is coerced to 2-D at `axis` (default 1) and normalised over
+// the flattened trailing dims; from opset 13 one axis (default -1) is normalised. Both
+// become an [outer, size, inner] view (inner = 1 for the old form). float32 Softmax and
+// LogSoftmax run oneDNN's softmax_v2 on that view; double and Hardmax use own loops.
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "ops/dnnl_utils.h"
+#include "ops/op_utils.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
 
-void register_softmax_ops(Registry& r) {}
+namespace {
+
+enum class SoftmaxKind { Softmax, LogSoftmax, Hardmax };
+
+struct SoftmaxView {
+  int64_t outer = 1, size = 1, inner = 1;
+};
+
+SoftmaxView softmax_view(const Node& node, const Shape& shape) {
+  const int64_t rank = static_cast<int64_t>(shape.size());
+  SoftmaxView v;
+  if (node.opset < 13) {
+    // The 2-D coercion allows axis == rank (everything is "outer").
+    int64_t axis = node.attr_int("axis", 1);
+    if (axis < 0) axis += rank;
+    if (axis < 0 || axis > rank)
+      fail(node, "axis " + std::to_string(node.attr_int("axis", 1)) + " is outside [-" + std::to_string(rank) + ", " +
+                     std::to_string(rank) + "]");
+    for (int64_t d = 0; d < rank; ++d) (d < axis ? v.outer : v.size) *= shape[d];
+    return v;
+  }
+  if (rank == 0) fail_shape(node, "needs an input of rank >= 1");
+  const int64_t axis = normalize_axis(node.attr_int("axis", -1), rank, node);
+  for (int64_t d = 0; d < rank; ++d) (d < axis ? v.outer : d == axis ? v.size : v.inner) *= shape[d];
+  return v;
+}
+
+// Own loop over one [size, inner] block: `inner` independent rows with stride `inner`,
+// processed together so the innermost loop is contiguous.
+template <typename T>
+void softmax_block(SoftmaxKind kind, const T* x, T* y, int64_t size, int64_t inner, T* tmp) {
+  T* best = tmp;
+  for (int64_t i = 0; i < inner; ++i) best[i] = x[i];
+  for (int64_t r = 1; r < size; ++r)
+    for (int64_t i = 0; i < inner; ++i) best[i] = std::max(best[i], x[r * inner + i]);
+  if (kind == SoftmaxKind::Hardmax) {
+    // One-hot at the first maximum.
+    for (int64_t i = 0; i < inner; ++i) {
+      bool found = false;
+      for (int64_t r = 0; r < size; ++r) {
+        const bool hit = !found && x[r * inner + i] == best[i];
+        y[r * inner + i] = hit ? T{1} : T{0};
+        found = found || hit;
+      }
+    }
+    return;
+  }
+  T* sum = tmp + inner;
+  std::fill(sum, sum + inner, T{0});
+  for (int64_t r = 0; r < size; ++r)
+    for (int64_t i = 0; i < inner; ++i) {
+      const T e = std::exp(x[r * inner + i] - best[i]);
+      sum[i] += e;
+      if (kind == SoftmaxKind::Softmax) y[r * inner + i] = e;
+    }
+  if (kind == SoftmaxKind::Softmax) {
+    for (int64_t i = 0; i < inner; ++i) sum[i] = T{1} / sum[i];
+    for (int64_t r = 0; r < size; ++r)
+      for (int64_t i = 0; i < inner; ++i) y[r * inner + i] *= sum[i];
+  } else {
+    for (int64_t i = 0; i < inner; ++i) sum[i] = best[i] + std::log(sum[i]);
+    for (int64_t r = 0; r < size; ++r)
+      for (int64_t i = 0; i < inner; ++i) y[r * inner + i] = x[r * inner + i] - sum[i];
+  }
+}
+
+template <typename T>
+void softmax_loop(SoftmaxKind kind, const SoftmaxView& v, const T* x, T* y) {
+  if (v.size == 0 || v.inner == 0) return;
+  const int64_t block = v.size * v.inner;
+  const bool parallel = v.outer > 1 && v.outer * block >= 16384;
+#pragma omp parallel if (parallel)
+  {
+    std::vector<T> tmp(static_cast<size_t>(2 * v.inner));
+#pragma omp for schedule(static)
+    for (int64_t o = 0; o < v.outer; ++o) softmax_block(kind, x + o * block, y + o * block, v.size, v.inner, tmp.data());
+  }
+}
+
+class DnnlSoftmaxKernel final : public Kernel {
+ public:
+  DnnlSoftmaxKernel(const SoftmaxView& v, bool log) {
+    md_ = plain_desc({v.outer, v.size, v.inner}, DType::Float);
+    dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_training,
+                                        log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate, md_, md_,
+                                        1);
+    pd_ = dnnl::softmax_v2_forward::primitive_desc(desc, cpu_engine());
+    primitive_ = dnnl::softmax_v2_forward(pd_);
+  }
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.input(0);
+    Tensor& y = ctx.output(0, DType::Float, x.shape());
+    execute(primitive_, {{DNNL_ARG_SRC, bind(md_, x)}, {DNNL_ARG_DST, bind(md_, y)}});
+  }
+
+ private:
+  dnnl::memory::desc md_;
+  dnnl::softmax_v2_forward::primitive_desc pd_;  // kept: the backward pass uses it as a hint
+  dnnl::softmax_v2_forward primitive_;
+};
+
+KernelFactory softmax_factory(SoftmaxKind kind) {
+  return [kind](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+    dispatch_float(in[0].dtype, node, [](auto) {});
+    const SoftmaxView v = softmax_view(node, in[0].shape);
+    if (kind != SoftmaxKind::Hardmax && in[0].dtype == DType::Float && v.outer * v.size * v.inner > 0)
+      return std::make_unique<DnnlSoftmaxKernel>(v, kind == SoftmaxKind::LogSoftmax);
+    return make_function_kernel([kind, v](KernelContext& ctx) {
+      const Tensor& x = ctx.input(0);
+      Tensor& y = ctx.output(0, x.dtype(), x.shape());
+      dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
+        using T = decltype(tag);
+        softmax_loop<T>(kind, v, x.data<T>(), y.data<T>());
+      });
+    });
+  };
+}
+
+}  // namespace
+
+void register_softmax_ops(Registry& r) {
+  r.add({"", "Softmax", 1, INT_MAX, softmax_factory(SoftmaxKind::Softmax), "oneDNN softmax_v2"});
+  r.add({"", "LogSoftmax", 1, INT_MAX, softmax_factory(SoftmaxKind::LogSoftmax), "oneDNN softmax_v2"});
+  r.add({"", "Hardmax", 1, INT_MAX, softmax_factory(SoftmaxKind::Hardmax), "own"});
+}
 
 }  // namespace onnxtrain::ops
