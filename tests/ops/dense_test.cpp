@@ -48,7 +48,8 @@ std::map<std::string, Tensor> run_node(const std::string& op, const std::string&
   for (size_t i = 0; i < inputs.size(); ++i) {
     const Tensor& t = inputs[i].second;
     const char* type = t.dtype() == DType::Float ? "float" : t.dtype() == DType::Double ? "double" : "int64";
-    text << (i ? ", " : "") << type << "[" << dims(t.shape()) << "] " << inputs[i].first;
+    const std::string shape = t.rank() ? "[" + dims(t.shape()) + "]" : "";  // "float[]" would mean unknown rank
+    text << (i ? ", " : "") << type << shape << " " << inputs[i].first;
     names += (i ? ", " : "") + inputs[i].first;
     feeds[inputs[i].first] = t;
   }
@@ -217,6 +218,22 @@ TEST(Dense, GemmDoubleWithTransposesAndBroadcastC) {
   Tensor y = run_node("Gemm", "transA = 1, transB = 1, alpha = 2.0, beta = 0.5", {{"A", a}, {"B", b}, {"C", c}}, 2, "double")["Y"];
   // A'B' = [[11, 8], [14, 10]]
   EXPECT_EQ(y.to_vector<double>(), (std::vector<double>{27, 21, 38, 30}));
+  // float (oneDNN) with every C broadcast form
+  const std::vector<float> af{1, 2, 3, 4, 5, 6}, bf{1, 0, 2, 0, 1, 1};
+  const std::vector<std::pair<Shape, std::vector<float>>> cs{
+      {{2, 1}, {10, 20}}, {{1, 2}, {10, 20}}, {{2}, {10, 20}}, {{}, {10}}, {{2, 2}, {1, 2, 3, 4}}};
+  const std::vector<std::vector<float>> expected{{32, 26, 48, 40}, {32, 36, 38, 40}, {32, 36, 38, 40}, {32, 26, 38, 30},
+                                                 {23, 18, 31, 24}};
+  for (size_t i = 0; i < cs.size(); ++i)
+    for (float beta : {1.f, 0.5f}) {
+      Tensor yf = run_node("Gemm", "transA = 1, transB = 1, alpha = 2.0, beta = " + std::to_string(beta),
+                           {{"A", Tensor::from_vector<float>({3, 2}, af)}, {"B", Tensor::from_vector<float>({2, 3}, bf)},
+                            {"C", Tensor::from_vector<float>(cs[i].first, cs[i].second)}}, 2)["Y"];
+      std::vector<float> want = expected[i];
+      const std::vector<float> ab{22, 16, 28, 20};
+      for (size_t j = 0; j < 4; ++j) want[j] = ab[j] + beta * (want[j] - ab[j]);
+      EXPECT_EQ(yf.to_vector<float>(), want) << "C " << shape_str(cs[i].first) << " beta " << beta;
+    }
 }
 
 TEST(Dense, EinsumMatchesBruteForce) {
@@ -296,6 +313,12 @@ TEST(Dense, AveragePoolCeilModeCountsOnlyThePaddedInput) {
   auto y6 = run_node("AveragePool", "kernel_shape = [3], strides = [2], ceil_mode = 1, count_include_pad = 1",
                      {{"X", x6}}, 3)["Y"];
   EXPECT_EQ(y6.to_vector<float>(), (std::vector<float>{2, 4, 5.5f}));  // last window has 2 of 3 points
+}
+
+TEST(Dense, LpPoolTakesThePNormOfEachWindow) {
+  Tensor x = Tensor::from_vector<float>({1, 1, 4}, {3, -4, 0, 1});
+  auto y = run_node("LpPool", "kernel_shape = [2], p = 2", {{"X", x}}, 3)["Y"];
+  EXPECT_EQ(y.to_vector<float>(), (std::vector<float>{5, 4, 1}));
 }
 
 TEST(Dense, MaxPoolIndicesFollowStorageOrder) {
