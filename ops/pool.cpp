@@ -1,7 +1,462 @@
+// Pooling: MaxPool and AveragePool on oneDNN pooling_v2 (float32, int8, uint8; built at plan
+// time) where its semantics match ONNX's; own loops for MaxPool's Indices output, LpPool,
+// the global pools, MaxUnpool, RoiAlign, double and the cases oneDNN cannot express.
+#include <array>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <string>
+
+#include "ops/dnnl_utils.h"
+#include "ops/op_utils.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
 
-void register_pool_ops(Registry& r) {}
+namespace {
+
+constexpr int kMaxSpatial = 3;
+using Dims3 = std::array<int64_t, kMaxSpatial>;
+
+// Spatial arrays right-aligned in 3-D form (leading unit dims), so one loop nest covers
+// 1-D to 3-D pooling.
+struct PoolGeometry {
+  int nsp = 0;
+  int64_t n = 0, c = 0;
+  Dims3 in{1, 1, 1}, out{1, 1, 1}, k{1, 1, 1}, s{1, 1, 1}, d{1, 1, 1}, pb{0, 0, 0}, pe{0, 0, 0};
+  // The end pad oneDNN needs to produce `out` windows; larger than pe when ceil_mode adds a
+  // window that reaches past the padded input.
+  Dims3 dnnl_pe{0, 0, 0};
+
+  int64_t in_size() const { return in[0] * in[1] * in[2]; }
+  int64_t out_size() const { return out[0] * out[1] * out[2]; }
+  int64_t ext(int i) const { return (k[i] - 1) * d[i] + 1; }
+  bool ceil_extended() const { return dnnl_pe != pe; }
+  dnnl::memory::dims dnnl(const Dims3& v, int64_t offset = 0) const {
+    dnnl::memory::dims r;
+    for (int i = kMaxSpatial - nsp; i < kMaxSpatial; ++i) r.push_back(v[i] + offset);
+    return r;
+  }
+  Shape in_shape() const { return with_spatial(in); }
+  Shape out_shape() const { return with_spatial(out); }
+  Shape with_spatial(const Dims3& v) const {
+    Shape r{n, c};
+    for (int i = kMaxSpatial - nsp; i < kMaxSpatial; ++i) r.push_back(v[i]);
+    return r;
+  }
+};
+
+// Reads the pooling attributes; with `windows` false (MaxUnpool) only kernel, strides and
+// explicit pads are read and no output size is derived.
+PoolGeometry pool_geometry(const Node& node, const Shape& x, bool windows = true) {
+  if (x.size() < 3 || x.size() > 2 + kMaxSpatial)
+    fail_shape(node, "input must have 1 to 3 spatial dims ([N, C, d1, ...]), got " + shape_str(x));
+  PoolGeometry g;
+  g.nsp = static_cast<int>(x.size()) - 2;
+  const size_t nsp = static_cast<size_t>(g.nsp);
+  g.n = x[0];
+  g.c = x[1];
+  auto ints = [&](const char* name, int64_t fallback, size_t count, int64_t min) {
+    auto v = node.attr_ints(name, std::vector<int64_t>(count, fallback));
+    if (v.size() != count)
+      fail(node, std::string(name) + " has " + std::to_string(v.size()) + " values, expected " + std::to_string(count));
+    for (int64_t e : v)
+      if (e < min) fail(node, std::string(name) + " must be >= " + std::to_string(min) + ", got " + std::to_string(e));
+    return v;
+  };
+  if (!node.has_attr("kernel_shape")) fail(node, "attribute kernel_shape is required");
+  const auto kernel = ints("kernel_shape", 1, nsp, 1);
+  const auto strides = ints("strides", 1, nsp, 1);
+  const auto dilations = ints("dilations", 1, nsp, 1);
+  const auto pads = ints("pads", 0, 2 * nsp, 0);
+  const bool ceil_mode = node.attr_int("ceil_mode", 0) != 0;
+  const std::string auto_pad = node.attr_string("auto_pad", "NOTSET");
+  if (auto_pad != "NOTSET" && auto_pad != "VALID" && auto_pad != "SAME_UPPER" && auto_pad != "SAME_LOWER")
+    fail(node, "unknown auto_pad '" + auto_pad + "'");
+  const int off = kMaxSpatial - g.nsp;
+  for (int i = off; i < kMaxSpatial; ++i) {
+    const size_t j = static_cast<size_t>(i - off);
+    g.in[i] = x[2 + j];
+    g.k[i] = kernel[j];
+    g.s[i] = strides[j];
+    g.d[i] = dilations[j];
+    if (!windows) {
+      g.pb[i] = pads[j];
+      g.pe[i] = pads[j + nsp];
+      continue;
+    }
+    if (auto_pad == "SAME_UPPER" || auto_pad == "SAME_LOWER") {
+      g.out[i] = (g.in[i] + g.s[i] - 1) / g.s[i];
+      const int64_t total = std::max<int64_t>(0, (g.out[i] - 1) * g.s[i] + g.ext(i) - g.in[i]);
+      g.pb[i] = auto_pad == "SAME_UPPER" ? total / 2 : total - total / 2;
+      g.pe[i] = total - g.pb[i];
+    } else {
+      if (auto_pad == "NOTSET") {
+        g.pb[i] = pads[j];
+        g.pe[i] = pads[j + nsp];
+      }
+      const int64_t span = g.in[i] + g.pb[i] + g.pe[i] - g.ext(i);
+      if (span < 0) fail_shape(node, "the kernel is larger than the padded input " + shape_str(x));
+      g.out[i] = (ceil_mode ? (span + g.s[i] - 1) / g.s[i] : span / g.s[i]) + 1;
+      // A ceil_mode window must start inside the input or the left padding (PyTorch's rule,
+      // and ONNX's since the reference implementation was fixed).
+      if (ceil_mode && (g.out[i] - 1) * g.s[i] >= g.in[i] + g.pb[i]) --g.out[i];
+    }
+    g.dnnl_pe[i] = std::max(g.pe[i], (g.out[i] - 1) * g.s[i] + g.ext(i) - g.in[i] - g.pb[i]);
+  }
+  return g;
+}
+
+enum class PoolKind { Max, AvgExcludePad, AvgIncludePad, Lp };
+
+// One pass over every window. Max also records the flat input index of the maximum
+// (row-major, or column-major over the spatial dims for storage_order 1).
+template <typename T, PoolKind K>
+void pool_loop(const PoolGeometry& g, const T* x, T* y, int64_t* indices, bool column_major, double p) {
+  using Acc = std::conditional_t<std::is_floating_point_v<T>, double, int64_t>;
+  const int64_t isz = g.in_size(), osz = g.out_size();
+  Dims3 col{0, 0, 0};  // column-major strides of the spatial dims
+  int64_t stride = 1;
+  for (int i = kMaxSpatial - g.nsp; i < kMaxSpatial; ++i) {
+    col[i] = stride;
+    stride *= g.in[i];
+  }
+  parallel_for(g.n * g.c, [&](int64_t nc) {
+    const T* xi = x + nc * isz;
+    T* yo = y + nc * osz;
+    for (int64_t o0 = 0; o0 < g.out[0]; ++o0)
+      for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
+        for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+          const int64_t st0 = o0 * g.s[0] - g.pb[0], st1 = o1 * g.s[1] - g.pb[1], st2 = o2 * g.s[2] - g.pb[2];
+          Acc acc = K == PoolKind::Max ? static_cast<Acc>(std::numeric_limits<T>::lowest()) : Acc(0);
+          int64_t best = -1, count = 0, padded_count = 0;
+          for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
+            const int64_t i0 = st0 + k0 * g.d[0];
+            for (int64_t k1 = 0; k1 < g.k[1]; ++k1) {
+              const int64_t i1 = st1 + k1 * g.d[1];
+              for (int64_t k2 = 0; k2 < g.k[2]; ++k2) {
+                const int64_t i2 = st2 + k2 * g.d[2];
+                // Points beyond the end padding (ceil_mode's last window) count for nobody.
+                if (i0 < g.in[0] + g.pe[0] && i1 < g.in[1] + g.pe[1] && i2 < g.in[2] + g.pe[2]) ++padded_count;
+                if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1] || i2 < 0 || i2 >= g.in[2]) continue;
+                const int64_t at = (i0 * g.in[1] + i1) * g.in[2] + i2;
+                const Acc v = static_cast<Acc>(xi[at]);
+                if constexpr (K == PoolKind::Max) {
+                  if (v > acc || best < 0) {
+                    acc = v;
+                    best = column_major ? i0 * col[0] + i1 * col[1] + i2 * col[2] : at;
+                  }
+                } else if constexpr (K == PoolKind::Lp) {
+                  acc += std::pow(std::abs(static_cast<double>(v)), p);
+                } else {
+                  acc += v;
+                }
+                ++count;
+              }
+            }
+          }
+          const int64_t o = (o0 * g.out[1] + o1) * g.out[2] + o2;
+          if constexpr (K == PoolKind::Max) {
+            yo[o] = static_cast<T>(acc);
+            if (indices) indices[nc * osz + o] = best < 0 ? -1 : nc * isz + best;
+          } else if constexpr (K == PoolKind::Lp) {
+            yo[o] = static_cast<T>(std::pow(static_cast<double>(acc), 1.0 / p));
+          } else {
+            const int64_t divisor = K == PoolKind::AvgIncludePad ? padded_count : count;
+            yo[o] = divisor ? static_cast<T>(acc / static_cast<Acc>(divisor)) : T(0);
+          }
+        }
+  }, 1);
+}
+
+// oneDNN pooling over our row-major layout (its plain-layout kernels avoid reorders that
+// would cost more than the pooling itself).
+class DnnlPoolKernel final : public Kernel {
+ public:
+  DnnlPoolKernel(const PoolGeometry& g, dnnl::algorithm alg, DType dtype) : dtype_(dtype), y_shape_(g.out_shape()) {
+    src_md_ = plain_desc(g.in_shape(), dtype);
+    dst_md_ = plain_desc(y_shape_, dtype);
+    dnnl::pooling_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, src_md_, dst_md_, g.dnnl(g.s),
+                                        g.dnnl(g.k), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.dnnl_pe));
+    pd_ = dnnl::pooling_v2_forward::primitive_desc(desc, cpu_engine());
+    primitive_ = dnnl::pooling_v2_forward(pd_);
+  }
+  void run(KernelContext& ctx) override {
+    Tensor& y = ctx.output(0, dtype_, y_shape_);
+    execute(primitive_, {{DNNL_ARG_SRC, bind(src_md_, ctx.input(0))}, {DNNL_ARG_DST, bind(dst_md_, y)}});
+  }
+
+ private:
+  DType dtype_;
+  Shape y_shape_;
+  dnnl::memory::desc src_md_, dst_md_;
+  dnnl::pooling_v2_forward::primitive_desc pd_;
+  dnnl::pooling_v2_forward primitive_;
+};
+
+std::unique_ptr<Kernel> try_dnnl_pool(const PoolGeometry& g, dnnl::algorithm alg, DType dtype) {
+  if (g.n * g.c * g.out_size() == 0) return nullptr;
+  if (dtype != DType::Float && dtype != DType::Int8 && dtype != DType::UInt8) return nullptr;
+  try {
+    return std::make_unique<DnnlPoolKernel>(g, alg, dtype);
+  } catch (const dnnl::error&) {
+    return nullptr;  // a geometry oneDNN rejects (e.g. pads beyond the kernel): own loop
+  }
+}
+
+template <PoolKind K>
+std::unique_ptr<Kernel> own_pool(const PoolGeometry& g, bool column_major = false, double p = 0) {
+  return make_function_kernel([g, column_major, p](KernelContext& ctx) {
+    const Tensor& x = ctx.input(0);
+    Tensor& y = ctx.output(0, x.dtype(), g.out_shape());
+    int64_t* indices = nullptr;
+    if constexpr (K == PoolKind::Max) {
+      if (ctx.num_outputs() > 1 && ctx.wants_output(1)) indices = ctx.output(1, DType::Int64, g.out_shape()).data<int64_t>();
+    }
+    dispatch_types<float, double, int8_t, uint8_t>(x.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      pool_loop<T, K>(g, x.data<T>(), y.data<T>(), indices, column_major, p);
+    });
+  });
+}
+
+std::unique_ptr<Kernel> make_max_pool(const Node& node, const std::vector<InputInfo>& in) {
+  const PoolGeometry g = pool_geometry(node, in[0].shape);
+  const int64_t order = node.attr_int("storage_order", 0);
+  if (order != 0 && order != 1) fail(node, "storage_order must be 0 or 1");
+  // The Indices output follows ONNX's flattening convention, which oneDNN's workspace does not.
+  if (!node.has_output(1))
+    if (auto k = try_dnnl_pool(g, dnnl::algorithm::pooling_max, in[0].dtype)) return k;
+  return own_pool<PoolKind::Max>(g, order == 1);
+}
+
+std::unique_ptr<Kernel> make_average_pool(const Node& node, const std::vector<InputInfo>& in) {
+  const PoolGeometry g = pool_geometry(node, in[0].shape);
+  const bool include_pad = node.attr_int("count_include_pad", 0) != 0;
+  if (!is_floating(in[0].dtype)) fail(node, "does not support element type " + dtype_name(in[0].dtype));
+  // oneDNN divides by the full kernel size when including padding, ONNX by the part of the
+  // window inside the padded input: they differ only for ceil_mode's extended windows.
+  if (!include_pad || !g.ceil_extended()) {
+    auto alg = include_pad ? dnnl::algorithm::pooling_avg_include_padding : dnnl::algorithm::pooling_avg_exclude_padding;
+    if (auto k = try_dnnl_pool(g, alg, in[0].dtype)) return k;
+  }
+  return include_pad ? own_pool<PoolKind::AvgIncludePad>(g) : own_pool<PoolKind::AvgExcludePad>(g);
+}
+
+std::unique_ptr<Kernel> make_lp_pool(const Node& node, const std::vector<InputInfo>& in) {
+  const PoolGeometry g = pool_geometry(node, in[0].shape);
+  const double p = node.opset < 2 ? node.attr_float("p", 2.f) : static_cast<double>(node.attr_int("p", 2));
+  if (!(p > 0)) fail(node, "p must be positive");
+  if (!is_floating(in[0].dtype)) fail(node, "does not support element type " + dtype_name(in[0].dtype));
+  return own_pool<PoolKind::Lp>(g, false, p);
+}
+
+// GlobalAveragePool / GlobalMaxPool: one contiguous reduction per (n, c) row.
+template <bool Max>
+std::unique_ptr<Kernel> make_global_pool(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape& x = in[0].shape;
+  if (x.size() < 3) fail_shape(node, "input must be [N, C, d1, ...], got " + shape_str(x));
+  Shape y(x.size(), 1);
+  y[0] = x[0];
+  y[1] = x[1];
+  const int64_t rows = x[0] * x[1], len = shape_numel(x) / std::max<int64_t>(rows, 1);
+  return make_function_kernel([y, rows, len](KernelContext& ctx) {
+    const Tensor& t = ctx.input(0);
+    Tensor& out = ctx.output(0, t.dtype(), y);
+    dispatch_float(t.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* src = t.data<T>();
+      T* dst = out.data<T>();
+      parallel_for(rows, [&](int64_t r) {
+        const T* row = src + r * len;
+        if constexpr (Max) {
+          T m = len ? row[0] : T(0);
+          for (int64_t i = 1; i < len; ++i) m = row[i] > m ? row[i] : m;
+          dst[r] = m;
+        } else {
+          double sum = 0;
+          for (int64_t i = 0; i < len; ++i) sum += row[i];
+          dst[r] = len ? static_cast<T>(sum / static_cast<double>(len)) : T(0);
+        }
+      }, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)));
+    });
+  });
+}
+
+// MaxUnpool: zeros everywhere except at the recorded indices (flat over the whole output).
+std::unique_ptr<Kernel> make_max_unpool(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape& x = in[0].shape;
+  if (in[1].shape != x) fail_shape(node, "indices " + shape_str(in[1].shape) + " must have the shape of X " + shape_str(x));
+  if (in[1].dtype != DType::Int64) fail(node, "indices must be int64");
+  const PoolGeometry g = [&] {
+    // The default output is the input of the MaxPool this inverts: in = (out-1)*s + k - pads.
+    PoolGeometry pg = pool_geometry(node, x, false);
+    for (int i = kMaxSpatial - pg.nsp; i < kMaxSpatial; ++i) {
+      pg.out[i] = (pg.in[i] - 1) * pg.s[i] + pg.k[i] - pg.pb[i] - pg.pe[i];
+      if (pg.out[i] < 0) fail_shape(node, "pads are larger than the unpooled output");
+    }
+    return pg;
+  }();
+  const bool has_shape = in.size() > 2 && in[2].present;
+  return make_function_kernel([g, has_shape](KernelContext& ctx) {
+    const Tensor& xt = ctx.input(0);
+    Shape y_shape = g.out_shape();
+    if (has_shape) {
+      y_shape = int_values(ctx.input(2));
+      if (y_shape.size() != xt.rank() || y_shape[0] != xt.dim(0) || y_shape[1] != xt.dim(1))
+        fail_shape(ctx.node(), "output_shape " + shape_str(y_shape) + " does not fit input " + shape_str(xt.shape()));
+      for (int64_t d : y_shape)
+        if (d < 0) fail_shape(ctx.node(), "output_shape " + shape_str(y_shape) + " has a negative dim");
+    }
+    Tensor& y = ctx.output(0, xt.dtype(), y_shape);
+    // Indices address the unpooled tensor of the default shape; a larger output_shape pads
+    // that tensor with zeros at the end of each dim, so indices are re-based per coordinate.
+    const Shape base = g.out_shape();
+    const Shape base_strides = strides_of(base), y_strides = strides_of(y_shape);
+    const int64_t base_total = shape_numel(base);
+    const int64_t* idx = ctx.input(1).data<int64_t>();
+    dispatch_float(xt.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* src = xt.data<T>();
+      T* dst = y.data<T>();
+      std::fill_n(dst, y.numel(), T(0));
+      for (int64_t i = 0; i < xt.numel(); ++i) {
+        int64_t rest = idx[i], at = 0;
+        bool ok = rest >= 0 && rest < base_total;
+        for (size_t d = 0; d < base.size() && ok; ++d) {
+          const int64_t coord = rest / base_strides[d];
+          rest %= base_strides[d];
+          ok = coord < y_shape[d];
+          at += coord * y_strides[d];
+        }
+        if (!ok)
+          fail(ctx.node(), "index " + std::to_string(idx[i]) + " is out of range for unpooled shape " + shape_str(base) +
+                               " / output " + shape_str(y_shape));
+        dst[at] = src[i];
+      }
+    });
+  });
+}
+
+// RoiAlign (bilinear sampling on a regular grid in each bin, as in Mask R-CNN / onnxruntime).
+struct RoiAlignParams {
+  bool max_mode = false, half_pixel = false;
+  int64_t out_h = 1, out_w = 1, sampling = 0;
+  double scale = 1.0;
+};
+
+template <typename T>
+void roi_align(const RoiAlignParams& p, const Tensor& x, const T* rois, const int64_t* batch, int64_t num_rois, T* y,
+               const Node& node) {
+  const int64_t n = x.dim(0), channels = x.dim(1), h = x.dim(2), w = x.dim(3);
+  const T* data = x.data<T>();
+  for (int64_t r = 0; r < num_rois; ++r)
+    if (batch[r] < 0 || batch[r] >= n)
+      fail(node, "batch index " + std::to_string(batch[r]) + " is out of range for " + std::to_string(n) + " images");
+  struct Sample {
+    int64_t pos[4];
+    double weight[4];
+  };
+  parallel_for(num_rois, [&](int64_t r) {
+    const T* roi = rois + r * 4;
+    const double offset = p.half_pixel ? 0.5 : 0.0;
+    const double x0 = roi[0] * p.scale - offset, y0 = roi[1] * p.scale - offset;
+    double rw = roi[2] * p.scale - offset - x0, rh = roi[3] * p.scale - offset - y0;
+    if (!p.half_pixel) {
+      rw = std::max(rw, 1.0);
+      rh = std::max(rh, 1.0);
+    }
+    const double bin_h = rh / static_cast<double>(p.out_h), bin_w = rw / static_cast<double>(p.out_w);
+    const int64_t grid_h = p.sampling > 0 ? p.sampling : static_cast<int64_t>(std::ceil(rh / static_cast<double>(p.out_h)));
+    const int64_t grid_w = p.sampling > 0 ? p.sampling : static_cast<int64_t>(std::ceil(rw / static_cast<double>(p.out_w)));
+    const double count = static_cast<double>(std::max<int64_t>(grid_h * grid_w, 1));
+    std::vector<Sample> samples;
+    samples.reserve(static_cast<size_t>(std::max<int64_t>(grid_h * grid_w, 0) * p.out_h * p.out_w));
+    for (int64_t ph = 0; ph < p.out_h; ++ph)
+      for (int64_t pw = 0; pw < p.out_w; ++pw)
+        for (int64_t iy = 0; iy < grid_h; ++iy)
+          for (int64_t ix = 0; ix < grid_w; ++ix) {
+            double yy = y0 + ph * bin_h + (iy + 0.5) * bin_h / static_cast<double>(grid_h);
+            double xx = x0 + pw * bin_w + (ix + 0.5) * bin_w / static_cast<double>(grid_w);
+            Sample s{{0, 0, 0, 0}, {0, 0, 0, 0}};
+            // Written so that NaN coordinates also take the empty sample.
+            if (yy >= -1.0 && yy <= static_cast<double>(h) && xx >= -1.0 && xx <= static_cast<double>(w)) {
+              yy = std::max(yy, 0.0);
+              xx = std::max(xx, 0.0);
+              int64_t yl = static_cast<int64_t>(yy), xl = static_cast<int64_t>(xx), yh, xh;
+              if (yl >= h - 1) yh = yl = h - 1, yy = static_cast<double>(yl);
+              else yh = yl + 1;
+              if (xl >= w - 1) xh = xl = w - 1, xx = static_cast<double>(xl);
+              else xh = xl + 1;
+              const double ly = yy - yl, lx = xx - xl, hy = 1 - ly, hx = 1 - lx;
+              s = {{yl * w + xl, yl * w + xh, yh * w + xl, yh * w + xh}, {hy * hx, hy * lx, ly * hx, ly * lx}};
+            }
+            samples.push_back(s);
+          }
+    const int64_t per_bin = grid_h * grid_w;
+    for (int64_t c = 0; c < channels; ++c) {
+      const T* plane = data + (batch[r] * channels + c) * h * w;
+      T* out = y + (r * channels + c) * p.out_h * p.out_w;
+      for (int64_t b = 0; b < p.out_h * p.out_w; ++b) {
+        double acc = 0;
+        for (int64_t i = 0; i < per_bin; ++i) {
+          const Sample& s = samples[static_cast<size_t>(b * per_bin + i)];
+          if (p.max_mode) {
+            // onnxruntime's (and the ONNX reference's) max mode: the largest weighted corner.
+            double v = s.weight[0] * plane[s.pos[0]];
+            for (int q = 1; q < 4; ++q) v = std::max(v, s.weight[q] * plane[s.pos[q]]);
+            acc = i == 0 ? v : std::max(acc, v);
+          } else {
+            for (int q = 0; q < 4; ++q) acc += s.weight[q] * plane[s.pos[q]];
+          }
+        }
+        out[b] = static_cast<T>(p.max_mode ? acc : acc / count);
+      }
+    }
+  }, 1);
+}
+
+std::unique_ptr<Kernel> make_roi_align(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape& x = in[0].shape;
+  if (x.size() != 4) fail_shape(node, "X must be [N, C, H, W], got " + shape_str(x));
+  if (in[1].shape.size() != 2 || in[1].shape[1] != 4) fail_shape(node, "rois must be [num_rois, 4], got " + shape_str(in[1].shape));
+  if (in[2].shape != Shape{in[1].shape[0]})
+    fail_shape(node, "batch_indices " + shape_str(in[2].shape) + " must be [num_rois]");
+  if (in[1].dtype != in[0].dtype || in[2].dtype != DType::Int64) fail(node, "rois must have X's type, batch_indices int64");
+  if (x[2] == 0 || x[3] == 0) fail_shape(node, "X has an empty spatial dimension");
+  RoiAlignParams p;
+  const std::string mode = node.attr_string("mode", "avg");
+  if (mode != "avg" && mode != "max") fail(node, "mode must be 'avg' or 'max', got '" + mode + "'");
+  p.max_mode = mode == "max";
+  const std::string ctm = node.attr_string("coordinate_transformation_mode", node.opset < 16 ? "output_half_pixel" : "half_pixel");
+  if (ctm != "half_pixel" && ctm != "output_half_pixel") fail(node, "unknown coordinate_transformation_mode '" + ctm + "'");
+  p.half_pixel = ctm == "half_pixel";
+  p.out_h = node.attr_int("output_height", 1);
+  p.out_w = node.attr_int("output_width", 1);
+  p.sampling = node.attr_int("sampling_ratio", 0);
+  p.scale = node.attr_float("spatial_scale", 1.f);
+  if (p.out_h < 1 || p.out_w < 1 || p.sampling < 0) fail(node, "output sizes must be positive and sampling_ratio >= 0");
+  const Shape y{in[1].shape[0], x[1], p.out_h, p.out_w};
+  return make_function_kernel([p, y](KernelContext& ctx) {
+    const Tensor& xt = ctx.input(0);
+    Tensor& out = ctx.output(0, xt.dtype(), y);
+    dispatch_float(xt.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      roi_align<T>(p, xt, ctx.input(1).data<T>(), ctx.input(2).data<int64_t>(), y[0], out.data<T>(), ctx.node());
+    });
+  });
+}
+
+}  // namespace
+
+void register_pool_ops(Registry& r) {
+  r.add({"", "MaxPool", 1, INT_MAX, make_max_pool, "oneDNN pooling_v2"});
+  r.add({"", "AveragePool", 1, INT_MAX, make_average_pool, "oneDNN pooling_v2"});
+  r.add({"", "LpPool", 1, INT_MAX, make_lp_pool, "own"});
+  r.add({"", "GlobalAveragePool", 1, INT_MAX, make_global_pool<false>, "own"});
+  r.add({"", "GlobalMaxPool", 1, INT_MAX, make_global_pool<true>, "own"});
+  r.add({"", "MaxUnpool", 9, INT_MAX, make_max_unpool, "own"});
+  r.add({"", "RoiAlign", 10, INT_MAX, make_roi_align, "own"});
+}
 
 }  // namespace onnxtrain::ops
