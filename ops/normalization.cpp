@@ -44,7 +44,10 @@ std::vector<int64_t> box_offsets(const std::vector<std::pair<int64_t, int64_t>>&
 GroupLayout make_layout(const Shape& shape, const std::vector<bool>& reduced) {
   Shape strides = strides_of(shape);
   // Merge neighbouring dims of the same kind that are contiguous with each other.
-  struct D { int64_t size, stride; bool reduced; };
+  struct D {
+    int64_t size, stride;
+    bool reduced;
+  };
   std::vector<D> dims;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] == 1) continue;
@@ -74,32 +77,38 @@ int64_t group_grain(const GroupLayout& g) { return std::max<int64_t>(1, 16384 / 
 template <typename T>
 void group_moments(const T* x, const GroupLayout& g, double* mean, double* var) {
   const double n = static_cast<double>(g.group_size());
-  parallel_for(g.groups, [&](int64_t k) {
-    const T* base = x + g.group_offset[k];
-    double s = 0;
-    for (int64_t r : g.run_offset)
-      for (int64_t i = 0; i < g.inner; ++i) s += base[r + i];
-    const double m = n > 0 ? s / n : 0.0;
-    double q = 0;
-    for (int64_t r : g.run_offset)
-      for (int64_t i = 0; i < g.inner; ++i) {
-        const double d = base[r + i] - m;
-        q += d * d;
-      }
-    mean[k] = m;
-    var[k] = n > 0 ? q / n : 0.0;
-  }, group_grain(g));
+  parallel_for(
+      g.groups,
+      [&](int64_t k) {
+        const T* base = x + g.group_offset[k];
+        double s = 0;
+        for (int64_t r : g.run_offset)
+          for (int64_t i = 0; i < g.inner; ++i) s += base[r + i];
+        const double m = n > 0 ? s / n : 0.0;
+        double q = 0;
+        for (int64_t r : g.run_offset)
+          for (int64_t i = 0; i < g.inner; ++i) {
+            const double d = base[r + i] - m;
+            q += d * d;
+          }
+        mean[k] = m;
+        var[k] = n > 0 ? q / n : 0.0;
+      },
+      group_grain(g));
 }
 
 // y = x * a[group] + b[group].
 template <typename T>
 void group_affine(const T* x, T* y, const GroupLayout& g, const double* a, const double* b) {
-  parallel_for(g.groups, [&](int64_t k) {
-    const int64_t base = g.group_offset[k];
-    const T ak = static_cast<T>(a[k]), bk = static_cast<T>(b[k]);
-    for (int64_t r : g.run_offset)
-      for (int64_t i = 0; i < g.inner; ++i) y[base + r + i] = x[base + r + i] * ak + bk;
-  }, group_grain(g));
+  parallel_for(
+      g.groups,
+      [&](int64_t k) {
+        const int64_t base = g.group_offset[k];
+        const T ak = static_cast<T>(a[k]), bk = static_cast<T>(b[k]);
+        for (int64_t r : g.run_offset)
+          for (int64_t i = 0; i < g.inner; ++i) y[base + r + i] = x[base + r + i] * ak + bk;
+      },
+      group_grain(g));
 }
 
 // A float view of a parameter tensor of any float type (oneDNN wants f32 parameters).
@@ -143,9 +152,13 @@ class BatchNormKernel final : public Kernel {
     dispatch_float(dtype_, node, [](auto) {});
     epsilon_ = node.attr_float("epsilon", 1e-5f);
     momentum_ = node.attr_float("momentum", 0.9f);
-    if (node.opset < 7) training_ = node.attr_int("is_test", 0) == 0;
-    else if (node.opset < 14) training_ = std::count_if(node.outputs.begin() + 1, node.outputs.end(), [](auto* v) { return v; }) > 0;
-    else training_ = node.attr_int("training_mode", 0) != 0;
+    if (node.opset < 7)
+      training_ = node.attr_int("is_test", 0) == 0;
+    else if (node.opset < 14)
+      training_ = std::any_of(node.outputs.begin() + std::min<size_t>(1, node.outputs.size()), node.outputs.end(),
+                              [](const auto* v) { return v != nullptr; });
+    else
+      training_ = node.attr_int("training_mode", 0) != 0;
     full_outputs_ = node.opset < 14;
     bool spatial = node.opset >= 9 || node.attr_int("spatial", 1) != 0;
 
@@ -159,7 +172,7 @@ class BatchNormKernel final : public Kernel {
       work_shape_ = {n, channels_, rest};
     }
     for (int i = 1; i < 5; ++i) {
-      if (!is_floating(in[i].dtype)) fail(node, "input " + std::to_string(i) + " must be a float tensor");
+      dispatch_float(in[i].dtype, node, [](auto) {});
       if (shape_numel(in[i].shape) != channels_)
         fail_shape(node, "input " + std::to_string(i) + " has shape " + shape_str(in[i].shape) + " but X has " +
                              std::to_string(channels_) + " channels");
@@ -438,9 +451,8 @@ class LayerNormKernel final : public Kernel {
     auto pvec = f32_vector(inner_), svec = f32_vector(outer_);
     mean_buf_.resize(static_cast<size_t>(outer_));
     var_buf_.resize(static_cast<size_t>(outer_));
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, bind(md_, x)},
-                                               {DNNL_ARG_DST, bind(md_, y)},
-                                               {DNNL_ARG_SCALE, bind_ptr(pvec, scale)}};
+    std::unordered_map<int, dnnl::memory> args{
+        {DNNL_ARG_SRC, bind(md_, x)}, {DNNL_ARG_DST, bind(md_, y)}, {DNNL_ARG_SCALE, bind_ptr(pvec, scale)}};
     if (bias) args[DNNL_ARG_SHIFT] = bind_ptr(pvec, bias);
     if (training_) {
       args[DNNL_ARG_MEAN] = bind_ptr(svec, mean_buf_.data());
@@ -456,22 +468,25 @@ class LayerNormKernel final : public Kernel {
   template <typename T, typename U>
   void run_own(const T* x, T* y, const T* scale, const T* bias, U* mean_out, U* inv_out) const {
     const int64_t inner = inner_;
-    parallel_for(outer_, [&](int64_t o) {
-      const T* row = x + o * inner;
-      T* out = y + o * inner;
-      double s = 0;
-      for (int64_t i = 0; i < inner; ++i) s += row[i];
-      const double m = s / static_cast<double>(inner);
-      double q = 0;
-      for (int64_t i = 0; i < inner; ++i) q += (row[i] - m) * (row[i] - m);
-      const double inv = 1.0 / std::sqrt(q / static_cast<double>(inner) + epsilon_);
-      for (int64_t i = 0; i < inner; ++i) {
-        double v = (row[i] - m) * inv * scale[i];
-        out[i] = static_cast<T>(bias ? v + bias[i] : v);
-      }
-      if (mean_out) mean_out[o] = static_cast<U>(m);
-      if (inv_out) inv_out[o] = static_cast<U>(inv);
-    }, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, inner)));
+    parallel_for(
+        outer_,
+        [&](int64_t o) {
+          const T* row = x + o * inner;
+          T* out = y + o * inner;
+          double s = 0;
+          for (int64_t i = 0; i < inner; ++i) s += row[i];
+          const double m = s / static_cast<double>(inner);
+          double q = 0;
+          for (int64_t i = 0; i < inner; ++i) q += (row[i] - m) * (row[i] - m);
+          const double inv = 1.0 / std::sqrt(q / static_cast<double>(inner) + epsilon_);
+          for (int64_t i = 0; i < inner; ++i) {
+            double v = (row[i] - m) * inv * scale[i];
+            out[i] = static_cast<T>(bias ? v + bias[i] : v);
+          }
+          if (mean_out) mean_out[o] = static_cast<U>(m);
+          if (inv_out) inv_out[o] = static_cast<U>(inv);
+        },
+        std::max<int64_t>(1, 16384 / std::max<int64_t>(1, inner)));
   }
 
   float epsilon_ = 1e-5f;
@@ -506,8 +521,8 @@ class LrnKernel final : public Kernel {
     if (in[0].dtype == DType::Float && size_ % 2 == 1 && xs.size() >= 3 && xs.size() <= 5 && shape_numel(xs) > 0) {
       md_ = plain_desc(xs, DType::Float);
       // Inference propagation: training would also need a workspace (kept for the backward pass).
-      dnnl::lrn_forward::desc d(prop_kind::forward_inference, dnnl::algorithm::lrn_across_channels, md_, size_,
-                                alpha_, beta_, bias_);
+      dnnl::lrn_forward::desc d(prop_kind::forward_inference, dnnl::algorithm::lrn_across_channels, md_, size_, alpha_,
+                                beta_, bias_);
       pd_ = dnnl::lrn_forward::primitive_desc(d, cpu_engine());
       primitive_ = dnnl::lrn_forward(pd_);
       use_dnnl_ = true;
@@ -530,18 +545,21 @@ class LrnKernel final : public Kernel {
     const int64_t n = xt.dim(0), c = xt.dim(1), s = xt.numel() / (n * c);
     const int64_t lo = (size_ - 1) / 2, hi = size_ - 1 - lo;
     const double coef = static_cast<double>(alpha_) / static_cast<double>(size_);
-    parallel_for(n * c, [&](int64_t nc) {
-      const int64_t ci = nc % c, plane = nc - ci;
-      const int64_t first = std::max<int64_t>(0, ci - lo), last = std::min(c - 1, ci + hi);
-      std::vector<double> acc(static_cast<size_t>(s), 0.0);
-      for (int64_t k = first; k <= last; ++k) {
-        const T* p = x + (plane + k) * s;
-        for (int64_t i = 0; i < s; ++i) acc[i] += static_cast<double>(p[i]) * p[i];
-      }
-      const T* p = x + nc * s;
-      T* q = y + nc * s;
-      for (int64_t i = 0; i < s; ++i) q[i] = static_cast<T>(p[i] / std::pow(bias_ + coef * acc[i], beta_));
-    }, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s * size_)));
+    parallel_for(
+        n * c,
+        [&](int64_t nc) {
+          const int64_t ci = nc % c, plane = nc - ci;
+          const int64_t first = std::max<int64_t>(0, ci - lo), last = std::min(c - 1, ci + hi);
+          std::vector<double> acc(static_cast<size_t>(s), 0.0);
+          for (int64_t k = first; k <= last; ++k) {
+            const T* p = x + (plane + k) * s;
+            for (int64_t i = 0; i < s; ++i) acc[i] += static_cast<double>(p[i]) * p[i];
+          }
+          const T* p = x + nc * s;
+          T* q = y + nc * s;
+          for (int64_t i = 0; i < s; ++i) q[i] = static_cast<T>(p[i] / std::pow(bias_ + coef * acc[i], beta_));
+        },
+        std::max<int64_t>(1, 4096 / std::max<int64_t>(1, s * size_)));
   }
 
   int64_t size_ = 1;

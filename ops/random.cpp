@@ -21,9 +21,12 @@ class Generator {
   explicit Generator(const Node& node) {
     auto it = node.attributes.find("seed");
     if (it == node.attributes.end()) return;
-    if (const auto* i = std::get_if<int64_t>(&it->second)) own_.emplace(static_cast<uint64_t>(*i));
-    else if (const auto* f = std::get_if<float>(&it->second)) own_.emplace(std::bit_cast<uint32_t>(*f));
-    else fail(node, "attribute 'seed' must be an int or a float");
+    if (const auto* i = std::get_if<int64_t>(&it->second))
+      own_.emplace(static_cast<uint64_t>(*i));
+    else if (const auto* f = std::get_if<float>(&it->second))
+      own_.emplace(std::bit_cast<uint32_t>(*f));
+    else
+      fail(node, "attribute 'seed' must be an int or a float");
   }
   std::mt19937_64& get(KernelContext& ctx) { return own_ ? *own_ : ctx.rng(); }
 
@@ -91,8 +94,10 @@ class DropoutKernel final : public Kernel {
         const bool keep = uniform01(g) >= ratio;
         dst[i] = keep ? src[i] * scale : T(0);
         if (mask) {
-          if (mask_type == DType::Bool) mask->data<bool>()[i] = keep;
-          else mask->data<T>()[i] = keep ? T(1) : T(0);
+          if (mask_type == DType::Bool)
+            mask->data<bool>()[i] = keep;
+          else
+            mask->data<T>()[i] = keep ? T(1) : T(0);
         }
       }
     });
@@ -187,7 +192,8 @@ std::unique_ptr<Kernel> make_bernoulli(const Node& node, const std::vector<Input
 std::unique_ptr<Kernel> make_multinomial(const Node& node, const std::vector<InputInfo>& in) {
   if (in.empty() || !in[0].present) fail(node, "requires input 'input'");
   dispatch_float(in[0].dtype, node, [](auto) {});
-  if (in[0].shape.size() != 2) fail_shape(node, "input must be [batch_size, class_size], got " + shape_str(in[0].shape));
+  if (in[0].shape.size() != 2)
+    fail_shape(node, "input must be [batch_size, class_size], got " + shape_str(in[0].shape));
   if (in[0].shape[1] < 1) fail_shape(node, "class_size must be >= 1");
   const int64_t samples = node.attr_int("sample_size", 1);
   if (samples < 0) fail(node, "sample_size must be >= 0");
@@ -210,8 +216,10 @@ std::unique_ptr<Kernel> make_multinomial(const Node& node, const std::vector<Inp
         const double u = uniform01(g) * total;
         int64_t c = std::upper_bound(cdf.begin(), cdf.end(), u) - cdf.begin();
         c = std::min(c, classes - 1);
-        if (out_type == DType::Int32) y.data<int32_t>()[b * samples + s] = static_cast<int32_t>(c);
-        else y.data<int64_t>()[b * samples + s] = c;
+        if (out_type == DType::Int32)
+          y.data<int32_t>()[b * samples + s] = static_cast<int32_t>(c);
+        else
+          y.data<int64_t>()[b * samples + s] = c;
       }
     }
   });

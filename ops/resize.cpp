@@ -40,9 +40,9 @@ E parse_enum(const Node& node, const char* attr, const std::string& fallback,
 ResizeAttrs parse_attrs(const Node& node) {
   ResizeAttrs a;
   const bool legacy = node.op_type == "Upsample" || node.opset < 11;
-  a.mode = parse_enum<Mode>(node, "mode", "nearest",
-                            {{"nearest", Mode::Nearest}, {"linear", Mode::Linear}, {"bilinear", Mode::Linear},
-                             {"cubic", Mode::Cubic}});
+  a.mode = parse_enum<Mode>(
+      node, "mode", "nearest",
+      {{"nearest", Mode::Nearest}, {"linear", Mode::Linear}, {"bilinear", Mode::Linear}, {"cubic", Mode::Cubic}});
   if (legacy) {
     // Upsample and Resize-10 index the input at x_resized / scale, nearest taking the floor.
     if (a.mode == Mode::Cubic) fail(node, "mode 'cubic' needs Resize opset >= 11");
@@ -83,11 +83,16 @@ double source_coordinate(const ResizeAttrs& a, int64_t j, double scale, double i
                          double roi_start, double roi_end) {
   const double x = static_cast<double>(j);
   switch (a.coord) {
-    case Coord::HalfPixel: return (x + 0.5) / scale - 0.5;
-    case Coord::Asymmetric: return x / scale;
-    case Coord::PytorchHalfPixel: return resized_len > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-    case Coord::AlignCorners: return resized_len == 1 ? 0.0 : x * (in_len - 1) / (resized_len - 1);
-    case Coord::TfHalfPixelForNN: return (x + 0.5) / scale;
+    case Coord::HalfPixel:
+      return (x + 0.5) / scale - 0.5;
+    case Coord::Asymmetric:
+      return x / scale;
+    case Coord::PytorchHalfPixel:
+      return resized_len > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
+    case Coord::AlignCorners:
+      return resized_len == 1 ? 0.0 : x * (in_len - 1) / (resized_len - 1);
+    case Coord::TfHalfPixelForNN:
+      return (x + 0.5) / scale;
     case Coord::TfCropAndResize:
       return resized_len > 1 ? roi_start * (in_len - 1) + x * (roi_end - roi_start) * (in_len - 1) / (resized_len - 1)
                              : 0.5 * (roi_start + roi_end) * (in_len - 1);
@@ -121,10 +126,18 @@ AxisTable build_axis(const ResizeAttrs& a, int64_t in_len, int64_t out_len, doub
     if (a.mode == Mode::Nearest) {
       bool up = false;
       switch (a.rounding) {
-        case Rounding::RoundPreferFloor: up = r > 0.5; break;
-        case Rounding::RoundPreferCeil: up = r >= 0.5; break;
-        case Rounding::Floor: up = false; break;
-        case Rounding::Ceil: up = r > 0; break;
+        case Rounding::RoundPreferFloor:
+          up = r > 0.5;
+          break;
+        case Rounding::RoundPreferCeil:
+          up = r >= 0.5;
+          break;
+        case Rounding::Floor:
+          up = false;
+          break;
+        case Rounding::Ceil:
+          up = r > 0;
+          break;
       }
       idx[0] = base + (up ? 1 : 0);
       w[0] = 1;
@@ -133,8 +146,8 @@ AxisTable build_axis(const ResizeAttrs& a, int64_t in_len, int64_t out_len, doub
       w[0] = 1 - r, w[1] = r;
     } else {
       const double A = a.cubic_a;
-      auto near = [A](double d) { return ((A + 2) * d - (A + 3)) * d * d + 1; };             // |d| <= 1
-      auto far = [A](double d) { return ((A * d - 5 * A) * d + 8 * A) * d - 4 * A; };        // 1 < |d| < 2
+      auto near = [A](double d) { return ((A + 2) * d - (A + 3)) * d * d + 1; };       // |d| <= 1
+      auto far = [A](double d) { return ((A * d - 5 * A) * d + 8 * A) * d - 4 * A; };  // 1 < |d| < 2
       for (int k = 0; k < 4; ++k) idx[k] = base - 1 + k;
       w[0] = far(r + 1), w[1] = near(r), w[2] = near(1 - r), w[3] = far(2 - r);
     }
@@ -205,7 +218,8 @@ ResizePlan make_plan(const Node& node, const ResizeAttrs& a, const PlanKey& key)
       scale = key.scales[d];
       if (!(scale > 0) || !std::isfinite(scale)) fail(node, "scales must be positive, got " + std::to_string(scale));
       resized = static_cast<double>(in_len) * scale * (crop ? roi_end - roi_start : 1.0);
-      if (!(resized >= 0 && resized < 1e15)) fail_shape(node, "output size out of range along axis " + std::to_string(d));
+      if (!(resized >= 0 && resized < 1e15))
+        fail_shape(node, "output size out of range along axis " + std::to_string(d));
       out_len = static_cast<int64_t>(std::floor(resized));
     } else {
       out_len = key.sizes[d];
@@ -227,54 +241,60 @@ void gather(const T* x, T* y, const ResizePlan& p, T extrapolation) {
   const Shape in_strides = strides_of(p.in_shape);
   const int64_t last = p.out_shape[rank - 1], rows = shape_numel(p.out_shape) / last;
   const AxisTable& lt = p.axes[rank - 1];
-  parallel_for(rows, [&](int64_t row) {
-    int64_t base = 0, rem = row;
-    bool outside = false;
-    for (size_t d = rank - 1; d-- > 0;) {
-      const int64_t j = rem % p.out_shape[d];
-      rem /= p.out_shape[d];
-      outside |= p.axes[d].outside[j] != 0;
-      base += p.axes[d].index[j] * in_strides[d];
-    }
-    T* out = y + row * last;
-    if (outside) {
-      std::fill_n(out, last, extrapolation);
-      return;
-    }
-    const T* in = x + base;
-    for (int64_t j = 0; j < last; ++j) out[j] = lt.outside[j] ? extrapolation : in[lt.index[j]];
-  }, std::max<int64_t>(1, 16384 / last));
+  parallel_for(
+      rows,
+      [&](int64_t row) {
+        int64_t base = 0, rem = row;
+        bool outside = false;
+        for (size_t d = rank - 1; d-- > 0;) {
+          const int64_t j = rem % p.out_shape[d];
+          rem /= p.out_shape[d];
+          outside |= p.axes[d].outside[j] != 0;
+          base += p.axes[d].index[j] * in_strides[d];
+        }
+        T* out = y + row * last;
+        if (outside) {
+          std::fill_n(out, last, extrapolation);
+          return;
+        }
+        const T* in = x + base;
+        for (int64_t j = 0; j < last; ++j) out[j] = lt.outside[j] ? extrapolation : in[lt.index[j]];
+      },
+      std::max<int64_t>(1, 16384 / last));
 }
 
 // One separable pass over axis d: [outer, in_len, inner] -> [outer, out_len, inner].
 template <typename T>
 void resize_axis(const T* x, T* y, int64_t outer, int64_t inner, const AxisTable& t, T extrapolation) {
-  parallel_for(outer * t.out_len, [&](int64_t r) {
-    const int64_t o = r / t.out_len, j = r % t.out_len;
-    T* out = y + r * inner;
-    if (t.outside[j]) {
-      std::fill_n(out, inner, extrapolation);
-      return;
-    }
-    const T* in = x + o * t.in_len * inner;
-    const int64_t* idx = &t.index[j * t.taps];
-    const double* w = &t.weight[j * t.taps];
-    if (inner == 1) {
-      double acc = 0;
-      for (int k = 0; k < t.taps; ++k) acc += w[k] * in[idx[k]];
-      *out = static_cast<T>(acc);
-      return;
-    }
-    const T w0 = static_cast<T>(w[0]);
-    const T* src = in + idx[0] * inner;
-    for (int64_t i = 0; i < inner; ++i) out[i] = w0 * src[i];
-    for (int k = 1; k < t.taps; ++k) {
-      const T wk = static_cast<T>(w[k]);
-      if (wk == T(0)) continue;
-      src = in + idx[k] * inner;
-      for (int64_t i = 0; i < inner; ++i) out[i] += wk * src[i];
-    }
-  }, std::max<int64_t>(1, 16384 / (inner * t.taps)));
+  parallel_for(
+      outer * t.out_len,
+      [&](int64_t r) {
+        const int64_t o = r / t.out_len, j = r % t.out_len;
+        T* out = y + r * inner;
+        if (t.outside[j]) {
+          std::fill_n(out, inner, extrapolation);
+          return;
+        }
+        const T* in = x + o * t.in_len * inner;
+        const int64_t* idx = &t.index[j * t.taps];
+        const double* w = &t.weight[j * t.taps];
+        if (inner == 1) {
+          double acc = 0;
+          for (int k = 0; k < t.taps; ++k) acc += w[k] * in[idx[k]];
+          *out = static_cast<T>(acc);
+          return;
+        }
+        const T w0 = static_cast<T>(w[0]);
+        const T* src = in + idx[0] * inner;
+        for (int64_t i = 0; i < inner; ++i) out[i] = w0 * src[i];
+        for (int k = 1; k < t.taps; ++k) {
+          const T wk = static_cast<T>(w[k]);
+          if (wk == T(0)) continue;
+          src = in + idx[k] * inner;
+          for (int64_t i = 0; i < inner; ++i) out[i] += wk * src[i];
+        }
+      },
+      std::max<int64_t>(1, 16384 / (inner * t.taps)));
 }
 
 template <typename T>
@@ -284,9 +304,8 @@ void interpolate(const Tensor& xt, Tensor& yt, const ResizePlan& p, T extrapolat
   for (size_t d = 0; d < rank; ++d)
     if (!p.axes[d].identity) order.push_back(d);
   // Shrinking axes first keeps the intermediate tensors small.
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    return p.out_shape[a] * p.in_shape[b] < p.out_shape[b] * p.in_shape[a];
-  });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return p.out_shape[a] * p.in_shape[b] < p.out_shape[b] * p.in_shape[a]; });
   Shape shape = p.in_shape;
   const T* src = xt.data<T>();
   std::vector<T> bufs[2];
@@ -311,8 +330,10 @@ class ResizeKernel final : public Kernel {
   ResizeKernel(const Node& node, const std::vector<InputInfo>& in) : attrs_(parse_attrs(node)) {
     if (in.empty() || !in[0].present) fail(node, "requires input X");
     dtype_ = in[0].dtype;
-    if (attrs_.mode == Mode::Nearest) dispatch_all(dtype_, node, [](auto) {});
-    else dispatch_float(dtype_, node, [](auto) {});
+    if (attrs_.mode == Mode::Nearest)
+      dispatch_all(dtype_, node, [](auto) {});
+    else
+      dispatch_float(dtype_, node, [](auto) {});
     if (node.op_type == "Upsample" && node.opset < 9) {
       if (node.opset < 7) {
         if (in[0].shape.size() != 4) fail_shape(node, "Upsample-1 expects a 4-D input");
@@ -331,7 +352,8 @@ class ResizeKernel final : public Kernel {
     for (int i : {roi_input_, scales_input_, sizes_input_})
       if (i >= 0 && i < static_cast<int>(in.size()) && in[i].present && !in[i].constant) constant = false;
     if (constant) {
-      key_ = make_key(in[0].shape, [&](int i) { return i >= 0 && i < (int)in.size() && in[i].present ? in[i].constant : nullptr; });
+      key_ = make_key(in[0].shape,
+                      [&](int i) { return i >= 0 && i < (int)in.size() && in[i].present ? in[i].constant : nullptr; });
       plan_ = make_plan(node, attrs_, key_);
     }
   }
@@ -344,7 +366,8 @@ class ResizeKernel final : public Kernel {
       key_ = std::move(key);
     }
     const ResizePlan& p = *plan_;
-    if (p.out_shape.empty() || std::all_of(p.axes.begin(), p.axes.end(), [](const AxisTable& t) { return t.identity; })) {
+    if (p.out_shape.empty() ||
+        std::all_of(p.axes.begin(), p.axes.end(), [](const AxisTable& t) { return t.identity; })) {
       ctx.set_output(0, x);
       return;
     }
@@ -428,9 +451,7 @@ struct GridSampler {
     double x = unnormalize(gx, w), y = unnormalize(gy, h);
     if (mode == Mode::Cubic) {
       // Taps are padded one by one (padding the coordinate first would shift the stencil).
-      auto tap = [&](double iy, double ix) {
-        return at(to_index(pad(iy, h), h), to_index(pad(ix, w), w));
-      };
+      auto tap = [&](double iy, double ix) { return at(to_index(pad(iy, h), h), to_index(pad(ix, w), w)); };
       const double fx = std::floor(x), fy = std::floor(y), tx = x - fx, ty = y - fy;
       auto coeffs = [](double t, double c[4]) {
         const double A = -0.75;
@@ -450,7 +471,8 @@ struct GridSampler {
       return static_cast<T>(acc);
     }
     x = pad(x, w), y = pad(y, h);
-    if (mode == Mode::Nearest) return static_cast<T>(at(to_index(std::nearbyint(y), h), to_index(std::nearbyint(x), w)));
+    if (mode == Mode::Nearest)
+      return static_cast<T>(at(to_index(std::nearbyint(y), h), to_index(std::nearbyint(x), w)));
     const double fx = std::floor(x), fy = std::floor(y), tx = x - fx, ty = y - fy;
     const int64_t x0 = to_index(fx, w), y0 = to_index(fy, h);
     return static_cast<T>((1 - ty) * ((1 - tx) * at(y0, x0) + tx * at(y0, x0 + 1)) +
@@ -469,8 +491,9 @@ std::unique_ptr<Kernel> make_grid_sample(const Node& node, const std::vector<Inp
   GridSampler s;
   s.mode = parse_enum<Mode>(node, "mode", "bilinear",
                             {{"bilinear", Mode::Linear}, {"nearest", Mode::Nearest}, {"bicubic", Mode::Cubic}});
-  s.padding = parse_enum<Padding>(node, "padding_mode", "zeros",
-                                  {{"zeros", Padding::Zeros}, {"border", Padding::Border}, {"reflection", Padding::Reflection}});
+  s.padding = parse_enum<Padding>(
+      node, "padding_mode", "zeros",
+      {{"zeros", Padding::Zeros}, {"border", Padding::Border}, {"reflection", Padding::Reflection}});
   s.align_corners = node.attr_int("align_corners", 0) != 0;
   return make_function_kernel([s](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
@@ -485,12 +508,15 @@ std::unique_ptr<Kernel> make_grid_sample(const Node& node, const std::vector<Inp
       const T* gp = grid.data<T>();
       T* yp = y.data<T>();
       const int64_t points = ho * wo;
-      parallel_for(n * points, [&](int64_t np) {
-        const int64_t b = np / points, p = np % points;
-        const double gx = gp[np * 2], gy = gp[np * 2 + 1];
-        for (int64_t ch = 0; ch < c; ++ch)
-          yp[(b * c + ch) * points + p] = s.sample(xp + (b * c + ch) * h * w, h, w, gx, gy);
-      }, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, c)));
+      parallel_for(
+          n * points,
+          [&](int64_t np) {
+            const int64_t b = np / points, p = np % points;
+            const double gx = gp[np * 2], gy = gp[np * 2 + 1];
+            for (int64_t ch = 0; ch < c; ++ch)
+              yp[(b * c + ch) * points + p] = s.sample(xp + (b * c + ch) * h * w, h, w, gx, gy);
+          },
+          std::max<int64_t>(1, 4096 / std::max<int64_t>(1, c)));
     });
   });
 }

@@ -61,8 +61,10 @@ TEST(BatchNormalization, Opset9TrainingOutputsRunningAndSavedStatistics) {
   std::vector<float> x = pseudo_random(24);
   std::vector<float> s{1.f, 2.f, 0.5f}, b{0.f, 1.f, -1.f}, m{0.1f, 0.2f, 0.3f}, v{1.f, 2.f, 3.f};
   InferenceSession session(model);
-  auto out = session.run({{"X", to_tensor<float>({2, 3, 4}, x)}, {"S", to_tensor<float>({3}, s)},
-                          {"B", to_tensor<float>({3}, b)}, {"M", to_tensor<float>({3}, m)},
+  auto out = session.run({{"X", to_tensor<float>({2, 3, 4}, x)},
+                          {"S", to_tensor<float>({3}, s)},
+                          {"B", to_tensor<float>({3}, b)},
+                          {"M", to_tensor<float>({3}, m)},
                           {"V", to_tensor<float>({3}, v)}});
   std::vector<float> y(24), rm(3), rv(3), sm(3), sv(3);
   for (int c = 0; c < 3; ++c) {
@@ -103,10 +105,16 @@ TEST(BatchNormalization, DoubleTrainingModeMatchesFloat) {
   std::vector<float> x = pseudo_random(12, 7), s{1.5f, -1.f}, b{0.5f, 0.f}, m{0.f, 1.f}, v{1.f, 0.5f};
   Model mf = make("float"), md = make("double");
   InferenceSession sf(mf), sd(md);
-  auto of = sf.run({{"X", to_tensor<float>({2, 2, 3}, x)}, {"S", to_tensor<float>({2}, s)}, {"B", to_tensor<float>({2}, b)},
-                    {"M", to_tensor<float>({2}, m)}, {"V", to_tensor<float>({2}, v)}});
-  auto od = sd.run({{"X", to_tensor<double>({2, 2, 3}, x)}, {"S", to_tensor<double>({2}, s)}, {"B", to_tensor<double>({2}, b)},
-                    {"M", to_tensor<double>({2}, m)}, {"V", to_tensor<double>({2}, v)}});
+  auto of = sf.run({{"X", to_tensor<float>({2, 2, 3}, x)},
+                    {"S", to_tensor<float>({2}, s)},
+                    {"B", to_tensor<float>({2}, b)},
+                    {"M", to_tensor<float>({2}, m)},
+                    {"V", to_tensor<float>({2}, v)}});
+  auto od = sd.run({{"X", to_tensor<double>({2, 2, 3}, x)},
+                    {"S", to_tensor<double>({2}, s)},
+                    {"B", to_tensor<double>({2}, b)},
+                    {"M", to_tensor<double>({2}, m)},
+                    {"V", to_tensor<double>({2}, v)}});
   for (const char* name : {"Y", "RM", "RV"}) {
     std::vector<double> d = od[name].to_vector<double>();
     std::vector<float> f = of[name].to_vector<float>();
@@ -123,8 +131,10 @@ TEST(BatchNormalization, Opset7NonSpatialUsesPerActivationStatistics) {
     }
   )");
   InferenceSession session(model);
-  auto out = session.run({{"X", to_tensor<float>({1, 2, 2}, {1, 2, 3, 4})}, {"S", to_tensor<float>({2, 2}, {1, 2, 3, 4})},
-                          {"B", to_tensor<float>({2, 2}, {0, 0, 0, 1})}, {"M", to_tensor<float>({2, 2}, {1, 1, 1, 1})},
+  auto out = session.run({{"X", to_tensor<float>({1, 2, 2}, {1, 2, 3, 4})},
+                          {"S", to_tensor<float>({2, 2}, {1, 2, 3, 4})},
+                          {"B", to_tensor<float>({2, 2}, {0, 0, 0, 1})},
+                          {"M", to_tensor<float>({2, 2}, {1, 1, 1, 1})},
                           {"V", to_tensor<float>({2, 2}, {1, 4, 1, 4})}});
   expect_close(out["Y"], to_tensor<float>({1, 2, 2}, {0, 1, 6, 7}));
 }
@@ -184,14 +194,16 @@ TEST(InstanceNormalization, DoubleMatchesDefinition) {
   )");
   std::vector<float> x = pseudo_random(12, 5);
   InferenceSession session(model);
-  auto out = session.run({{"X", to_tensor<double>({2, 2, 3}, x)}, {"S", to_tensor<double>({2}, {2, 3})},
+  auto out = session.run({{"X", to_tensor<double>({2, 2, 3}, x)},
+                          {"S", to_tensor<double>({2}, {2, 3})},
                           {"B", to_tensor<double>({2}, {1, -1})}});
   std::vector<double> y(12);
   for (int k = 0; k < 4; ++k) {
     double m = 0, v = 0;
     for (int i = 0; i < 3; ++i) m += x[k * 3 + i] / 3.0;
     for (int i = 0; i < 3; ++i) v += std::pow(x[k * 3 + i] - m, 2) / 3.0;
-    for (int i = 0; i < 3; ++i) y[k * 3 + i] = (x[k * 3 + i] - m) / std::sqrt(v + 1e-5) * (k % 2 ? 3 : 2) + (k % 2 ? -1 : 1);
+    for (int i = 0; i < 3; ++i)
+      y[k * 3 + i] = (x[k * 3 + i] - m) / std::sqrt(v + 1e-5) * (k % 2 ? 3 : 2) + (k % 2 ? -1 : 1);
   }
   expect_close(out["Y"], Tensor::from_vector<double>({2, 2, 3}, y));
 }
@@ -232,8 +244,8 @@ TEST(Dropout, SeedAttributeMakesNodeIndependentOfSessionSeed) {
     <ir_version: 8, opset_import: ["" : 13]>
     g (float[64] X, float R, bool T) => (bool[64] M) { Y, M = Dropout <seed = 5> (X, R, T) }
   )");
-  std::map<std::string, Tensor> feeds{{"X", Tensor(DType::Float, {64})}, {"R", Tensor::scalar<float>(0.5f)},
-                                      {"T", Tensor::scalar<bool>(true)}};
+  std::map<std::string, Tensor> feeds{
+      {"X", Tensor(DType::Float, {64})}, {"R", Tensor::scalar<float>(0.5f)}, {"T", Tensor::scalar<bool>(true)}};
   InferenceSession a(model, {.seed = 1}), b(model, {.seed = 2});
   EXPECT_EQ(a.run(feeds)["M"].to_vector<bool>(), b.run(feeds)["M"].to_vector<bool>());
 }
@@ -255,9 +267,12 @@ TEST(Dropout, RejectsRatioOutsideUnitInterval) {
     g (float[3] X, float R, bool T) => (float[3] Y) { Y = Dropout (X, R, T) }
   )");
   InferenceSession session(model);
-  expect_error([&] {
-    session.run({{"X", Tensor(DType::Float, {3})}, {"R", Tensor::scalar<float>(1.5f)}, {"T", Tensor::scalar<bool>(true)}});
-  }, "ratio must be in [0, 1]");
+  expect_error(
+      [&] {
+        session.run(
+            {{"X", Tensor(DType::Float, {3})}, {"R", Tensor::scalar<float>(1.5f)}, {"T", Tensor::scalar<bool>(true)}});
+      },
+      "ratio must be in [0, 1]");
 }
 
 TEST(RandomOps, ShapesRangesAndSeeds) {
@@ -278,8 +293,12 @@ TEST(RandomOps, ShapesRangesAndSeeds) {
   std::vector<int64_t> s = ra["S"].to_vector<int64_t>();
   for (size_t i = 0; i < s.size(); ++i) {
     EXPECT_TRUE(s[i] >= 0 && s[i] < 5);
-    if (i / 8 == 0) EXPECT_NE(s[i], 4);  // zero probability
-    if (i / 8 == 1) EXPECT_EQ(s[i], 0);  // the only possible class
+    if (i / 8 == 0) {
+      EXPECT_NE(s[i], 4);  // zero probability
+    }
+    if (i / 8 == 1) {
+      EXPECT_EQ(s[i], 0);  // the only possible class
+    }
   }
 }
 
@@ -331,10 +350,13 @@ TEST(Resize, RejectsBothScalesAndSizes) {
     g (float[1,2] X, float[2] S, int64[2] Z) => (float[?,?] Y) { Y = Resize (X, , S, Z) }
   )");
   InferenceSession session(model);
-  expect_error([&] {
-    session.run({{"X", Tensor(DType::Float, {1, 2})}, {"S", to_tensor<float>({2}, {1, 2})},
-                 {"Z", Tensor::from_vector<int64_t>({2}, {1, 4})}});
-  }, "scales and sizes are both given");
+  expect_error(
+      [&] {
+        session.run({{"X", Tensor(DType::Float, {1, 2})},
+                     {"S", to_tensor<float>({2}, {1, 2})},
+                     {"Z", Tensor::from_vector<int64_t>({2}, {1, 4})}});
+      },
+      "scales and sizes are both given");
 }
 
 TEST(GridSample, DoubleBorderPaddingClampsOutsidePoints) {
@@ -348,4 +370,57 @@ TEST(GridSample, DoubleBorderPaddingClampsOutsidePoints) {
   auto out = session.run({{"X", to_tensor<double>({1, 1, 2, 2}, {1, 2, 3, 4})},
                           {"G", to_tensor<double>({1, 1, 3, 2}, {-5, -5, 0, 0, 5, 5})}});
   expect_close(out["Y"], Tensor::from_vector<double>({1, 1, 1, 3}, {1, 2.5, 4}));
+}
+
+TEST(LRN, OneDnnMatchesOwnLoopForRanks3To5) {
+  for (const char* dims : {"2,5,3", "2,5,3,2", "1,5,2,2,2"}) {
+    auto make = [&](const std::string& type) {
+      return Model::from_text(std::string(R"(<ir_version: 8, opset_import: ["" : 13]> g ()") + type + "[" + dims +
+                              "] X) => (" + type + "[" + dims +
+                              R"(] Y) { Y = LRN <size = 3, alpha = 0.5, beta = 0.75, bias = 2.0> (X) })");
+    };
+    Model mf = make("float"), md = make("double");
+    InferenceSession sf(mf), sd(md);
+    Shape shape;
+    for (char ch : std::string(dims))
+      if (ch != ',') shape.push_back(ch - '0');
+    std::vector<float> x = pseudo_random(static_cast<size_t>(shape_numel(shape)), 11);
+    auto yf = sf.run({{"X", to_tensor<float>(shape, x)}})["Y"].to_vector<float>();
+    auto yd = sd.run({{"X", to_tensor<double>(shape, x)}})["Y"].to_vector<double>();
+    for (size_t i = 0; i < yf.size(); ++i) EXPECT_NEAR(yf[i], yd[i], 1e-5) << dims << " [" << i << "]";
+  }
+}
+
+TEST(Normalization, OneDnnMatchesOwnLoopForUnusualRanks) {
+  struct Case {
+    const char* op;
+    const char* dims;
+  };
+  for (Case c : {Case{"BatchNormalization", "4,3"}, Case{"BatchNormalization", "2,3,2,1,2,2"},
+                 Case{"InstanceNormalization", "2,3,4"}, Case{"InstanceNormalization", "1,3,2,2,2,2"}}) {
+    const bool bn = std::string(c.op) == "BatchNormalization";
+    auto make = [&](const std::string& t) {
+      std::string params = bn ? ", " + t + "[3] M, " + t + "[3] V" : "";
+      return Model::from_text(std::string(R"(<ir_version: 8, opset_import: ["" : 15]> g ()") + t + "[" + c.dims +
+                              "] X, " + t + "[3] S, " + t + "[3] B" + params + ") => (" + t + "[" + c.dims +
+                              "] Y) { Y = " + c.op + (bn ? "(X, S, B, M, V) }" : "(X, S, B) }"));
+    };
+    Model mf = make("float"), md = make("double");
+    InferenceSession sf(mf), sd(md);
+    Shape shape;
+    for (char ch : std::string(c.dims))
+      if (ch != ',') shape.push_back(ch - '0');
+    std::vector<float> x = pseudo_random(static_cast<size_t>(shape_numel(shape)), 13);
+    std::vector<float> s{1.f, -2.f, 0.5f}, b{0.f, 1.f, 2.f}, m{0.1f, -0.2f, 0.3f}, v{1.f, 0.5f, 2.f};
+    auto feeds = [&](auto tag) {
+      using T = decltype(tag);
+      std::map<std::string, Tensor> f{
+          {"X", to_tensor<T>(shape, x)}, {"S", to_tensor<T>({3}, s)}, {"B", to_tensor<T>({3}, b)}};
+      if (bn) f["M"] = to_tensor<T>({3}, m), f["V"] = to_tensor<T>({3}, v);
+      return f;
+    };
+    auto yf = sf.run(feeds(float{}))["Y"].to_vector<float>();
+    auto yd = sd.run(feeds(double{}))["Y"].to_vector<double>();
+    for (size_t i = 0; i < yf.size(); ++i) EXPECT_NEAR(yf[i], yd[i], 1e-4) << c.op << " " << c.dims << " [" << i << "]";
+  }
 }
