@@ -1,7 +1,536 @@
+// Resize (opsets 10-13+), Upsample (1-10) and GridSample (16). Resize builds one
+// index/weight table per axis (plan time when roi/scales/sizes are constants, otherwise at
+// the first run and again only when their values change), then runs either one gather
+// (nearest) or one separable pass per resized axis (linear, cubic). Coordinates follow the
+// ONNX reference: with `scales` the resized length is input_length * scale, not the
+// floored output size.
+#include <algorithm>
+#include <cmath>
+#include <optional>
+
+#include "ops/op_utils.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
 
-void register_resize_ops(Registry& r) {}
+namespace {
+
+enum class Mode { Nearest, Linear, Cubic };
+enum class Coord { HalfPixel, Asymmetric, PytorchHalfPixel, AlignCorners, TfHalfPixelForNN, TfCropAndResize };
+enum class Rounding { RoundPreferFloor, RoundPreferCeil, Floor, Ceil };
+
+struct ResizeAttrs {
+  Mode mode = Mode::Nearest;
+  Coord coord = Coord::HalfPixel;
+  Rounding rounding = Rounding::RoundPreferFloor;
+  double cubic_a = -0.75;
+  bool exclude_outside = false;
+  double extrapolation = 0.0;
+};
+
+template <typename E>
+E parse_enum(const Node& node, const char* attr, const std::string& fallback,
+             std::initializer_list<std::pair<const char*, E>> values) {
+  std::string s = node.attr_string(attr, fallback);
+  for (auto& [name, v] : values)
+    if (s == name) return v;
+  fail(node, std::string("unsupported ") + attr + " '" + s + "'");
+}
+
+ResizeAttrs parse_attrs(const Node& node) {
+  ResizeAttrs a;
+  const bool legacy = node.op_type == "Upsample" || node.opset < 11;
+  a.mode = parse_enum<Mode>(
+      node, "mode", "nearest",
+      {{"nearest", Mode::Nearest}, {"linear", Mode::Linear}, {"bilinear", Mode::Linear}, {"cubic", Mode::Cubic}});
+  if (legacy) {
+    // Upsample and Resize-10 index the input at x_resized / scale, nearest taking the floor.
+    if (a.mode == Mode::Cubic) fail(node, "mode 'cubic' needs Resize opset >= 11");
+    a.coord = Coord::Asymmetric;
+    a.rounding = Rounding::Floor;
+    return a;
+  }
+  a.coord = parse_enum<Coord>(node, "coordinate_transformation_mode", "half_pixel",
+                              {{"half_pixel", Coord::HalfPixel},
+                               {"asymmetric", Coord::Asymmetric},
+                               {"pytorch_half_pixel", Coord::PytorchHalfPixel},
+                               {"align_corners", Coord::AlignCorners},
+                               {"tf_half_pixel_for_nn", Coord::TfHalfPixelForNN},
+                               {"tf_crop_and_resize", Coord::TfCropAndResize}});
+  a.rounding = parse_enum<Rounding>(node, "nearest_mode", "round_prefer_floor",
+                                    {{"round_prefer_floor", Rounding::RoundPreferFloor},
+                                     {"round_prefer_ceil", Rounding::RoundPreferCeil},
+                                     {"floor", Rounding::Floor},
+                                     {"ceil", Rounding::Ceil}});
+  a.cubic_a = node.attr_float("cubic_coeff_a", -0.75f);
+  a.exclude_outside = node.attr_int("exclude_outside", 0) != 0;
+  a.extrapolation = node.attr_float("extrapolation_value", 0.f);
+  return a;
+}
+
+// For every output index along one axis: `taps` input indices (clamped into range) and
+// weights, or `outside` (tf_crop_and_resize extrapolation).
+struct AxisTable {
+  int64_t in_len = 0, out_len = 0;
+  int taps = 1;
+  std::vector<int64_t> index;
+  std::vector<double> weight;
+  std::vector<uint8_t> outside;
+  bool identity = false;
+};
+
+double source_coordinate(const ResizeAttrs& a, int64_t j, double scale, double in_len, double resized_len,
+                         double roi_start, double roi_end) {
+  const double x = static_cast<double>(j);
+  switch (a.coord) {
+    case Coord::HalfPixel:
+      return (x + 0.5) / scale - 0.5;
+    case Coord::Asymmetric:
+      return x / scale;
+    case Coord::PytorchHalfPixel:
+      return resized_len > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
+    case Coord::AlignCorners:
+      return resized_len == 1 ? 0.0 : x * (in_len - 1) / (resized_len - 1);
+    case Coord::TfHalfPixelForNN:
+      return (x + 0.5) / scale;
+    case Coord::TfCropAndResize:
+      return resized_len > 1 ? roi_start * (in_len - 1) + x * (roi_end - roi_start) * (in_len - 1) / (resized_len - 1)
+                             : 0.5 * (roi_start + roi_end) * (in_len - 1);
+  }
+  return x;
+}
+
+AxisTable build_axis(const ResizeAttrs& a, int64_t in_len, int64_t out_len, double scale, double resized_len,
+                     double roi_start, double roi_end) {
+  AxisTable t;
+  t.in_len = in_len;
+  t.out_len = out_len;
+  t.taps = a.mode == Mode::Nearest ? 1 : a.mode == Mode::Linear ? 2 : 4;
+  const auto n = static_cast<size_t>(out_len * t.taps);
+  t.index.assign(n, 0);
+  t.weight.assign(n, 0.0);
+  t.outside.assign(static_cast<size_t>(out_len), 0);
+  const double len = static_cast<double>(in_len);
+  for (int64_t j = 0; j < out_len; ++j) {
+    const double x = source_coordinate(a, j, scale, len, resized_len, roi_start, roi_end);
+    if (a.coord == Coord::TfCropAndResize && !(x >= 0 && x <= len - 1)) {
+      t.outside[j] = 1;
+      continue;
+    }
+    int64_t* idx = &t.index[j * t.taps];
+    double* w = &t.weight[j * t.taps];
+    const double f = std::floor(x), r = x - f;
+    // Coordinates stay within a few lengths of the input (every transform is bounded by
+    // the roi or by half a pixel), so the casts below cannot overflow.
+    const auto base = static_cast<int64_t>(std::clamp(f, -2.0 - len, 2.0 + 2 * len));
+    if (a.mode == Mode::Nearest) {
+      bool up = false;
+      switch (a.rounding) {
+        case Rounding::RoundPreferFloor:
+          up = r > 0.5;
+          break;
+        case Rounding::RoundPreferCeil:
+          up = r >= 0.5;
+          break;
+        case Rounding::Floor:
+          up = false;
+          break;
+        case Rounding::Ceil:
+          up = r > 0;
+          break;
+      }
+      idx[0] = base + (up ? 1 : 0);
+      w[0] = 1;
+    } else if (a.mode == Mode::Linear) {
+      idx[0] = base, idx[1] = base + 1;
+      w[0] = 1 - r, w[1] = r;
+    } else {
+      const double A = a.cubic_a;
+      auto near = [A](double d) { return ((A + 2) * d - (A + 3)) * d * d + 1; };       // |d| <= 1
+      auto far = [A](double d) { return ((A * d - 5 * A) * d + 8 * A) * d - 4 * A; };  // 1 < |d| < 2
+      for (int k = 0; k < 4; ++k) idx[k] = base - 1 + k;
+      w[0] = far(r + 1), w[1] = near(r), w[2] = near(1 - r), w[3] = far(2 - r);
+    }
+    if (a.exclude_outside && t.taps > 1) {
+      double sum = 0;
+      for (int k = 0; k < t.taps; ++k) {
+        if (idx[k] < 0 || idx[k] >= in_len) w[k] = 0;
+        sum += w[k];
+      }
+      if (sum != 0)
+        for (int k = 0; k < t.taps; ++k) w[k] /= sum;
+    }
+    for (int k = 0; k < t.taps; ++k) idx[k] = std::clamp<int64_t>(idx[k], 0, in_len - 1);
+  }
+  // Drop zero-weight taps when every output reads one input (nearest, or an unscaled axis).
+  bool single = true;
+  for (int64_t j = 0; j < out_len && single && t.taps > 1; ++j) {
+    int nonzero = 0;
+    for (int k = 0; k < t.taps; ++k) nonzero += t.weight[j * t.taps + k] != 0;
+    single = nonzero <= 1;
+  }
+  if (single && t.taps > 1) {
+    std::vector<int64_t> index(static_cast<size_t>(out_len), 0);
+    std::vector<double> weight(static_cast<size_t>(out_len), 0.0);
+    for (int64_t j = 0; j < out_len; ++j)
+      for (int k = 0; k < t.taps; ++k)
+        if (t.weight[j * t.taps + k] != 0) index[j] = t.index[j * t.taps + k], weight[j] = t.weight[j * t.taps + k];
+    t.index = std::move(index), t.weight = std::move(weight), t.taps = 1;
+  }
+  t.identity = t.taps == 1 && in_len == out_len;
+  for (int64_t j = 0; j < out_len && t.identity; ++j)
+    t.identity = !t.outside[j] && t.index[j] == j && t.weight[j] == 1.0;
+  return t;
+}
+
+struct ResizePlan {
+  Shape in_shape, out_shape;
+  std::vector<AxisTable> axes;
+};
+
+// The runtime values a plan depends on.
+struct PlanKey {
+  Shape in_shape;
+  std::vector<double> scales, roi;
+  std::vector<int64_t> sizes;
+  bool operator==(const PlanKey&) const = default;
+};
+
+ResizePlan make_plan(const Node& node, const ResizeAttrs& a, const PlanKey& key) {
+  const auto rank = key.in_shape.size();
+  const bool by_scales = !key.scales.empty();
+  if (by_scales == !key.sizes.empty())
+    fail(node, by_scales ? "scales and sizes are both given" : "needs either scales or sizes");
+  if ((by_scales ? key.scales.size() : key.sizes.size()) != rank)
+    fail_shape(node, std::string(by_scales ? "scales" : "sizes") + " must have one value per input dim (" +
+                         std::to_string(rank) + ")");
+  const bool crop = a.coord == Coord::TfCropAndResize;
+  if (crop && key.roi.size() != 2 * rank)
+    fail_shape(node, "tf_crop_and_resize needs roi with " + std::to_string(2 * rank) + " values");
+  ResizePlan plan;
+  plan.in_shape = key.in_shape;
+  for (size_t d = 0; d < rank; ++d) {
+    const int64_t in_len = key.in_shape[d];
+    const double roi_start = crop ? key.roi[d] : 0.0, roi_end = crop ? key.roi[d + rank] : 1.0;
+    double scale, resized;
+    int64_t out_len;
+    if (by_scales) {
+      scale = key.scales[d];
+      if (!(scale > 0) || !std::isfinite(scale)) fail(node, "scales must be positive, got " + std::to_string(scale));
+      resized = static_cast<double>(in_len) * scale * (crop ? roi_end - roi_start : 1.0);
+      if (!(resized >= 0 && resized < 1e15))
+        fail_shape(node, "output size out of range along axis " + std::to_string(d));
+      out_len = static_cast<int64_t>(std::floor(resized));
+    } else {
+      out_len = key.sizes[d];
+      if (out_len < 0) fail_shape(node, "sizes must be non-negative");
+      resized = static_cast<double>(out_len);
+      scale = in_len > 0 ? resized / static_cast<double>(in_len) : 1.0;
+    }
+    if (in_len == 0 && out_len > 0) fail_shape(node, "cannot resize an empty axis to a non-empty one");
+    plan.out_shape.push_back(out_len);
+    plan.axes.push_back(out_len > 0 ? build_axis(a, in_len, out_len, scale, resized, roi_start, roi_end) : AxisTable{});
+  }
+  return plan;
+}
+
+// Nearest: out[i0, .., ik] = x[idx0[i0], .., idxk[ik]] in one pass.
+template <typename T>
+void gather(const T* x, T* y, const ResizePlan& p, T extrapolation) {
+  const size_t rank = p.out_shape.size();
+  const Shape in_strides = strides_of(p.in_shape);
+  const int64_t last = p.out_shape[rank - 1], rows = shape_numel(p.out_shape) / last;
+  const AxisTable& lt = p.axes[rank - 1];
+  parallel_for(
+      rows,
+      [&](int64_t row) {
+        int64_t base = 0, rem = row;
+        bool outside = false;
+        for (size_t d = rank - 1; d-- > 0;) {
+          const int64_t j = rem % p.out_shape[d];
+          rem /= p.out_shape[d];
+          outside |= p.axes[d].outside[j] != 0;
+          base += p.axes[d].index[j] * in_strides[d];
+        }
+        T* out = y + row * last;
+        if (outside) {
+          std::fill_n(out, last, extrapolation);
+          return;
+        }
+        const T* in = x + base;
+        for (int64_t j = 0; j < last; ++j) out[j] = lt.outside[j] ? extrapolation : in[lt.index[j]];
+      },
+      std::max<int64_t>(1, 16384 / last));
+}
+
+// One separable pass over axis d: [outer, in_len, inner] -> [outer, out_len, inner].
+template <typename T>
+void resize_axis(const T* x, T* y, int64_t outer, int64_t inner, const AxisTable& t, T extrapolation) {
+  parallel_for(
+      outer * t.out_len,
+      [&](int64_t r) {
+        const int64_t o = r / t.out_len, j = r % t.out_len;
+        T* out = y + r * inner;
+        if (t.outside[j]) {
+          std::fill_n(out, inner, extrapolation);
+          return;
+        }
+        const T* in = x + o * t.in_len * inner;
+        const int64_t* idx = &t.index[j * t.taps];
+        const double* w = &t.weight[j * t.taps];
+        if (inner == 1) {
+          double acc = 0;
+          for (int k = 0; k < t.taps; ++k) acc += w[k] * in[idx[k]];
+          *out = static_cast<T>(acc);
+          return;
+        }
+        const T w0 = static_cast<T>(w[0]);
+        const T* src = in + idx[0] * inner;
+        for (int64_t i = 0; i < inner; ++i) out[i] = w0 * src[i];
+        for (int k = 1; k < t.taps; ++k) {
+          const T wk = static_cast<T>(w[k]);
+          if (wk == T(0)) continue;
+          src = in + idx[k] * inner;
+          for (int64_t i = 0; i < inner; ++i) out[i] += wk * src[i];
+        }
+      },
+      std::max<int64_t>(1, 16384 / (inner * t.taps)));
+}
+
+template <typename T>
+void interpolate(const Tensor& xt, Tensor& yt, const ResizePlan& p, T extrapolation) {
+  const size_t rank = p.in_shape.size();
+  std::vector<size_t> order;
+  for (size_t d = 0; d < rank; ++d)
+    if (!p.axes[d].identity) order.push_back(d);
+  // Shrinking axes first keeps the intermediate tensors small.
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return p.out_shape[a] * p.in_shape[b] < p.out_shape[b] * p.in_shape[a]; });
+  Shape shape = p.in_shape;
+  const T* src = xt.data<T>();
+  std::vector<T> bufs[2];
+  for (size_t step = 0; step < order.size(); ++step) {
+    const size_t d = order[step];
+    const int64_t outer = shape_numel(Shape(shape.begin(), shape.begin() + d));
+    const int64_t inner = shape_numel(Shape(shape.begin() + d + 1, shape.end()));
+    shape[d] = p.out_shape[d];
+    T* dst = yt.data<T>();
+    if (step + 1 < order.size()) {
+      bufs[step % 2].resize(static_cast<size_t>(shape_numel(shape)));
+      dst = bufs[step % 2].data();
+    }
+    resize_axis(src, dst, outer, inner, p.axes[d], extrapolation);
+    src = dst;
+  }
+}
+
+// Resize and Upsample: where roi/scales/sizes come from, per op and opset.
+class ResizeKernel final : public Kernel {
+ public:
+  ResizeKernel(const Node& node, const std::vector<InputInfo>& in) : attrs_(parse_attrs(node)) {
+    if (in.empty() || !in[0].present) fail(node, "requires input X");
+    dtype_ = in[0].dtype;
+    if (attrs_.mode == Mode::Nearest)
+      dispatch_all(dtype_, node, [](auto) {});
+    else
+      dispatch_float(dtype_, node, [](auto) {});
+    if (node.op_type == "Upsample" && node.opset < 9) {
+      if (node.opset < 7) {
+        if (in[0].shape.size() != 4) fail_shape(node, "Upsample-1 expects a 4-D input");
+        fixed_scales_ = {1, 1, node.attr_float("height_scale", 1.f), node.attr_float("width_scale", 1.f)};
+      } else {
+        if (!node.has_attr("scales")) fail(node, "requires the 'scales' attribute");
+        for (float s : node.attr_floats("scales")) fixed_scales_.push_back(s);
+      }
+    } else if (node.op_type == "Upsample" || node.opset < 11) {
+      scales_input_ = 1;
+    } else {
+      roi_input_ = 1, scales_input_ = 2, sizes_input_ = 3;
+    }
+    // Plan now when every value the plan needs is known.
+    bool constant = true;
+    for (int i : {roi_input_, scales_input_, sizes_input_})
+      if (i >= 0 && i < static_cast<int>(in.size()) && in[i].present && !in[i].constant) constant = false;
+    if (constant) {
+      key_ = make_key(in[0].shape,
+                      [&](int i) { return i >= 0 && i < (int)in.size() && in[i].present ? in[i].constant : nullptr; });
+      plan_ = make_plan(node, attrs_, key_);
+    }
+  }
+
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.input(0);
+    PlanKey key = make_key(x.shape(), [&](int i) { return i >= 0 && ctx.has_input(i) ? &ctx.input(i) : nullptr; });
+    if (!plan_ || !(key == key_)) {
+      plan_ = make_plan(ctx.node(), attrs_, key);
+      key_ = std::move(key);
+    }
+    const ResizePlan& p = *plan_;
+    if (p.out_shape.empty() ||
+        std::all_of(p.axes.begin(), p.axes.end(), [](const AxisTable& t) { return t.identity; })) {
+      ctx.set_output(0, x);
+      return;
+    }
+    Tensor& y = ctx.output(0, x.dtype(), p.out_shape);
+    if (y.numel() == 0) return;
+    const bool single_tap = std::all_of(p.axes.begin(), p.axes.end(), [](const AxisTable& t) { return t.taps == 1; });
+    if (single_tap) {
+      dispatch_all(x.dtype(), ctx.node(), [&](auto tag) {
+        using T = decltype(tag);
+        gather<T>(x.data<T>(), y.data<T>(), p, static_cast<T>(attrs_.extrapolation));
+      });
+    } else {
+      dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
+        using T = decltype(tag);
+        interpolate<T>(x, y, p, static_cast<T>(attrs_.extrapolation));
+      });
+    }
+  }
+
+ private:
+  template <typename Get>
+  PlanKey make_key(const Shape& shape, Get get) const {
+    PlanKey k;
+    k.in_shape = shape;
+    if (!fixed_scales_.empty()) k.scales = fixed_scales_;
+    if (const Tensor* t = get(scales_input_)) k.scales = t->as_double();
+    if (const Tensor* t = get(sizes_input_)) k.sizes = t->as_int64();
+    if (const Tensor* t = get(roi_input_); t && attrs_.coord == Coord::TfCropAndResize) k.roi = t->as_double();
+    return k;
+  }
+
+  ResizeAttrs attrs_;
+  DType dtype_ = DType::Undefined;
+  int roi_input_ = -1, scales_input_ = -1, sizes_input_ = -1;
+  std::vector<double> fixed_scales_;
+  PlanKey key_;
+  std::optional<ResizePlan> plan_;
+};
+
+// ---------------------------------------------------------------------------------------
+// GridSample (opset 16), with PyTorch's grid_sample semantics (the reference of the ONNX op).
+enum class Padding { Zeros, Border, Reflection };
+
+double reflect(double x, double twice_low, double twice_high) {
+  if (twice_low == twice_high) return 0;
+  const double lo = twice_low / 2, span = (twice_high - twice_low) / 2;
+  x = std::fabs(x - lo);
+  const double extra = std::fmod(x, span);
+  const auto flips = static_cast<int64_t>(std::floor(x / span));
+  return flips % 2 == 0 ? extra + lo : span - extra + lo;
+}
+
+struct GridSampler {
+  Mode mode;
+  Padding padding;
+  bool align_corners;
+
+  double unnormalize(double c, int64_t size) const {
+    return align_corners ? (c + 1) / 2 * static_cast<double>(size - 1) : ((c + 1) * static_cast<double>(size) - 1) / 2;
+  }
+  // Border and reflection padding move the coordinate into the image.
+  double pad(double x, int64_t size) const {
+    if (padding == Padding::Zeros) return x;
+    if (padding == Padding::Reflection) {
+      const auto s = static_cast<double>(size);
+      x = align_corners ? reflect(x, 0, 2 * (s - 1)) : reflect(x, -1, 2 * s - 1);
+    }
+    return std::clamp(x, 0.0, static_cast<double>(size - 1));
+  }
+  // A finite, bounded integer index (out-of-range values only need to stay out of range).
+  static int64_t to_index(double v, int64_t size) {
+    return static_cast<int64_t>(std::clamp(v, -4.0, static_cast<double>(size) + 4.0));
+  }
+
+  template <typename T>
+  T sample(const T* plane, int64_t h, int64_t w, double gx, double gy) const {
+    auto at = [&](int64_t iy, int64_t ix) -> double {
+      return iy >= 0 && iy < h && ix >= 0 && ix < w ? static_cast<double>(plane[iy * w + ix]) : 0.0;
+    };
+    if (!std::isfinite(gx) || !std::isfinite(gy)) return T(0);
+    double x = unnormalize(gx, w), y = unnormalize(gy, h);
+    if (mode == Mode::Cubic) {
+      // Taps are padded one by one (padding the coordinate first would shift the stencil).
+      auto tap = [&](double iy, double ix) { return at(to_index(pad(iy, h), h), to_index(pad(ix, w), w)); };
+      const double fx = std::floor(x), fy = std::floor(y), tx = x - fx, ty = y - fy;
+      auto coeffs = [](double t, double c[4]) {
+        const double A = -0.75;
+        auto near = [A](double d) { return ((A + 2) * d - (A + 3)) * d * d + 1; };
+        auto far = [A](double d) { return ((A * d - 5 * A) * d + 8 * A) * d - 4 * A; };
+        c[0] = far(t + 1), c[1] = near(t), c[2] = near(1 - t), c[3] = far(2 - t);
+      };
+      double cx[4], cy[4];
+      coeffs(tx, cx);
+      coeffs(ty, cy);
+      double acc = 0;
+      for (int i = 0; i < 4; ++i) {
+        double row = 0;
+        for (int k = 0; k < 4; ++k) row += cx[k] * tap(fy - 1 + i, fx - 1 + k);
+        acc += cy[i] * row;
+      }
+      return static_cast<T>(acc);
+    }
+    x = pad(x, w), y = pad(y, h);
+    if (mode == Mode::Nearest)
+      return static_cast<T>(at(to_index(std::nearbyint(y), h), to_index(std::nearbyint(x), w)));
+    const double fx = std::floor(x), fy = std::floor(y), tx = x - fx, ty = y - fy;
+    const int64_t x0 = to_index(fx, w), y0 = to_index(fy, h);
+    return static_cast<T>((1 - ty) * ((1 - tx) * at(y0, x0) + tx * at(y0, x0 + 1)) +
+                          ty * ((1 - tx) * at(y0 + 1, x0) + tx * at(y0 + 1, x0 + 1)));
+  }
+};
+
+std::unique_ptr<Kernel> make_grid_sample(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() < 2 || !in[0].present || !in[1].present) fail(node, "requires inputs X and grid");
+  const Shape &xs = in[0].shape, &gs = in[1].shape;
+  if (xs.size() != 4) fail_shape(node, "X must be 4-D (N, C, H, W), got " + shape_str(xs));
+  if (gs.size() != 4 || gs[0] != xs[0] || gs[3] != 2)
+    fail_shape(node, "grid must be (N, H_out, W_out, 2) with N = " + std::to_string(xs[0]) + ", got " + shape_str(gs));
+  dispatch_float(in[0].dtype, node, [](auto) {});
+  if (in[1].dtype != in[0].dtype) fail(node, "grid must have X's element type");
+  GridSampler s;
+  s.mode = parse_enum<Mode>(node, "mode", "bilinear",
+                            {{"bilinear", Mode::Linear}, {"nearest", Mode::Nearest}, {"bicubic", Mode::Cubic}});
+  s.padding = parse_enum<Padding>(
+      node, "padding_mode", "zeros",
+      {{"zeros", Padding::Zeros}, {"border", Padding::Border}, {"reflection", Padding::Reflection}});
+  s.align_corners = node.attr_int("align_corners", 0) != 0;
+  return make_function_kernel([s](KernelContext& ctx) {
+    const Tensor& x = ctx.input(0);
+    const Tensor& grid = ctx.input(1);
+    const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
+    const int64_t ho = grid.dim(1), wo = grid.dim(2);
+    Tensor& y = ctx.output(0, x.dtype(), {n, c, ho, wo});
+    if (y.numel() == 0) return;
+    dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* xp = x.data<T>();
+      const T* gp = grid.data<T>();
+      T* yp = y.data<T>();
+      const int64_t points = ho * wo;
+      parallel_for(
+          n * points,
+          [&](int64_t np) {
+            const int64_t b = np / points, p = np % points;
+            const double gx = gp[np * 2], gy = gp[np * 2 + 1];
+            for (int64_t ch = 0; ch < c; ++ch)
+              yp[(b * c + ch) * points + p] = s.sample(xp + (b * c + ch) * h * w, h, w, gx, gy);
+          },
+          std::max<int64_t>(1, 4096 / std::max<int64_t>(1, c)));
+    });
+  });
+}
+
+std::unique_ptr<Kernel> make_resize(const Node& node, const std::vector<InputInfo>& in) {
+  return std::make_unique<ResizeKernel>(node, in);
+}
+
+}  // namespace
+
+void register_resize_ops(Registry& r) {
+  r.add({"", "Resize", 10, INT_MAX, make_resize, "own"});
+  r.add({"", "Upsample", 1, 10, make_resize, "own"});
+  r.add({"", "GridSample", 16, INT_MAX, make_grid_sample, "own"});
+}
 
 }  // namespace onnxtrain::ops
