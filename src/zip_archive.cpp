@@ -283,7 +283,9 @@ uint64_t deflate_into(std::string& out, const std::vector<std::string_view>& pie
     throw BackendError("zlib deflateInit2 failed");
   const size_t start = out.size();
   size_t used = start;
-  out.resize(start + deflateBound(&zs, static_cast<uLong>(total)) + 64);
+  // Not the full deflateBound: arrays usually shrink, and a bound-sized buffer would double the
+  // peak memory of writing a large archive. The pump grows the buffer when needed.
+  out.resize(start + std::min<uint64_t>(deflateBound(&zs, static_cast<uLong>(total)), total / 2 + 65536));
   auto pump = [&](int flush) {
     int ret;
     do {
@@ -332,6 +334,16 @@ constexpr uint16_t kUtf8Flag = 1 << 11;
 
 std::string write_archive(const std::vector<Entry>& entries, bool deflate, bool force_zip64) {
   std::string out;
+  if (!deflate) {
+    // The exact size is easy to bound; growing by doubling would briefly need about three
+    // times a large archive's size.
+    uint64_t total = kEocdSize + kZip64EocdSize + kZip64LocatorSize;
+    for (const Entry& e : entries) {
+      total += kLocalSize + kCentralSize + 2 * (e.name.size() + 28);
+      for (std::string_view p : e.pieces) total += p.size();
+    }
+    out.reserve(total);
+  }
   std::vector<Written> written;
   written.reserve(entries.size());
   for (const Entry& e : entries) {
