@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <bit>
 #include <cctype>
-#include <climits>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -40,7 +39,7 @@ struct PyValue {
   int64_t num = 0;
   bool overflow = false;  // an integer beyond int64
   bool flag = false;
-  std::vector<PyValue> items;                          // Tuple, List; Dict as key, value pairs
+  std::vector<PyValue> items;  // Tuple, List; Dict as key, value pairs
 };
 
 class HeaderParser {
@@ -103,7 +102,8 @@ class HeaderParser {
       if (v.kind == PyValue::Tuple && v.items.size() == 1 && !comma) return v.items[0];
       return v;
     }
-    if (c == '\'' || c == '"' || ((c == 'u' || c == 'U') && pos_ + 1 < s_.size() && (s_[pos_ + 1] == '\'' || s_[pos_ + 1] == '"'))) {
+    if (c == '\'' || c == '"' ||
+        ((c == 'u' || c == 'U') && pos_ + 1 < s_.size() && (s_[pos_ + 1] == '\'' || s_[pos_ + 1] == '"'))) {
       if (c == 'u' || c == 'U') ++pos_;
       const char quote = s_[pos_++];
       v.kind = PyValue::Str;
@@ -127,8 +127,10 @@ class HeaderParser {
       uint64_t mag = 0;
       while (pos_ < s_.size() && std::isdigit(static_cast<unsigned char>(s_[pos_]))) {
         const unsigned digit = static_cast<unsigned>(s_[pos_++] - '0');
-        if (mag > (UINT64_MAX - digit) / 10) v.overflow = true;
-        else mag = mag * 10 + digit;
+        if (mag > (UINT64_MAX - digit) / 10)
+          v.overflow = true;
+        else
+          mag = mag * 10 + digit;
       }
       if (pos_ < s_.size() && (s_[pos_] == 'L' || s_[pos_] == 'l')) ++pos_;  // Python 2 long
       if (mag > static_cast<uint64_t>(INT64_MAX)) v.overflow = true;
@@ -157,6 +159,17 @@ struct ArrayHeader {
   Shape shape;
 };
 
+struct NumpyType {
+  char kind;
+  size_t size;
+  DType dtype;
+};
+constexpr NumpyType kNumpyTypes[] = {
+    {'f', 2, DType::Float16}, {'f', 4, DType::Float},  {'f', 8, DType::Double}, {'i', 1, DType::Int8},
+    {'i', 2, DType::Int16},   {'i', 4, DType::Int32},  {'i', 8, DType::Int64},  {'u', 1, DType::UInt8},
+    {'u', 2, DType::UInt16},  {'u', 4, DType::UInt32}, {'u', 8, DType::UInt64}, {'b', 1, DType::Bool},
+};
+
 // descr is a typestr: byte order ('<' '>' '=' '|'), kind letter, item size in bytes.
 [[noreturn]] void unsupported_dtype(const std::string& what, const std::string& descr, const std::string& why) {
   fail(what, "unsupported dtype '" + descr + "'" + why);
@@ -170,20 +183,22 @@ void parse_descr(const std::string& descr, ArrayHeader& h, const std::string& wh
   const char kind = descr[p++];
   const std::string size_text = descr.substr(p);
   size_t size = 0;
-  if (!size_text.empty() && size_text.size() <= 4 && std::all_of(size_text.begin(), size_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
+  if (!size_text.empty() && size_text.size() <= 4 &&
+      std::all_of(size_text.begin(), size_text.end(), [](char c) { return c >= '0' && c <= '9'; }))
     size = std::stoul(size_text);
   switch (kind) {
-    case 'f': h.dtype = size == 2 ? DType::Float16 : size == 4 ? DType::Float : size == 8 ? DType::Double : DType::Undefined; break;
-    case 'i': h.dtype = size == 1 ? DType::Int8 : size == 2 ? DType::Int16 : size == 4 ? DType::Int32 : size == 8 ? DType::Int64 : DType::Undefined; break;
-    case 'u': h.dtype = size == 1 ? DType::UInt8 : size == 2 ? DType::UInt16 : size == 4 ? DType::UInt32 : size == 8 ? DType::UInt64 : DType::Undefined; break;
-    case 'b': h.dtype = size == 1 ? DType::Bool : DType::Undefined; break;
     case 'c': unsupported_dtype(what, descr, " (complex numbers)");
     case 'O': unsupported_dtype(what, descr, " (object arrays hold pickled Python objects)");
-    case 'S': case 'a': case 'U': unsupported_dtype(what, descr, " (strings)");
+    case 'S':
+    case 'a':
+    case 'U': unsupported_dtype(what, descr, " (strings)");
     case 'V': unsupported_dtype(what, descr, " (void/raw bytes)");
-    case 'M': case 'm': unsupported_dtype(what, descr, " (datetime/timedelta)");
+    case 'M':
+    case 'm': unsupported_dtype(what, descr, " (datetime/timedelta)");
     default: break;
   }
+  for (const NumpyType& t : kNumpyTypes)
+    if (t.kind == kind && t.size == size) h.dtype = t.dtype;
   if (h.dtype == DType::Undefined) unsupported_dtype(what, descr, "");
   h.itemsize = size;
   const bool little = order == '<' || ((order == '=' || order == '|') && kLittleHost);
@@ -197,13 +212,14 @@ ArrayHeader parse_header(std::string_view text, const std::string& what) {
   for (size_t i = 0; i < dict.items.size(); i += 2) {
     const PyValue& key = dict.items[i];
     const PyValue* value = &dict.items[i + 1];
-    const PyValue** slot = key.kind != PyValue::Str ? nullptr
-                           : key.str == "descr"        ? &descr
+    const PyValue** slot = key.kind != PyValue::Str     ? nullptr
+                           : key.str == "descr"         ? &descr
                            : key.str == "fortran_order" ? &fortran
-                           : key.str == "shape"        ? &shape
-                                                       : nullptr;
+                           : key.str == "shape"         ? &shape
+                                                        : nullptr;
     // Like numpy, refuse unknown keys: a later format revision could give them a meaning.
-    if (!slot) fail(what, "unexpected key in .npy header" + (key.kind == PyValue::Str ? " '" + key.str + "'" : std::string()));
+    if (!slot)
+      fail(what, "unexpected key in .npy header" + (key.kind == PyValue::Str ? " '" + key.str + "'" : std::string()));
     if (*slot) fail(what, "duplicate key '" + key.str + "' in .npy header");
     *slot = value;
   }
@@ -229,9 +245,12 @@ template <typename Word>
 void byteswap_all(void* data, size_t count) {
   auto* p = static_cast<Word*>(data);
   for (size_t i = 0; i < count; ++i) {
-    if constexpr (sizeof(Word) == 2) p[i] = __builtin_bswap16(p[i]);
-    else if constexpr (sizeof(Word) == 4) p[i] = __builtin_bswap32(p[i]);
-    else p[i] = __builtin_bswap64(p[i]);
+    if constexpr (sizeof(Word) == 2)
+      p[i] = __builtin_bswap16(p[i]);
+    else if constexpr (sizeof(Word) == 4)
+      p[i] = __builtin_bswap32(p[i]);
+    else
+      p[i] = __builtin_bswap64(p[i]);
   }
 }
 
@@ -268,7 +287,8 @@ void with_word(size_t itemsize, Fn&& fn) {
 
 Tensor parse_npy_bytes(std::string_view bytes, const std::string& what) {
   if (bytes.size() < kMagic.size() || bytes.substr(0, kMagic.size()) != kMagic) {
-    if (kMagic.substr(0, bytes.size()) == bytes) fail(what, "truncated .npy data (" + std::to_string(bytes.size()) + " bytes)");
+    if (kMagic.substr(0, bytes.size()) == bytes)
+      fail(what, "truncated .npy data (" + std::to_string(bytes.size()) + " bytes)");
     fail(what, "not .npy data (bad magic string)");
   }
   if (bytes.size() < kPreambleV1) fail(what, "truncated .npy data (" + std::to_string(bytes.size()) + " bytes)");
@@ -291,7 +311,8 @@ Tensor parse_npy_bytes(std::string_view bytes, const std::string& what) {
 
   uint64_t count = 1;
   for (int64_t d : h.shape)
-    if (__builtin_mul_overflow(count, static_cast<uint64_t>(d), &count)) fail(what, "array too large: shape " + shape_str(h.shape));
+    if (__builtin_mul_overflow(count, static_cast<uint64_t>(d), &count))
+      fail(what, "array too large: shape " + shape_str(h.shape));
   uint64_t nbytes = 0;
   if (__builtin_mul_overflow(count, h.itemsize, &nbytes) || nbytes > static_cast<uint64_t>(INT64_MAX))
     fail(what, "array too large: shape " + shape_str(h.shape));
@@ -299,8 +320,8 @@ Tensor parse_npy_bytes(std::string_view bytes, const std::string& what) {
   // Shorter is truncation; longer is allowed, as np.load reads the first of several arrays
   // appended to one file.
   if (payload.size() < nbytes)
-    fail(what, "truncated .npy data (" + dtype_name(h.dtype) + shape_str(h.shape) + " needs " +
-                   std::to_string(nbytes) + " bytes of data, only " + std::to_string(payload.size()) + " present)");
+    fail(what, "truncated .npy data (" + dtype_name(h.dtype) + shape_str(h.shape) + " needs " + std::to_string(nbytes) +
+                   " bytes of data, only " + std::to_string(payload.size()) + " present)");
 
   Tensor t(h.dtype, h.shape);
   if (nbytes == 0) return t;
@@ -324,23 +345,13 @@ Tensor parse_npy_bytes(std::string_view bytes, const std::string& what) {
 // ---- Writing --------------------------------------------------------------------------------
 
 std::string descr_of(DType dtype) {
-  const char order = kLittleHost ? '<' : '>';
-  switch (dtype) {
-    case DType::Float: return std::string(1, order) + "f4";
-    case DType::Double: return std::string(1, order) + "f8";
-    case DType::Float16: return std::string(1, order) + "f2";
-    case DType::Int64: return std::string(1, order) + "i8";
-    case DType::Int32: return std::string(1, order) + "i4";
-    case DType::Int16: return std::string(1, order) + "i2";
-    case DType::UInt16: return std::string(1, order) + "u2";
-    case DType::UInt32: return std::string(1, order) + "u4";
-    case DType::UInt64: return std::string(1, order) + "u8";
-    case DType::Int8: return "|i1";
-    case DType::UInt8: return "|u1";
-    case DType::Bool: return "|b1";
-    default:
-      throw DataError("cannot save a " + dtype_name(dtype) + " tensor as .npy: NumPy has no such dtype");
+  for (const NumpyType& t : kNumpyTypes) {
+    if (t.dtype != dtype) continue;
+    // numpy spells the byte order of single-byte types '|' (not applicable).
+    const char order = t.size == 1 ? '|' : kLittleHost ? '<' : '>';
+    return std::string{order, t.kind} + std::to_string(t.size);
   }
+  throw DataError("cannot save a " + dtype_name(dtype) + " tensor as .npy: NumPy has no such dtype");
 }
 
 // The preamble and header exactly as numpy writes them (format 1.0, or 2.0 when the header

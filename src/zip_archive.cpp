@@ -30,21 +30,15 @@ constexpr uint64_t kMaxDeflateRatio = 1032;
 
 [[noreturn]] void fail(const std::string& what, const std::string& msg) { throw DataError(what + ": " + msg); }
 
-std::string member_what(const std::string& what, const std::string& name) {
-  return what + " member '" + name + "'";
-}
+std::string member_what(const std::string& what, const std::string& name) { return what + " member '" + name + "'"; }
 
 // Little-endian field access; callers have checked that the bytes exist.
 uint16_t le16(std::string_view b, uint64_t off) {
   const auto* p = reinterpret_cast<const unsigned char*>(b.data() + off);
   return static_cast<uint16_t>(p[0] | p[1] << 8);
 }
-uint32_t le32(std::string_view b, uint64_t off) {
-  return le16(b, off) | static_cast<uint32_t>(le16(b, off + 2)) << 16;
-}
-uint64_t le64(std::string_view b, uint64_t off) {
-  return le32(b, off) | static_cast<uint64_t>(le32(b, off + 4)) << 32;
-}
+uint32_t le32(std::string_view b, uint64_t off) { return le16(b, off) | static_cast<uint32_t>(le16(b, off + 2)) << 16; }
+uint64_t le64(std::string_view b, uint64_t off) { return le32(b, off) | static_cast<uint64_t>(le32(b, off + 4)) << 32; }
 
 bool fits(std::string_view b, uint64_t off, uint64_t n) { return off <= b.size() && n <= b.size() - off; }
 
@@ -135,7 +129,8 @@ DirectoryLocation locate_directory(std::string_view b, const std::string& what) 
   if (le32(b, record + 16) != 0 || le32(b, record + 20) != 0)
     fail(what, "multi-volume (split) zip archives are not supported");
   loc.entries = le64(b, record + 32);
-  if (le64(b, record + 24) != loc.entries) fail(what, "corrupt zip64 end-of-central-directory record (entry counts differ)");
+  if (le64(b, record + 24) != loc.entries)
+    fail(what, "corrupt zip64 end-of-central-directory record (entry counts differ)");
   loc.size = le64(b, record + 40);
   loc.offset = le64(b, record + 48);
   loc.end = record;
@@ -173,17 +168,15 @@ void apply_zip64_extra(std::string_view extra, Member& m, uint32_t disk_start, c
 
 }  // namespace
 
-bool looks_like_zip(std::string_view b) {
-  return b.size() >= 4 && (le32(b, 0) == kLocalSig || le32(b, 0) == kEocdSig);
-}
+bool looks_like_zip(std::string_view b) { return b.size() >= 4 && (le32(b, 0) == kLocalSig || le32(b, 0) == kEocdSig); }
 
 std::vector<Member> read_directory(std::string_view b, const std::string& what) {
   const DirectoryLocation loc = locate_directory(b, what);
   if (loc.offset > loc.end || loc.size > loc.end - loc.offset)
     fail(what, "central directory lies outside the archive (truncated or corrupt)");
   if (loc.entries > loc.size / kCentralSize)
-    fail(what, "corrupt end-of-central-directory record (" + std::to_string(loc.entries) +
-                   " entries cannot fit in " + std::to_string(loc.size) + " bytes)");
+    fail(what, "corrupt end-of-central-directory record (" + std::to_string(loc.entries) + " entries cannot fit in " +
+                   std::to_string(loc.size) + " bytes)");
   std::vector<Member> members;
   members.reserve(loc.entries);
   std::set<std::string> names;
@@ -252,11 +245,16 @@ std::string_view read_member(std::string_view b, const Member& m, const std::str
       out_done += out_before - zs.avail_out;
       if (ret == Z_STREAM_END) break;
       std::string problem;
-      if (ret == Z_DATA_ERROR) problem = std::string("corrupt deflate data (") + (zs.msg ? zs.msg : "?") + ")";
-      else if (ret == Z_MEM_ERROR) problem = "out of memory while inflating";
-      else if (out_done > m.uncompressed_size) problem = "inflates to more than the declared " + std::to_string(m.uncompressed_size) + " bytes";
-      else if (ret == Z_BUF_ERROR && in_done == packed.size()) problem = "truncated deflate stream";
-      else if (ret != Z_OK && ret != Z_BUF_ERROR) problem = "zlib inflate error " + std::to_string(ret);
+      if (ret == Z_DATA_ERROR)
+        problem = std::string("corrupt deflate data (") + (zs.msg ? zs.msg : "?") + ")";
+      else if (ret == Z_MEM_ERROR)
+        problem = "out of memory while inflating";
+      else if (out_done > m.uncompressed_size)
+        problem = "inflates to more than the declared " + std::to_string(m.uncompressed_size) + " bytes";
+      else if (ret == Z_BUF_ERROR && in_done == packed.size())
+        problem = "truncated deflate stream";
+      else if (ret != Z_OK && ret != Z_BUF_ERROR)
+        problem = "zlib inflate error " + std::to_string(ret);
       if (!problem.empty()) {
         inflateEnd(&zs);
         fail(mwhat, problem);
@@ -347,7 +345,8 @@ std::string write_archive(const std::vector<Entry>& entries, bool deflate, bool 
   std::vector<Written> written;
   written.reserve(entries.size());
   for (const Entry& e : entries) {
-    if (e.name.size() > kMax16) throw DataError("zip member name longer than 65535 bytes: '" + e.name.substr(0, 64) + "...'");
+    if (e.name.size() > kMax16)
+      throw DataError("zip member name longer than 65535 bytes: '" + e.name.substr(0, 64) + "...'");
     Written w{e.name, static_cast<uint16_t>(deflate ? 8 : 0), 0, 0, 0, 0, out.size()};
     if (std::any_of(e.name.begin(), e.name.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; }))
       w.flags |= kUtf8Flag;

@@ -18,7 +18,28 @@ using namespace onnxtrain;
 
 namespace {
 
-std::string fixture(const std::string& name) { return test::source_dir() + "/tests/data/npy/" + name; }
+// ONNXTRAIN_SOURCE_DIR names the source tree, but ctest does not pass it on (the ENVIRONMENT
+// property in tests/CMakeLists.txt lands among gtest_discover_tests' own arguments), so also
+// look upwards from the working directory and the executable for the fixtures.
+std::string fixture_dir() {
+  namespace fs = std::filesystem;
+  const fs::path rel = "tests/data/npy";
+  std::vector<fs::path> starts = {test::source_dir(), fs::current_path()};
+  std::error_code ec;
+  if (fs::path exe = fs::read_symlink("/proc/self/exe", ec); !ec) starts.push_back(exe.parent_path());
+  for (fs::path dir : starts) {
+    for (dir = fs::absolute(dir, ec); !dir.empty(); dir = dir.parent_path()) {
+      if (fs::exists(dir / rel / "make_fixtures.py", ec)) return (dir / rel).string();
+      if (dir == dir.parent_path()) break;
+    }
+  }
+  return (fs::path(test::source_dir()) / rel).string();
+}
+
+std::string fixture(const std::string& name) {
+  static const std::string dir = fixture_dir();
+  return dir + "/" + name;
+}
 
 std::string slurp(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -179,21 +200,25 @@ TEST_F(NpyTest, ParsesHeaderSpellingVariants) {
     EXPECT_EQ(t.to_vector<float>(), v);
   }
   // "(6)" is an integer in Python, "(6,)" a tuple.
-  EXPECT_EQ(parse_npy(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (6,)}", raw_of(v))).shape(), Shape{6});
-  EXPECT_HAS(error_of([&] { parse_npy(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (6)}", raw_of(v))); }),
-             "'shape' is not a tuple");
+  EXPECT_EQ(parse_npy(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (6,)}", raw_of(v))).shape(),
+            Shape{6});
+  EXPECT_HAS(
+      error_of([&] { parse_npy(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (6)}", raw_of(v))); }),
+      "'shape' is not a tuple");
   // Any nonzero byte is true to numpy.
-  Tensor b = parse_npy(make_npy("{'descr': '|b1', 'fortran_order': False, 'shape': (3,)}", std::string("\x00\x02\xff", 3)));
+  Tensor b =
+      parse_npy(make_npy("{'descr': '|b1', 'fortran_order': False, 'shape': (3,)}", std::string("\x00\x02\xff", 3)));
   EXPECT_EQ(b.to_vector<bool>(), (std::vector<bool>{false, true, true}));
   // Data after the array is ignored, as np.load does with several arrays appended to a file.
-  EXPECT_EQ(parse_npy(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", raw_of(v))).to_vector<float>(),
-            (std::vector<float>{1, 2}));
+  EXPECT_EQ(
+      parse_npy(make_npy("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", raw_of(v))).to_vector<float>(),
+      (std::vector<float>{1, 2}));
 }
 
 TEST_F(NpyTest, WritesExactlyWhatNumpyWrites) {
-  for (const char* name : {"i1.npy", "i2.npy", "i4.npy", "i8.npy", "u1.npy", "u2.npy", "u4.npy", "u8.npy", "f2.npy",
-                           "f4.npy", "f8.npy", "b1.npy", "scalar_f8.npy", "empty_f4.npy", "empty_2x0x3_i8.npy",
-                           "fortran_1d.npy"}) {
+  for (const char* name :
+       {"i1.npy", "i2.npy", "i4.npy", "i8.npy", "u1.npy", "u2.npy", "u4.npy", "u8.npy", "f2.npy", "f4.npy", "f8.npy",
+        "b1.npy", "scalar_f8.npy", "empty_f4.npy", "empty_2x0x3_i8.npy", "fortran_1d.npy"}) {
     SCOPED_TRACE(name);
     const std::string bytes = slurp(fixture(name));
     EXPECT_EQ(serialize_npy(parse_npy(bytes)), bytes);
@@ -287,7 +312,8 @@ TEST_F(NpyTest, RoundTripsNpzBitIdentically) {
     const auto back = read_npz(temp("a.npz"));
     ASSERT_EQ(back.size(), arrays.size());
     for (const auto& [name, t] : arrays) EXPECT_TRUE(bit_equal(back.at(name), t)) << name;
-    for (const zip::Member& m : zip::read_directory(slurp(temp("a.npz")), "a.npz")) EXPECT_EQ(m.method, compress ? 8 : 0);
+    for (const zip::Member& m : zip::read_directory(slurp(temp("a.npz")), "a.npz"))
+      EXPECT_EQ(m.method, compress ? 8 : 0);
   }
   // zip64 records everywhere (they are otherwise written only past 4 GiB).
   std::vector<std::string> headers;
@@ -328,7 +354,8 @@ TEST_F(NpyTest, ErrorsNameTheFileAndTheProblem) {
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3)} x", "unexpected text after the dictionary"},
       {"['descr', '<f4']", "not a dictionary"},
       {"{'descr': '<f4', 'shape': (2, 3)}", "lacks 'descr', 'fortran_order' or 'shape'"},
-      {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'extra': 1}", "unexpected key in .npy header 'extra'"},
+      {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), 'extra': 1}",
+       "unexpected key in .npy header 'extra'"},
       {"{'descr': '<f4', 'fortran_order': 0, 'shape': (2, 3)}", "'fortran_order' is not True or False"},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, -3)}", "invalid .npy shape"},
       {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}", "invalid .npy shape"},
@@ -340,8 +367,7 @@ TEST_F(NpyTest, ErrorsNameTheFileAndTheProblem) {
       {"{'descr': '<M8[s]', 'fortran_order': False, 'shape': (1,)}", "(datetime/timedelta)"},
       {std::string(100, '('), "nesting too deep"},
   };
-  for (const auto& [header, message] : bad_headers)
-  {
+  for (const auto& [header, message] : bad_headers) {
     const std::string err = error_of([&] { parse_npy(make_npy(header, data), "t.npy"); });
     EXPECT_HAS(err, "t.npy: ");
     EXPECT_HAS(err, message);
