@@ -139,7 +139,7 @@ void copy_nd_typed(std::vector<Axis> axes, E* dst, const E* src) {
   int k = -1;
   for (int d = 0; d < static_cast<int>(axes.size()); ++d)
     if (axes[d].src == 1) k = d;
-  if (inner.dst == 1 && k >= 0 && inner.n >= 4) {
+  if (inner.dst == 1 && inner.src != 0 && k >= 0 && inner.n >= 4) {
     const Axis row = axes[k];
     axes.erase(axes.begin() + k);
     const int64_t outer = count_of(axes), blocks = (row.n + kTile - 1) / kTile;
@@ -209,7 +209,9 @@ using IntArgs = std::vector<std::optional<std::vector<int64_t>>>;
 template <typename Make, typename Run>
 std::unique_ptr<Kernel> planned(const std::vector<InputInfo>& in, std::vector<size_t> operands, Make make, Run run) {
   bool fixed = true;
-  IntArgs args(in.size());
+  size_t count = in.size();
+  for (size_t i : operands) count = std::max(count, i + 1);
+  IntArgs args(count);
   for (size_t i : operands) {
     if (i >= in.size() || !in[i].present) continue;
     if (!in[i].constant) fixed = false;
@@ -218,8 +220,8 @@ std::unique_ptr<Kernel> planned(const std::vector<InputInfo>& in, std::vector<si
   if (fixed) {
     return make_function_kernel([plan = make(args), run](KernelContext& ctx) { run(ctx, plan); });
   }
-  return make_function_kernel([operands, make, run](KernelContext& ctx) {
-    IntArgs args(ctx.num_inputs());
+  return make_function_kernel([operands, count, make, run](KernelContext& ctx) {
+    IntArgs args(count);
     for (size_t i : operands)
       if (ctx.has_input(i)) args[i] = ctx.input(i).as_int64();
     run(ctx, make(args));
@@ -229,7 +231,7 @@ std::unique_ptr<Kernel> planned(const std::vector<InputInfo>& in, std::vector<si
 // The operand from input `index` for opsets >= `since`, else from attribute `attr`.
 std::optional<std::vector<int64_t>> operand(const Node& node, const IntArgs& args, int since, size_t index,
                                             const char* attr) {
-  if (node.opset >= since) return index < args.size() ? args[index] : std::nullopt;
+  if (node.opset >= since) return args[index];
   if (node.has_attr(attr)) return node.attr_ints(attr);
   return std::nullopt;
 }
@@ -407,9 +409,10 @@ std::unique_ptr<Kernel> make_depth_to_space(const Node& node, const std::vector<
   const Shape& s = in[0].shape;
   const int64_t bs = node.attr_int("blocksize");
   if (s.size() != 4) fail_shape(node, "expects a 4-d input, got " + shape_str(s));
-  if (bs <= 0 || s[1] % (bs * bs) != 0)
+  int64_t bs2 = 0;
+  if (bs <= 0 || __builtin_mul_overflow(bs, bs, &bs2) || s[1] % bs2 != 0)
     fail_shape(node, "channels of " + shape_str(s) + " are not a multiple of blocksize^2 (blocksize " + std::to_string(bs) + ")");
-  const int64_t b = s[0], c = s[1] / (bs * bs), h = s[2], w = s[3];
+  const int64_t b = s[0], c = s[1] / bs2, h = s[2], w = s[3];
   const std::string mode = node.attr_string("mode", "DCR");
   Shape out{b, c, h * bs, w * bs};
   if (mode == "DCR") return permute_kernel(permute_plan({b, bs, bs, c, h, w}, {0, 3, 4, 1, 5, 2}, out));
@@ -461,11 +464,11 @@ std::unique_ptr<Kernel> make_split(const Node& node, const std::vector<InputInfo
   const Shape s = in[0].shape;
   const int64_t axis = normalize_axis(node.attr_int("axis", 0), s.size(), node);
   const int64_t parts = node.outputs.size();
-  // Opset 1 took `split` from an attribute or a second input; 2-12 from the attribute.
-  const int from_input = node.opset >= 13 || (node.opset == 1 && !node.has_attr("split")) ? 1 : INT_MAX;
-  return planned(in, {1}, [&node, s, axis, parts, from_input](const IntArgs& args) {
-    auto split = node.opset == 1 && from_input == 1 ? (args.size() > 1 ? args[1] : std::nullopt)
-                                                     : operand(node, args, from_input, 1, "split");
+  return planned(in, {1}, [&node, s, axis, parts](const IntArgs& args) {
+    // Opset 1 took `split` from an attribute or a second input, 2-12 from the attribute.
+    std::optional<std::vector<int64_t>> split;
+    if (node.opset >= 13 || (node.opset == 1 && !node.has_attr("split"))) split = args[1];
+    else if (node.has_attr("split")) split = node.attr_ints("split");
     if (!split) {
       if (parts == 0 || s[axis] % parts != 0)
         fail_shape(node, "cannot split axis " + std::to_string(axis) + " of " + shape_str(s) + " into " +
@@ -599,9 +602,11 @@ std::unique_ptr<Kernel> make_tile(const Node& node, const std::vector<InputInfo>
       if (repeats[d] < 0) fail(node, "repeats " + ints_str(repeats) + " has a negative value");
       p.copy_shape.insert(p.copy_shape.end(), {repeats[d], s[d]});
       p.src_strides.insert(p.src_strides.end(), {0, strides[d]});
-      p.out_shape.push_back(repeats[d] * s[d]);
+      int64_t n = 0;
+      if (__builtin_mul_overflow(repeats[d], s[d], &n)) fail_shape(node, "repeats " + ints_str(repeats) + " are too large");
+      p.out_shape.push_back(n);
     }
-    checked_numel(p.copy_shape, node);
+    checked_numel(p.out_shape, node);
     return p;
   }, run_window);
 }
@@ -615,6 +620,8 @@ struct PadPlan {
   Shape out_shape;
   // Per axis, the source index of each output index (-1: padding value).
   std::vector<std::vector<int64_t>> source;
+  // Output range of the innermost axis that copies the input row as is.
+  int64_t copy_begin = 0, copy_end = 0;
 };
 
 int64_t pad_source(PadMode mode, int64_t j, int64_t n) {
@@ -659,11 +666,7 @@ void run_pad(const PadPlan& p, const E* src, const Shape& in_shape, E* dst, E fi
   if (n == 0) return;
   const Shape in_strides = strides_of(in_shape);
   const std::vector<int64_t>& inner = p.source[rank - 1];
-  // The inner output range that copies a contiguous run of the input row.
-  int64_t lo = 0;
-  while (lo < n && inner[lo] < 0) ++lo;
-  int64_t hi = lo;
-  while (hi < n && inner[hi] >= 0 && inner[hi] == inner[lo] + (hi - lo)) ++hi;
+  const int64_t lo = p.copy_begin, hi = p.copy_end;
   parallel_ranges(rows, n * sizeof(E), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       E* out = dst + r * n;
@@ -706,7 +709,7 @@ std::unique_ptr<Kernel> make_pad(const Node& node, const std::vector<InputInfo>&
     for (size_t d = 0; d < rank; ++d) {
       const int64_t b = (*pads)[d], e = (*pads)[d + rank];
       int64_t out = 0;
-      if (__builtin_add_overflow(s[d], b, &out) || __builtin_add_overflow(out, e, &out) || out < 0)
+      if (b < -s[d] || e < -s[d] || __builtin_add_overflow(s[d], b, &out) || __builtin_add_overflow(out, e, &out) || out < 0)
         fail_shape(node, "pads " + ints_str(*pads) + " crop more than the input " + shape_str(s) + " has");
       if (mode != PadMode::Constant && s[d] == 0 && out > 0)
         fail_shape(node, "cannot " + std::string(mode == PadMode::Edge ? "edge" : "reflect") + "-pad the empty axis " + std::to_string(d));
@@ -717,6 +720,11 @@ std::unique_ptr<Kernel> make_pad(const Node& node, const std::vector<InputInfo>&
       std::vector<int64_t> src(p.out_shape[d]);
       for (int64_t j = 0; j < p.out_shape[d]; ++j) src[j] = pad_source(mode, j - (*pads)[d], s[d]);
       p.source.push_back(std::move(src));
+    }
+    if (rank > 0) {
+      const int64_t b = (*pads)[rank - 1], n = p.out_shape[rank - 1];
+      p.copy_begin = std::clamp<int64_t>(b, 0, n);
+      p.copy_end = std::clamp<int64_t>(b + s[rank - 1], p.copy_begin, n);
     }
     return p;
   }, [s](KernelContext& ctx, const PadPlan& p) {
