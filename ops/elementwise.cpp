@@ -151,7 +151,8 @@ void map_elements(const Tensor& x, Tensor& y, F f) {
 // A same-type unary op over the given element types.
 template <typename... Ts, typename MakeF>
 KernelFactory unary(MakeF make_f) {
-  return [make_f](const Node& node, const std::vector<InputInfo>&) -> std::unique_ptr<Kernel> {
+  return [make_f](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+    dispatch<Ts...>(in.at(0).dtype, node, [](auto) {});
     auto f = make_f(node);
     return make_function_kernel([f](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
@@ -276,7 +277,8 @@ std::unique_ptr<Kernel> make_cast(const Node& node, const std::vector<InputInfo>
 
 // ---- attribute-driven ops ---------------------------------------------------------------
 
-std::unique_ptr<Kernel> make_isinf(const Node& node, const std::vector<InputInfo>&) {
+std::unique_ptr<Kernel> make_isinf(const Node& node, const std::vector<InputInfo>& in) {
+  dispatch<ONNXTRAIN_FLOAT_TYPES>(in.at(0).dtype, node, [](auto) {});
   bool pos = node.attr_int("detect_positive", 1) != 0, neg = node.attr_int("detect_negative", 1) != 0;
   return make_function_kernel([pos, neg](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
@@ -289,7 +291,8 @@ std::unique_ptr<Kernel> make_isinf(const Node& node, const std::vector<InputInfo
   });
 }
 
-std::unique_ptr<Kernel> make_isnan(const Node&, const std::vector<InputInfo>&) {
+std::unique_ptr<Kernel> make_isnan(const Node& node, const std::vector<InputInfo>& in) {
+  dispatch<ONNXTRAIN_FLOAT_TYPES>(in.at(0).dtype, node, [](auto) {});
   return make_function_kernel([](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
     Tensor& y = ctx.output(0, DType::Bool, x.shape());
