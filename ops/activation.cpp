@@ -1,14 +1,24 @@
 // Activations that map onto oneDNN's eltwise primitive (float32), with a scalar reference
-// formula used for other float types (double) and by tests.
+// formula used for the other float types (double, float16, bfloat16) and by tests. Abs, Neg
+// and Relu also take integers, computed exactly (not through double).
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
+#include <optional>
+#include <type_traits>
 
 #include "ops/dnnl_utils.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
+
+// Defined in ops/elementwise.cpp.
+float half_to_float(uint16_t h);
+uint16_t float_to_half(float f);
+float bfloat16_to_float(uint16_t h);
+uint16_t float_to_bfloat16(float f);
 
 namespace {
 
@@ -27,7 +37,8 @@ class DnnlEltwiseKernel final : public Kernel {
   DnnlEltwiseKernel(const Shape& shape, const EltwiseParams& p) : shape_(shape) {
     auto md = plain_desc(shape, DType::Float);
     dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_inference, p.algorithm, md, p.alpha, p.beta);
-    primitive_ = dnnl::eltwise_forward(dnnl::eltwise_forward::primitive_desc(desc, cpu_engine()));
+    pd_ = dnnl::eltwise_forward::primitive_desc(desc, cpu_engine());
+    primitive_ = dnnl::eltwise_forward(pd_);
     md_ = md;
   }
   void run(KernelContext& ctx) override {
@@ -40,6 +51,7 @@ class DnnlEltwiseKernel final : public Kernel {
  private:
   Shape shape_;
   dnnl::memory::desc md_;
+  dnnl::eltwise_forward::primitive_desc pd_;  // kept as the hint for the backward primitive
   dnnl::eltwise_forward primitive_;
 };
 
@@ -50,17 +62,54 @@ void apply_reference(const Tensor& x, Tensor& y, ReferenceFn f, double alpha, do
   parallel_for(x.numel(), [&](int64_t i) { out[i] = static_cast<T>(f(static_cast<double>(in[i]), alpha, beta)); });
 }
 
-KernelFactory eltwise_factory(ParamsFn params, ReferenceFn reference) {
-  return [params, reference](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+// float16/bfloat16 bits through float.
+template <float (*Load)(uint16_t), uint16_t (*Store)(float)>
+void apply_reference_16(const Tensor& x, Tensor& y, ReferenceFn f, double alpha, double beta) {
+  const auto* in = static_cast<const uint16_t*>(x.raw());
+  auto* out = static_cast<uint16_t*>(y.raw());
+  parallel_for(x.numel(), [&](int64_t i) { out[i] = Store(static_cast<float>(f(Load(in[i]), alpha, beta))); });
+}
+
+// The ops that are exact on integers; negation wraps (INT_MIN stays INT_MIN) instead of
+// overflowing.
+enum class IntegerOp { None, Abs, Neg, Relu };
+
+template <typename T>
+void apply_integer(const Tensor& x, Tensor& y, IntegerOp op) {
+  const T* in = x.data<T>();
+  T* out = y.data<T>();
+  using U = std::make_unsigned_t<T>;
+  auto neg = [](T v) { return static_cast<T>(U(0) - static_cast<U>(v)); };
+  switch (op) {
+    case IntegerOp::Abs: parallel_for(x.numel(), [&](int64_t i) { out[i] = in[i] < 0 ? neg(in[i]) : in[i]; }); break;
+    case IntegerOp::Neg: parallel_for(x.numel(), [&](int64_t i) { out[i] = neg(in[i]); }); break;
+    case IntegerOp::Relu: parallel_for(x.numel(), [&](int64_t i) { out[i] = in[i] > 0 ? in[i] : T(0); }); break;
+    case IntegerOp::None: break;
+  }
+}
+
+KernelFactory eltwise_factory(ParamsFn params, ReferenceFn reference, IntegerOp integer_op = IntegerOp::None) {
+  return [params, reference, integer_op](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
     EltwiseParams p = params(node, in);
     if (in[0].dtype == DType::Float && in[0].shape.size() <= 12 && shape_numel(in[0].shape) > 0)
       return std::make_unique<DnnlEltwiseKernel>(in[0].shape, p);
-    return make_function_kernel([p, reference](KernelContext& ctx) {
+    if (!is_floating(in[0].dtype) && integer_op == IntegerOp::None)
+      fail(node, "does not support element type " + dtype_name(in[0].dtype));
+    return make_function_kernel([p, reference, integer_op](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       Tensor& y = ctx.output(0, x.dtype(), x.shape());
-      dispatch_types<float, double, int64_t, int32_t, int8_t>(x.dtype(), ctx.node(), [&](auto t) {
-        apply_reference<decltype(t)>(x, y, reference, p.alpha, p.beta);
-      });
+      if (x.dtype() == DType::Float16)
+        apply_reference_16<half_to_float, float_to_half>(x, y, reference, p.alpha, p.beta);
+      else if (x.dtype() == DType::BFloat16)
+        apply_reference_16<bfloat16_to_float, float_to_bfloat16>(x, y, reference, p.alpha, p.beta);
+      else if (is_floating(x.dtype()))
+        dispatch_float(x.dtype(), ctx.node(), [&](auto t) { apply_reference<decltype(t)>(x, y, reference, p.alpha, p.beta); });
+      else if (integer_op == IntegerOp::Abs && (x.dtype() == DType::UInt8 || x.dtype() == DType::UInt16 ||
+                                                 x.dtype() == DType::UInt32 || x.dtype() == DType::UInt64))
+        std::memcpy(y.raw(), x.raw(), x.nbytes());
+      else
+        dispatch_types<int64_t, int32_t, int16_t, int8_t>(x.dtype(), ctx.node(),
+                                                          [&](auto t) { apply_integer<decltype(t)>(x, y, integer_op); });
     });
   };
 }
@@ -84,6 +133,18 @@ std::unique_ptr<Kernel> make_clip(const Node& node, const std::vector<InputInfo>
     return eltwise_factory(fixed(dnnl::algorithm::eltwise_clip_v2, lo, hi),
                            [](double x, double a, double b) { return std::min(std::max(x, a), b); })(node, in);
   }
+  if (in[0].dtype == DType::Float) {
+    auto bound = [&](size_t i, float fallback) -> std::optional<float> {
+      if (i >= in.size() || !in[i].present) return fallback;
+      if (in[i].constant && in[i].constant->dtype() == DType::Float && in[i].constant->numel() == 1)
+        return in[i].constant->data<float>()[0];
+      return std::nullopt;
+    };
+    auto lo = bound(1, std::numeric_limits<float>::lowest()), hi = bound(2, std::numeric_limits<float>::max());
+    if (lo && hi)
+      return eltwise_factory(fixed(dnnl::algorithm::eltwise_clip_v2, *lo, *hi),
+                             [](double x, double a, double b) { return std::min(std::max(x, a), b); })(node, in);
+  }
   return make_function_kernel([](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
     Tensor& y = ctx.output(0, x.dtype(), x.shape());
@@ -99,15 +160,31 @@ std::unique_ptr<Kernel> make_clip(const Node& node, const std::vector<InputInfo>
   });
 }
 
-void add_eltwise(Registry& r, const char* op, int since, ParamsFn params, ReferenceFn reference) {
-  r.add({"", op, since, INT_MAX, eltwise_factory(std::move(params), reference), "oneDNN eltwise"});
+void add_eltwise(Registry& r, const char* op, int since, ParamsFn params, ReferenceFn reference,
+                 IntegerOp integer_op = IntegerOp::None) {
+  r.add({"", op, since, INT_MAX, eltwise_factory(std::move(params), reference, integer_op), "oneDNN eltwise"});
+}
+
+// Log on its own loop: oneDNN 2.6's vectorised log is off by ~1e-6 absolute near 1
+// (log(1) = -1.4e-6), which breaks log-likelihoods of well-fitted models.
+std::unique_ptr<Kernel> make_log(const Node& node, const std::vector<InputInfo>& in) {
+  if (in[0].dtype != DType::Float)
+    return eltwise_factory(fixed(dnnl::algorithm::eltwise_log), [](double x, double, double) { return std::log(x); })(node, in);
+  return make_function_kernel([](KernelContext& ctx) {
+    const Tensor& x = ctx.input(0);
+    Tensor& y = ctx.output(0, DType::Float, x.shape());
+    const float* in = x.data<float>();
+    float* out = y.data<float>();
+    parallel_for(x.numel(), [&](int64_t i) { out[i] = std::log(in[i]); }, 4096);
+  });
 }
 
 }  // namespace
 
 void register_activation_ops(Registry& r) {
   using A = dnnl::algorithm;
-  add_eltwise(r, "Relu", 1, fixed(A::eltwise_relu), [](double x, double, double) { return x > 0 ? x : 0.0; });
+  add_eltwise(r, "Relu", 1, fixed(A::eltwise_relu), [](double x, double, double) { return x > 0 ? x : 0.0; },
+              IntegerOp::Relu);
   add_eltwise(r, "LeakyRelu", 1, with_alpha(A::eltwise_relu, 0.01f),
               [](double x, double a, double) { return x > 0 ? x : a * x; });
   add_eltwise(r, "Elu", 1, with_alpha(A::eltwise_elu, 1.0f),
@@ -120,10 +197,11 @@ void register_activation_ops(Registry& r) {
   add_eltwise(r, "HardSwish", 14, fixed(A::eltwise_hardswish),
               [](double x, double, double) { return x * std::min(std::max(x / 6 + 0.5, 0.0), 1.0); });
   add_eltwise(r, "Exp", 1, fixed(A::eltwise_exp), [](double x, double, double) { return std::exp(x); });
-  add_eltwise(r, "Log", 1, fixed(A::eltwise_log), [](double x, double, double) { return std::log(x); });
+  r.add({"", "Log", 1, INT_MAX, make_log, "own"});
   add_eltwise(r, "Sqrt", 1, fixed(A::eltwise_sqrt), [](double x, double, double) { return std::sqrt(x); });
-  add_eltwise(r, "Abs", 1, fixed(A::eltwise_abs), [](double x, double, double) { return std::abs(x); });
-  add_eltwise(r, "Neg", 1, fixed(A::eltwise_linear, -1.f, 0.f), [](double x, double, double) { return -x; });
+  add_eltwise(r, "Abs", 1, fixed(A::eltwise_abs), [](double x, double, double) { return std::abs(x); }, IntegerOp::Abs);
+  add_eltwise(r, "Neg", 1, fixed(A::eltwise_linear, -1.f, 0.f), [](double x, double, double) { return -x; },
+              IntegerOp::Neg);
   r.add({"", "Clip", 1, INT_MAX, make_clip, "oneDNN eltwise"});
 }
 
