@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "graph/autodiff.h"
 #include "graph/tensor_proto.h"
 #include "ops/registry.h"
 
@@ -144,6 +145,13 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
     Value* v = graph->add_constant(t.name(), tensor_from_proto(t, options.model_dir));
     v->kind = ValueKind::Initializer;
   }
+  auto require_tensor = [&](const onnx::ValueInfoProto& vi, const char* role) {
+    if (vi.has_type() && !vi.type().has_tensor_type())
+      throw UnsupportedOp(source + ": graph " + role + " '" + vi.name() +
+                          "' is a sequence, map or optional value; onnxtrain supports tensors only");
+  };
+  for (const auto& in : g.input()) require_tensor(in, "input");
+  for (const auto& out : g.output()) require_tensor(out, "output");
   for (const auto& in : g.input()) {
     if (Value* existing = graph->find_value(in.name())) {
       // IR < 4 lists initializers among the inputs; the initializer is the default value.
@@ -205,6 +213,7 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
     graph->outputs.push_back(v);
   }
   graph->topological_sort();
+  expand_gradient_ops(*graph);
   return graph;
 }
 

@@ -57,11 +57,28 @@ void copy_field(const google::protobuf::RepeatedField<Src>& field, Dst* dst, int
 Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& model_dir) {
   DType dtype = static_cast<DType>(proto.data_type());
   Shape shape(proto.dims().begin(), proto.dims().end());
+  const std::string what = "tensor '" + proto.name() + "'";
   if (dtype == DType::String)
-    throw UnsupportedOp("tensor '" + proto.name() + "' holds strings, which onnxtrain does not support");
+    throw UnsupportedOp(what + " holds strings, which onnxtrain does not support");
+  // Validate the declared size against the stored data before allocating anything, so a
+  // corrupt or non-tensor proto cannot ask for terabytes.
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0 || (d > 0 && n > (int64_t{1} << 40) / d))
+      throw ModelError(what + " has an invalid shape " + shape_str(shape));
+    n *= d;
+  }
+  const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+  if (proto.data_location() != onnx::TensorProto::EXTERNAL) {
+    size_t stored = 0;
+    if (proto.has_raw_data()) stored = proto.raw_data().size();
+    else stored = static_cast<size_t>(std::max({proto.float_data_size(), proto.double_data_size(), proto.int32_data_size(),
+                                                proto.int64_data_size(), proto.uint64_data_size()})) * dtype_size(dtype);
+    if (stored != bytes)
+      throw ModelError(what + " declares " + dtype_name(dtype) + shape_str(shape) + " (" + std::to_string(bytes) +
+                       " bytes) but stores " + std::to_string(stored) + " bytes");
+  }
   Tensor t(dtype, shape);
-  const int64_t n = t.numel();
-  const size_t bytes = t.nbytes();
   if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
     std::string raw = read_external(proto, model_dir, bytes);
     std::memcpy(t.raw(), raw.data(), bytes);

@@ -19,6 +19,7 @@
 
 #include "ops/dnnl_utils.h"
 #include "ops/op_utils.h"
+#include "ops/gradient.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
@@ -563,19 +564,52 @@ std::unique_ptr<Kernel> make_where(const Node& node, const std::vector<InputInfo
   });
 }
 
+// Before opset 7, broadcasting could align the second operand at `axis` instead of at the
+// trailing dims; the driver's unbroadcast follows numpy rules only.
+void require_numpy_broadcast(GradientBuilder& b) {
+  const Node& n = b.node();
+  if (n.opset < 7 && n.attr_int("broadcast", 0) != 0 && n.has_attr("axis"))
+    throw UnsupportedOp(n.describe() + ": no gradient for legacy broadcasting with an 'axis' attribute");
+}
+
+void add_gradient(GradientBuilder& b) {
+  require_numpy_broadcast(b);
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.GO(0));
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.GO(0));
+}
+
+void sub_gradient(GradientBuilder& b) {
+  require_numpy_broadcast(b);
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.GO(0));
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.neg(b.GO(0)));
+}
+
+void mul_gradient(GradientBuilder& b) {
+  require_numpy_broadcast(b);
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.mul(b.GO(0), b.I(1)));
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.mul(b.GO(0), b.I(0)));
+}
+
+// d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -y/b.
+void div_gradient(GradientBuilder& b) {
+  require_numpy_broadcast(b);
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.div(b.GO(0), b.I(1)));
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.neg(b.div(b.mul(b.GO(0), b.O(0)), b.I(1))));
+}
+
 }  // namespace
 
 void register_binary_ops(Registry& r) {
   using A = dnnl::algorithm;
   auto both = [](auto f) { return plain(f); };
   r.add({"", "Add", 1, INT_MAX, arithmetic(A::binary_add, true, [](auto a, auto b) { return wrap_add(a, b); }),
-         "oneDNN binary"});
+         "oneDNN binary", add_gradient});
   r.add({"", "Sub", 1, INT_MAX, arithmetic(A::binary_sub, false, [](auto a, auto b) { return wrap_sub(a, b); }),
-         "oneDNN binary"});
+         "oneDNN binary", sub_gradient});
   r.add({"", "Mul", 1, INT_MAX, arithmetic(A::binary_mul, true, [](auto a, auto b) { return wrap_mul(a, b); }),
-         "oneDNN binary"});
+         "oneDNN binary", mul_gradient});
   r.add({"", "Div", 1, INT_MAX, arithmetic(A::binary_div, false, [](auto a, auto b) { return safe_div(a, b); }),
-         "oneDNN binary"});
+         "oneDNN binary", div_gradient});
   r.add({"", "Pow", 1, INT_MAX, make_pow, "own"});
   r.add({"", "Mod", 10, INT_MAX, binary<false>(NumericTypes{}, make_mod_core), "own"});
   r.add({"", "BitShift", 11, INT_MAX, binary<false>(UnsignedTypes{}, make_bitshift_core), "own"});

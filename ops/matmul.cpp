@@ -10,6 +10,7 @@
 
 #include "ops/dnnl_utils.h"
 #include "ops/op_utils.h"
+#include "ops/gradient.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
@@ -689,6 +690,49 @@ std::unique_ptr<Kernel> make_einsum_kernel(const Node& node, const std::vector<I
   return std::make_unique<EinsumKernel>(node, in);
 }
 
+// Swaps the last two axes of a value of rank >= 2.
+Value* transpose_last_two(GradientBuilder& b, Value* v, size_t rank) {
+  std::vector<int64_t> perm(rank);
+  for (size_t i = 0; i < rank; ++i) perm[i] = static_cast<int64_t>(i);
+  std::swap(perm[rank - 1], perm[rank - 2]);
+  return b.transpose(v, perm);
+}
+
+// Y = A @ B with numpy semantics: 1-D operands are promoted to matrices (and the promoted
+// axis removed from Y), batch dims broadcast. dA = dY @ B^T, dB = A^T @ dY, each summed
+// back over broadcast batch dims by the driver.
+void matmul_gradient(GradientBuilder& b) {
+  Value* a = b.I(0);
+  Value* w = b.I(1);
+  const size_t ra = b.rank(a), rw = b.rank(w);
+  Value* gy = b.GO(0);
+  if (ra == 1 && rw == 1) gy = b.unsqueeze(gy, {0, 1});
+  else if (ra == 1) gy = b.unsqueeze(gy, {-2});
+  else if (rw == 1) gy = b.unsqueeze(gy, {-1});
+  Value* a2 = ra == 1 ? b.unsqueeze(a, {0}) : a;
+  Value* w2 = rw == 1 ? b.unsqueeze(w, {1}) : w;
+  const size_t ra2 = std::max<size_t>(ra, 2), rw2 = std::max<size_t>(rw, 2);
+  if (b.needs_grad(0)) {
+    Value* ga = b.op("MatMul", {gy, transpose_last_two(b, w2, rw2)});
+    if (ra == 1) {
+      // ga is [..., 1, K]: sum the batch dims away, then drop the promoted axis.
+      ga = b.sum_to_shape_of(ga, a2);
+      b.GI(0, b.squeeze(ga, {0}));
+    } else {
+      b.GI_broadcast(0, ga);
+    }
+  }
+  if (b.needs_grad(1)) {
+    Value* gw = b.op("MatMul", {transpose_last_two(b, a2, ra2), gy});
+    if (rw == 1) {
+      gw = b.sum_to_shape_of(gw, w2);
+      b.GI(1, b.squeeze(gw, {1}));
+    } else {
+      b.GI_broadcast(1, gw);
+    }
+  }
+}
+
 }  // namespace
 
 void register_matmul_ops(Registry& r) {
@@ -698,7 +742,7 @@ void register_matmul_ops(Registry& r) {
   auto gemm = [](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
     return std::make_unique<GemmKernel>(node, in);
   };
-  r.add({"", "MatMul", 1, INT_MAX, matmul, "oneDNN matmul"});
+  r.add({"", "MatMul", 1, INT_MAX, matmul, "oneDNN matmul", matmul_gradient});
   r.add({"", "Gemm", 1, INT_MAX, gemm, "oneDNN matmul"});
   r.add({"", "Einsum", 12, INT_MAX, make_einsum_kernel, "oneDNN matmul"});
   r.add({"", "Det", 11, INT_MAX, make_det, "own"});

@@ -5,7 +5,7 @@
 namespace onnxtrain::ops {
 
 int64_t normalize_axis(int64_t axis, int64_t rank, const Node& node) {
-  if (axis < -rank || axis >= std::max<int64_t>(rank, 1))
+  if (axis < -rank || axis >= rank)
     fail_shape(node, "axis " + std::to_string(axis) + " is out of range for rank " + std::to_string(rank));
   return axis < 0 ? axis + rank : axis;
 }

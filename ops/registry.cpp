@@ -23,6 +23,7 @@ const Registry& Registry::instance() {
     register_resize_ops(r);
     register_rnn_ops(r);
     register_random_ops(r);
+    register_autodiff_ops(r);
     return r;
   }();
   return registry;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "ops/gradient.h"
 #include "ops/kernel.h"
 
 namespace onnxtrain::ops {
@@ -18,6 +19,13 @@ struct OpDef {
   KernelFactory kernel;
   // "oneDNN <primitive>" or "own": shown by docs/operators.md and `onnxtrain info`.
   std::string backend = "own";
+  // Emits the backward nodes; empty when the op has no gradient rule (yet).
+  GradientRule gradient;
+  // Inputs no gradient flows to (indices, shapes, axes, ...).
+  std::vector<int> non_differentiable_inputs;
+  // The op is piecewise constant or integer-valued: its inputs get no gradient and the
+  // autodiff pass does not need a rule (Floor, Sign, ArgMax, Shape, comparisons, ...).
+  bool not_differentiable = false;
 };
 
 class Registry {
@@ -52,5 +60,6 @@ void register_generator_ops(Registry& r);
 void register_resize_ops(Registry& r);
 void register_rnn_ops(Registry& r);
 void register_random_ops(Registry& r);
+void register_autodiff_ops(Registry& r);
 
 }  // namespace onnxtrain::ops

@@ -6,6 +6,7 @@
 
 #include "graph/exporter.h"
 #include "graph/importer.h"
+#include "ops/registry.h"
 #include "onnxtrain/model.h"
 
 namespace onnxtrain {
@@ -108,6 +109,16 @@ ModelInfo Model::info() const {
   for (const auto& m : graph::find_missing_kernels(g)) {
     std::string key = (m.domain.empty() ? "" : m.domain + ".") + m.op_type + " (opset " + std::to_string(m.opset) + ")";
     info.missing_kernels[key] = m.nodes;
+  }
+  const auto& registry = ops::Registry::instance();
+  for (const auto& n : g.nodes()) {
+    const ops::OpDef* def = registry.find(n->domain, n->op_type, n->opset);
+    if (!def || def->not_differentiable || def->gradient) continue;
+    bool float_path = false;
+    for (const auto* out : n->outputs) float_path = float_path || (out && is_floating(out->dtype));
+    if (!float_path) continue;
+    std::string key = (n->domain.empty() ? "" : n->domain + ".") + n->op_type + " (opset " + std::to_string(n->opset) + ")";
+    info.missing_gradients[key].push_back(n->name);
   }
   return info;
 }

@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
+#include <type_traits>
 
 namespace onnxtrain {
 
@@ -109,7 +110,15 @@ template <typename Out>
 std::vector<Out> convert_all(const Tensor& t) {
   std::vector<Out> out(t.numel());
   auto copy = [&](const auto* p) {
-    for (size_t i = 0; i < out.size(); ++i) out[i] = static_cast<Out>(p[i]);
+    using In = std::remove_cv_t<std::remove_pointer_t<decltype(p)>>;
+    for (size_t i = 0; i < out.size(); ++i) {
+      if constexpr (std::is_floating_point_v<In> && std::is_integral_v<Out>) {
+        // Float -> integer casts of NaN or out-of-range values are undefined behaviour.
+        if (!(p[i] >= -9.2e18 && p[i] <= 9.2e18))
+          throw DataError("value " + std::to_string(p[i]) + " cannot be converted to an integer");
+      }
+      out[i] = static_cast<Out>(p[i]);
+    }
   };
   switch (t.dtype()) {
     case DType::Float: copy(t.data<float>()); break;

@@ -34,6 +34,9 @@ struct ModelInfo {
   std::map<std::string, int> op_histogram;  // op type -> node count
   // Op types (with opset) that have no kernel, and the nodes that use them.
   std::map<std::string, std::vector<std::string>> missing_kernels;
+  // Float operators (with opset) that have no gradient rule, and their nodes: training
+  // fails if one of them lies between a trainable parameter and the loss.
+  std::map<std::string, std::vector<std::string>> missing_gradients;
 };
 
 class Model {

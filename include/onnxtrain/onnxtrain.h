@@ -3,4 +3,5 @@
 #include "onnxtrain/errors.h"
 #include "onnxtrain/model.h"
 #include "onnxtrain/npy.h"
+#include "onnxtrain/operators.h"
 #include "onnxtrain/tensor.h"
