@@ -516,53 +516,60 @@ void run_window(KernelContext& ctx, const WindowPlan& p) {
           p.src_strides);
 }
 
+// The window of X (shape `s`) that Slice reads, as a copy plan (shared by Slice and SliceGrad).
+WindowPlan slice_window(const Node& node, const Shape& s, const std::vector<int64_t>& starts,
+                        const std::vector<int64_t>& ends, std::optional<std::vector<int64_t>> axes,
+                        std::optional<std::vector<int64_t>> steps) {
+  const size_t n = starts.size();
+  if (!axes) {
+    axes.emplace(n);
+    std::iota(axes->begin(), axes->end(), 0);
+  }
+  if (!steps) steps.emplace(n, 1);
+  if (ends.size() != n || axes->size() != n || steps->size() != n)
+    fail(node, "starts, ends, axes and steps differ in length");
+  const std::vector<int64_t> ax = unique_axes(*axes, s.size(), node);
+  WindowPlan p;
+  p.out_shape = s;
+  p.src_strides = strides_of(s);
+  const Shape in_strides = p.src_strides;
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t dim = s[ax[i]], step = (*steps)[i];
+    if (step == 0) fail(node, "steps must not be 0");
+    int64_t start = starts[i], end = ends[i];
+    if (start < 0) start += dim;  // cannot overflow: dim >= 0
+    if (end < 0) end += dim;
+    int64_t count = 0;
+    if (dim == 0) {
+      start = 0;
+    } else if (step > 0) {
+      start = std::clamp<int64_t>(start, 0, dim);
+      end = std::clamp<int64_t>(end, 0, dim);
+      count = end > start ? (end - start - 1) / step + 1 : 0;
+    } else {
+      start = std::clamp<int64_t>(start, 0, dim - 1);
+      end = std::clamp<int64_t>(end, -1, dim - 1);
+      // Any step beyond the dimension takes one element; avoids negating INT64_MIN.
+      const int64_t stride = step < -dim ? dim : -step;
+      count = start > end ? (start - end - 1) / stride + 1 : 0;
+    }
+    p.out_shape[ax[i]] = count;
+    if (count > 0) p.src_offset += start * in_strides[ax[i]];
+    p.src_strides[ax[i]] = count > 1 ? in_strides[ax[i]] * step : 0;
+  }
+  p.copy_shape = p.out_shape;
+  return p;
+}
+
 std::unique_ptr<Kernel> make_slice(const Node& node, const std::vector<InputInfo>& in) {
   const Shape s = in[0].shape;
   return planned(in, {1, 2, 3, 4}, [&node, s](const IntArgs& args) {
     auto starts = operand(node, args, 10, 1, "starts");
     auto ends = operand(node, args, 10, 2, "ends");
     if (!starts || !ends) fail(node, "needs starts and ends");
-    const size_t n = starts->size();
     auto axes = operand(node, args, 10, 3, "axes");
     auto steps = node.opset >= 10 ? operand(node, args, 10, 4, "steps") : std::nullopt;
-    if (!axes) {
-      axes.emplace(n);
-      std::iota(axes->begin(), axes->end(), 0);
-    }
-    if (!steps) steps.emplace(n, 1);
-    if (ends->size() != n || axes->size() != n || steps->size() != n)
-      fail(node, "starts, ends, axes and steps differ in length");
-    const std::vector<int64_t> ax = unique_axes(*axes, s.size(), node);
-    WindowPlan p;
-    p.out_shape = s;
-    p.src_strides = strides_of(s);
-    const Shape in_strides = p.src_strides;
-    for (size_t i = 0; i < n; ++i) {
-      const int64_t dim = s[ax[i]], step = (*steps)[i];
-      if (step == 0) fail(node, "steps must not be 0");
-      int64_t start = (*starts)[i], end = (*ends)[i];
-      if (start < 0) start += dim;  // cannot overflow: dim >= 0
-      if (end < 0) end += dim;
-      int64_t count = 0;
-      if (dim == 0) {
-        start = 0;
-      } else if (step > 0) {
-        start = std::clamp<int64_t>(start, 0, dim);
-        end = std::clamp<int64_t>(end, 0, dim);
-        count = end > start ? (end - start - 1) / step + 1 : 0;
-      } else {
-        start = std::clamp<int64_t>(start, 0, dim - 1);
-        end = std::clamp<int64_t>(end, -1, dim - 1);
-        // Any step beyond the dimension takes one element; avoids negating INT64_MIN.
-        const int64_t stride = step < -dim ? dim : -step;
-        count = start > end ? (start - end - 1) / stride + 1 : 0;
-      }
-      p.out_shape[ax[i]] = count;
-      if (count > 0) p.src_offset += start * in_strides[ax[i]];
-      p.src_strides[ax[i]] = count > 1 ? in_strides[ax[i]] * step : 0;
-    }
-    p.copy_shape = p.out_shape;
-    return p;
+    return slice_window(node, s, *starts, *ends, std::move(axes), std::move(steps));
   }, run_window);
 }
 
@@ -745,28 +752,471 @@ std::unique_ptr<Kernel> make_pad(const Node& node, const std::vector<InputInfo>&
   });
 }
 
+// ---- backward kernels (ai.onnxtrain) -------------------------------------------------------
+
+// Zeroes `bytes` bytes, spread over the threads when large.
+void zero_fill(void* dst, int64_t bytes) {
+  constexpr int64_t kBlock = 1 << 14;
+  parallel_ranges((bytes + kBlock - 1) / kBlock, kBlock, [&](int64_t b, int64_t e) {
+    const int64_t lo = b * kBlock, hi = std::min(bytes, e * kBlock);
+    if (lo < hi) std::memset(static_cast<std::byte*>(dst) + lo, 0, hi - lo);
+  });
+}
+
+// The integer operand `v` of a backward op; fails naming the node when it is missing.
+const std::vector<int64_t>& shape_operand(const Node& node, const std::optional<std::vector<int64_t>>& v,
+                                          const char* what) {
+  if (!v) fail(node, std::string("needs the ") + what + " input");
+  return *v;
+}
+
+// SliceGrad(dY, shape(X), starts, ends[, axes[, steps]]): dY scattered into zeros shaped
+// like X at the window Slice read (any steps, clamping as in Slice-10+).
+std::unique_ptr<Kernel> make_slice_grad(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() < 4) fail(node, "expects dY, the input shape, starts and ends");
+  struct Plan {
+    Shape x_shape;
+    WindowPlan window;
+  };
+  return planned(in, {1, 2, 3, 4, 5}, [&node](const IntArgs& args) {
+    Plan p;
+    p.x_shape = shape_operand(node, args[1], "input shape");
+    p.window = slice_window(node, p.x_shape, shape_operand(node, args[2], "starts"),
+                            shape_operand(node, args[3], "ends"), args[4], args[5]);
+    return p;
+  }, [](KernelContext& ctx, const Plan& p) {
+    const Tensor& dy = ctx.input(0);
+    if (dy.shape() != p.window.out_shape)
+      fail_shape(ctx.node(), "gradient " + shape_str(dy.shape()) + " does not match the slice " + shape_str(p.window.out_shape));
+    Tensor& dx = ctx.output(0, dy.dtype(), p.x_shape);
+    const size_t es = dtype_size(dy.dtype());
+    if (dy.numel() != dx.numel()) zero_fill(dx.raw(), static_cast<int64_t>(dx.nbytes()));
+    copy_nd(es, p.window.copy_shape, static_cast<std::byte*>(dx.raw()) + p.window.src_offset * int64_t(es),
+            p.window.src_strides, dy.raw(), strides_of(p.window.copy_shape));
+  });
+}
+
+// ConcatGrad(dY, shape(X0), shape(X1), ...) with attributes axis and outputs (the input
+// indices whose gradients it produces, one output each): the slices of dY along axis.
+std::unique_ptr<Kernel> make_concat_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape s = in[0].shape;
+  const int64_t axis = normalize_axis(node.attr_int("axis"), s.size(), node);
+  const std::vector<int64_t> which = node.attr_ints("outputs");
+  const int64_t parts = static_cast<int64_t>(in.size()) - 1;
+  if (which.size() != node.outputs.size()) fail(node, "needs one entry of 'outputs' per output");
+  for (int64_t i : which)
+    if (i < 0 || i >= parts) fail(node, "output index " + std::to_string(i) + " is out of range");
+  std::vector<size_t> operands;
+  for (int64_t i = 1; i <= parts; ++i) operands.push_back(i);
+  return planned(in, operands, [&node, s, axis, parts](const IntArgs& args) {
+    std::vector<int64_t> offsets{0};  // parts + 1 offsets along the axis
+    for (int64_t i = 1; i <= parts; ++i) {
+      const auto& shape = shape_operand(node, args[i], "input shape");
+      if (shape.size() != s.size())
+        fail_shape(node, "input shape " + ints_str(shape) + " does not have the rank of the gradient " + shape_str(s));
+      offsets.push_back(offsets.back() + shape[axis]);
+    }
+    if (offsets.back() != s[axis])
+      fail_shape(node, "input sizes along axis " + std::to_string(axis) + " do not add up to the gradient " + shape_str(s));
+    return offsets;
+  }, [axis, which](KernelContext& ctx, const std::vector<int64_t>& offsets) {
+    const Tensor& dy = ctx.input(0);
+    const Shape src_strides = strides_of(dy.shape());
+    const size_t es = dtype_size(dy.dtype());
+    for (size_t k = 0; k < which.size(); ++k) {
+      Shape shape = dy.shape();
+      shape[axis] = offsets[which[k] + 1] - offsets[which[k]];
+      Tensor& dx = ctx.output(k, dy.dtype(), shape);
+      copy_nd(es, shape, dx.raw(), strides_of(shape),
+              static_cast<const std::byte*>(dy.raw()) + offsets[which[k]] * src_strides[axis] * int64_t(es), src_strides);
+    }
+  });
+}
+
+// dst[o] = sum over the reduce index space of src[o . out_strides + r . reduce_strides]:
+// the adjoint of a broadcasting copy (Tile).
+struct SumViewPlan {
+  Shape out_shape, out_strides;  // out_strides: source strides of the output axes
+  Shape reduce_shape, reduce_strides;
+};
+
+template <typename T>
+void run_sum_view(const SumViewPlan& p, const T* src, T* dst) {
+  const int64_t total = shape_numel(p.out_shape);
+  if (total == 0) return;
+  const size_t rank = p.out_shape.size();
+  const int64_t n = rank ? p.out_shape.back() : 1, inner = rank ? p.out_strides.back() : 1;
+  const int64_t rows = total / n, reps = shape_numel(p.reduce_shape);
+  if (reps == 0) {
+    std::fill(dst, dst + total, T(0));
+    return;
+  }
+  const size_t nr = p.reduce_shape.size();
+  parallel_ranges(rows, n * reps * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
+    std::vector<int64_t> idx(nr);
+    for (int64_t r = b; r < e; ++r) {
+      int64_t rest = r, base = 0;
+      for (int d = static_cast<int>(rank) - 2; d >= 0; --d) {
+        base += rest % p.out_shape[d] * p.out_strides[d];
+        rest /= p.out_shape[d];
+      }
+      T* out = dst + r * n;
+      std::fill(idx.begin(), idx.end(), 0);
+      int64_t off = base;
+      for (int64_t k = 0; k < reps; ++k) {
+        const T* s = src + off;
+        if (k == 0) {
+          for (int64_t j = 0; j < n; ++j) out[j] = s[j * inner];
+        } else if (inner == 1) {
+          for (int64_t j = 0; j < n; ++j) out[j] += s[j];
+        } else {
+          for (int64_t j = 0; j < n; ++j) out[j] += s[j * inner];
+        }
+        for (int d = static_cast<int>(nr) - 1; d >= 0; --d) {
+          if (++idx[d] < p.reduce_shape[d]) {
+            off += p.reduce_strides[d];
+            break;
+          }
+          off -= (p.reduce_shape[d] - 1) * p.reduce_strides[d];
+          idx[d] = 0;
+        }
+      }
+    }
+  });
+}
+
+// TileGrad(dY, shape(X)): dY viewed as [r0, d0, r1, d1, ...] summed over the repeat axes.
+std::unique_ptr<Kernel> make_tile_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape ys = in[0].shape;
+  dispatch_float(in[0].dtype, node, [](auto) {});
+  return planned(in, {1}, [&node, ys](const IntArgs& args) {
+    const auto& xs = shape_operand(node, args[1], "input shape");
+    if (xs.size() != ys.size())
+      fail_shape(node, "input shape " + ints_str(xs) + " does not have the rank of the gradient " + shape_str(ys));
+    const Shape y_strides = strides_of(ys);
+    SumViewPlan p;
+    for (size_t d = 0; d < xs.size(); ++d) {
+      int64_t reps = 0;
+      if (xs[d] > 0) {
+        if (ys[d] % xs[d] != 0)
+          fail_shape(node, "gradient " + shape_str(ys) + " is not a tiling of the input shape " + ints_str(xs));
+        reps = ys[d] / xs[d];
+      } else if (ys[d] != 0) {
+        fail_shape(node, "gradient " + shape_str(ys) + " is not a tiling of the input shape " + ints_str(xs));
+      }
+      p.out_shape.push_back(xs[d]);
+      p.out_strides.push_back(y_strides[d]);
+      if (reps != 1) {
+        p.reduce_shape.push_back(reps);
+        p.reduce_strides.push_back(xs[d] * y_strides[d]);
+      }
+    }
+    return p;
+  }, [](KernelContext& ctx, const SumViewPlan& p) {
+    const Tensor& dy = ctx.input(0);
+    Tensor& dx = ctx.output(0, dy.dtype(), p.out_shape);
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      run_sum_view<T>(p, dy.data<T>(), dx.data<T>());
+    });
+  });
+}
+
+// PadGrad(dY, pads) with attribute mode: the adjoint of Pad. Every element of dY came from
+// one element of X (or from the fill value), so each element of dX sums its preimages:
+// one in constant mode, the mirrored/replicated border elements in reflect and edge mode.
+struct PadGradPlan {
+  Shape x_shape, y_shape;
+  // Outer axes (all but the last): per input index, the output indices reading it (CSR).
+  std::vector<std::vector<int64_t>> pre_begin, pre;
+  // Last axis: the source of each output index (-1: fill), and the output range that
+  // copies the input row as is.
+  std::vector<int64_t> inner_source;
+  int64_t copy_begin = 0, copy_end = 0;
+};
+
+template <typename T>
+void run_pad_grad(const PadGradPlan& p, const T* dy, T* dx) {
+  const size_t rank = p.x_shape.size();
+  const int64_t n = p.x_shape[rank - 1], total = shape_numel(p.x_shape);
+  if (total == 0) return;
+  const int64_t m = p.y_shape[rank - 1], rows = total / n;
+  const Shape y_strides = strides_of(p.y_shape);
+  const std::vector<int64_t>& src = p.inner_source;
+  const int64_t lo = p.copy_begin, hi = p.copy_end, shift = hi > lo ? src[lo] - lo : 0;
+  parallel_ranges(rows, (n + m) * int64_t(sizeof(T)), [&](int64_t b, int64_t e) {
+    std::vector<int64_t> idx(rank), pos(rank), first(rank), last(rank);
+    for (int64_t r = b; r < e; ++r) {
+      T* out = dx + r * n;
+      std::fill(out, out + n, T(0));
+      // The preimage lists of this row's outer indices.
+      int64_t rest = r, base = 0;
+      bool empty = false;
+      for (int d = static_cast<int>(rank) - 2; d >= 0; --d) {
+        idx[d] = rest % p.x_shape[d];
+        rest /= p.x_shape[d];
+        first[d] = p.pre_begin[d][idx[d]];
+        last[d] = p.pre_begin[d][idx[d] + 1];
+        if (first[d] == last[d]) empty = true;
+        pos[d] = first[d];
+        base += p.pre[d][first[d]] * y_strides[d];
+      }
+      if (empty) continue;
+      int64_t off = base;
+      while (true) {
+        const T* in = dy + off;
+        for (int64_t j = 0; j < lo; ++j)
+          if (src[j] >= 0) out[src[j]] += in[j];
+        for (int64_t j = lo; j < hi; ++j) out[j + shift] += in[j];
+        for (int64_t j = hi; j < m; ++j)
+          if (src[j] >= 0) out[src[j]] += in[j];
+        int d = static_cast<int>(rank) - 2;
+        for (; d >= 0; --d) {
+          off -= p.pre[d][pos[d]] * y_strides[d];
+          if (++pos[d] < last[d]) {
+            off += p.pre[d][pos[d]] * y_strides[d];
+            break;
+          }
+          pos[d] = first[d];
+          off += p.pre[d][pos[d]] * y_strides[d];
+        }
+        if (d < 0) break;
+      }
+    }
+  });
+}
+
+std::unique_ptr<Kernel> make_pad_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape ys = in[0].shape;
+  dispatch_float(in[0].dtype, node, [](auto) {});
+  const std::string mode_name = node.attr_string("mode", "constant");
+  PadMode mode;
+  if (mode_name == "constant") mode = PadMode::Constant;
+  else if (mode_name == "reflect") mode = PadMode::Reflect;
+  else if (mode_name == "edge") mode = PadMode::Edge;
+  else fail(node, "unknown mode '" + mode_name + "'");
+  return planned(in, {1}, [&node, ys, mode](const IntArgs& args) {
+    const auto& pads = shape_operand(node, args[1], "pads");
+    const size_t rank = ys.size();
+    if (pads.size() != 2 * rank) fail_shape(node, "pads " + ints_str(pads) + " do not have 2 values per axis of " + shape_str(ys));
+    PadGradPlan p;
+    p.y_shape = ys;
+    for (size_t d = 0; d < rank; ++d) {
+      const int64_t x = ys[d] - pads[d] - pads[d + rank];
+      if (x < 0) fail_shape(node, "pads " + ints_str(pads) + " do not fit the gradient " + shape_str(ys));
+      p.x_shape.push_back(x);
+    }
+    if (rank == 0) return p;
+    auto sources = [&](size_t d) {
+      std::vector<int64_t> s(ys[d]);
+      for (int64_t j = 0; j < ys[d]; ++j) s[j] = p.x_shape[d] == 0 ? -1 : pad_source(mode, j - pads[d], p.x_shape[d]);
+      return s;
+    };
+    for (size_t d = 0; d + 1 < rank; ++d) {
+      const std::vector<int64_t> s = sources(d);
+      std::vector<int64_t> begin(p.x_shape[d] + 1, 0), list;
+      for (int64_t j : s)
+        if (j >= 0) ++begin[j + 1];
+      for (int64_t i = 0; i < p.x_shape[d]; ++i) begin[i + 1] += begin[i];
+      list.resize(begin.back());
+      std::vector<int64_t> fill(begin.begin(), begin.end() - 1);
+      for (int64_t j = 0; j < ys[d]; ++j)
+        if (s[j] >= 0) list[fill[s[j]]++] = j;
+      p.pre_begin.push_back(std::move(begin));
+      p.pre.push_back(std::move(list));
+    }
+    p.inner_source = sources(rank - 1);
+    const int64_t b = pads[rank - 1], m = ys[rank - 1];
+    p.copy_begin = std::clamp<int64_t>(b, 0, m);
+    p.copy_end = std::clamp<int64_t>(b + p.x_shape[rank - 1], p.copy_begin, m);
+    return p;
+  }, [](KernelContext& ctx, const PadGradPlan& p) {
+    const Tensor& dy = ctx.input(0);
+    Tensor& dx = ctx.output(0, dy.dtype(), p.x_shape);
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      if (p.x_shape.empty()) *dx.data<T>() = *dy.data<T>();
+      else run_pad_grad<T>(p, dy.data<T>(), dx.data<T>());
+    });
+  });
+}
+
+// DepthToSpaceGrad(dY) with blocksize and mode: the inverse permutation of DepthToSpace
+// (for DCR it equals SpaceToDepth; CRD has no ONNX inverse).
+std::unique_ptr<Kernel> make_depth_to_space_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape& s = in[0].shape;
+  const int64_t bs = node.attr_int("blocksize");
+  if (s.size() != 4) fail_shape(node, "expects a 4-d gradient, got " + shape_str(s));
+  if (bs <= 0 || s[2] % bs != 0 || s[3] % bs != 0)
+    fail_shape(node, "spatial dims of " + shape_str(s) + " are not multiples of blocksize " + std::to_string(bs));
+  const int64_t b = s[0], c = s[1], h = s[2] / bs, w = s[3] / bs;
+  const std::string mode = node.attr_string("mode", "DCR");
+  Shape out{b, c * bs * bs, h, w};
+  if (mode == "DCR") return permute_kernel(permute_plan({b, c, h, bs, w, bs}, {0, 3, 5, 1, 2, 4}, out));
+  if (mode == "CRD") return permute_kernel(permute_plan({b, c, h, bs, w, bs}, {0, 1, 3, 5, 2, 4}, out));
+  fail(node, "unknown mode '" + mode + "' (expected DCR or CRD)");
+}
+
+// ---- gradient rules ------------------------------------------------------------------------
+
+Value* int_constant(GradientBuilder& b, const std::vector<int64_t>& v) {
+  return b.constant(Tensor::from_vector<int64_t>({static_cast<int64_t>(v.size())}, v));
+}
+
+// dY viewed with X's shape (Reshape: a view, no copy). The shape is read at run time.
+Value* reshape_like(GradientBuilder& b, Value* grad, Value* x) {
+  const Node& n = b.node();
+  if (n.opset >= 5) {
+    Attributes attrs;
+    // Shape(X) may hold 0 dims (empty tensors): they are sizes, not "copy this dim".
+    if (n.opset >= 14) attrs["allowzero"] = int64_t{1};
+    return b.op("Reshape", {grad, b.shape_of(x)}, attrs);
+  }
+  // Reshape-1 takes the shape as an attribute: only a statically known shape will do.
+  std::vector<int64_t> shape;
+  bool known = x->dims.has_value();
+  if (known)
+    for (const auto& d : *x->dims) {
+      known = known && d.known() && d.value > 0;
+      shape.push_back(d.value);
+    }
+  if (!known)
+    throw UnsupportedOp(n.describe() + ": the gradient needs a Reshape to the input's shape, which opset " +
+                        std::to_string(n.opset) + " can only express for a statically known, non-empty shape");
+  return b.op("Reshape", {grad}, {{"shape", shape}});
+}
+
+void view_gradient(GradientBuilder& b) {
+  if (b.needs_grad(0)) b.GI(0, reshape_like(b, b.GO(0), b.I(0)));
+}
+
+void identity_gradient(GradientBuilder& b) {
+  if (b.needs_grad(0)) b.GI(0, b.GO(0));
+}
+
+void transpose_gradient(GradientBuilder& b) {
+  if (!b.needs_grad(0)) return;
+  const Node& n = b.node();
+  if (!n.has_attr("perm")) {  // the reversal is its own inverse
+    b.GI(0, b.op("Transpose", {b.GO(0)}));
+    return;
+  }
+  const std::vector<int64_t> perm = n.attr_ints("perm");
+  std::vector<int64_t> inverse(perm.size(), -1);
+  for (size_t i = 0; i < perm.size(); ++i) {
+    if (perm[i] < 0 || perm[i] >= static_cast<int64_t>(perm.size()) || inverse[perm[i]] >= 0)
+      throw UnsupportedOp(n.describe() + ": perm " + ints_str(perm) + " is not a permutation");
+    inverse[perm[i]] = static_cast<int64_t>(i);
+  }
+  b.GI(0, b.transpose(b.GO(0), inverse));
+}
+
+void concat_gradient(GradientBuilder& b) {
+  const Node& n = b.node();
+  std::vector<Value*> inputs{b.GO(0)};
+  std::vector<int64_t> which;
+  for (size_t i = 0; i < n.inputs.size(); ++i) {
+    inputs.push_back(b.shape_of(b.I(i)));
+    if (b.needs_grad(i)) which.push_back(static_cast<int64_t>(i));
+  }
+  if (which.empty()) return;
+  auto grads = b.op_n("ConcatGrad", inputs, which.size(), {{"axis", n.attr_int("axis", 1)}, {"outputs", which}},
+                      graph::kTrainingDomain);
+  for (size_t k = 0; k < which.size(); ++k) b.GI(which[k], grads[k]);
+}
+
+void split_gradient(GradientBuilder& b) {
+  if (!b.needs_grad(0)) return;
+  const Node& n = b.node();
+  int64_t axis = n.attr_int("axis", 0);
+  if (axis < 0 && n.opset < 11) axis += static_cast<int64_t>(b.rank(b.I(0)));  // Concat < 11: axis >= 0
+  std::vector<Value*> grads;
+  for (size_t i = 0; i < n.outputs.size(); ++i) grads.push_back(b.GO(i));
+  b.GI(0, grads.size() == 1 ? grads[0] : b.op("Concat", grads, {{"axis", axis}}));
+}
+
+void slice_gradient(GradientBuilder& b) {
+  if (!b.needs_grad(0)) return;
+  const Node& n = b.node();
+  std::vector<Value*> inputs{b.GO(0), b.shape_of(b.I(0))};
+  if (n.opset >= 10) {
+    for (size_t i = 1; i <= 4; ++i) inputs.push_back(i < n.inputs.size() ? n.inputs[i] : nullptr);
+    while (inputs.back() == nullptr) inputs.pop_back();
+  } else {
+    inputs.push_back(int_constant(b, n.attr_ints("starts")));
+    inputs.push_back(int_constant(b, n.attr_ints("ends")));
+    if (n.has_attr("axes")) inputs.push_back(int_constant(b, n.attr_ints("axes")));
+  }
+  b.GI(0, b.train_op("SliceGrad", inputs));
+}
+
+void expand_gradient(GradientBuilder& b) {
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.GO(0));  // the driver sums it back (ReduceSumTo)
+}
+
+void tile_gradient(GradientBuilder& b) {
+  if (b.needs_grad(0)) b.GI(0, b.train_op("TileGrad", {b.GO(0), b.shape_of(b.I(0))}));
+}
+
+void pad_gradient(GradientBuilder& b) {
+  const Node& n = b.node();
+  if (n.opset >= 18 && n.inputs.size() > 3 && n.inputs[3])
+    throw UnsupportedOp(n.describe() + ": no gradient for Pad with an 'axes' input");
+  const std::string mode = n.attr_string("mode", "constant");
+  Value* pads = n.opset >= 11 ? b.I(1) : int_constant(b, n.attr_ints(n.opset == 1 ? "paddings" : "pads"));
+  Value* dx = b.train_op("PadGrad", {b.GO(0), pads}, {{"mode", mode}});
+  if (b.needs_grad(0)) b.GI(0, dx);
+  if (b.needs_grad(2)) {
+    // The fill value receives every element of dY that did not come from X.
+    Value* v = b.I(2);
+    if (mode == "constant") b.GI(2, b.sub(b.sum_to_shape_of(b.GO(0), v), b.sum_to_shape_of(dx, v)));
+    else b.GI(2, b.zeros_like(v));
+  }
+}
+
+void depth_to_space_gradient(GradientBuilder& b) {
+  if (!b.needs_grad(0)) return;
+  const Node& n = b.node();
+  const int64_t bs = n.attr_int("blocksize");
+  const std::string mode = n.attr_string("mode", "DCR");
+  if (mode == "DCR") b.GI(0, b.op("SpaceToDepth", {b.GO(0)}, {{"blocksize", bs}}));
+  else b.GI(0, b.train_op("DepthToSpaceGrad", {b.GO(0)}, {{"blocksize", bs}, {"mode", mode}}));
+}
+
+// SpaceToDepth is the inverse of DepthToSpace in DCR mode (the default in every opset).
+void space_to_depth_gradient(GradientBuilder& b) {
+  if (b.needs_grad(0)) b.GI(0, b.op("DepthToSpace", {b.GO(0)}, {{"blocksize", b.node().attr_int("blocksize")}}));
+}
+
 }  // namespace
 
 void register_shape_ops(Registry& r) {
   auto view = [](const Node&, const std::vector<InputInfo>&) -> std::unique_ptr<Kernel> {
     return make_function_kernel([](KernelContext& ctx) { ctx.set_output(0, ctx.input(0)); });
   };
-  r.add({"", "Identity", 1, INT_MAX, view, "own (view)"});
-  r.add({"", "Reshape", 1, INT_MAX, make_reshape, "own (view)"});
-  r.add({"", "Flatten", 1, INT_MAX, make_flatten, "own (view)"});
-  r.add({"", "Squeeze", 1, INT_MAX, make_squeeze, "own (view)"});
-  r.add({"", "Unsqueeze", 1, INT_MAX, make_unsqueeze, "own (view)"});
-  r.add({"", "Shape", 1, INT_MAX, make_shape, "own"});
-  r.add({"", "Size", 1, INT_MAX, make_size, "own"});
-  r.add({"", "Transpose", 1, INT_MAX, make_transpose, "own"});
-  r.add({"", "DepthToSpace", 1, INT_MAX, make_depth_to_space, "own"});
-  r.add({"", "SpaceToDepth", 1, INT_MAX, make_space_to_depth, "own"});
-  r.add({"", "Concat", 1, INT_MAX, make_concat, "own"});
-  r.add({"", "Split", 1, INT_MAX, make_split, "own"});
-  r.add({"", "Slice", 1, INT_MAX, make_slice, "own"});
-  r.add({"", "Expand", 8, INT_MAX, make_expand, "own"});
-  r.add({"", "Tile", 1, INT_MAX, make_tile, "own"});
-  r.add({"", "Pad", 1, INT_MAX, make_pad, "own"});
+  r.add({"", "Identity", 1, INT_MAX, view, "own (view)", identity_gradient});
+  r.add({"", "Reshape", 1, INT_MAX, make_reshape, "own (view)", view_gradient, {1}});
+  r.add({"", "Flatten", 1, INT_MAX, make_flatten, "own (view)", view_gradient});
+  r.add({"", "Squeeze", 1, INT_MAX, make_squeeze, "own (view)", view_gradient, {1}});
+  r.add({"", "Unsqueeze", 1, INT_MAX, make_unsqueeze, "own (view)", view_gradient, {1}});
+  r.add({"", "Shape", 1, INT_MAX, make_shape, "own", {}, {}, /*not_differentiable*/ true});
+  r.add({"", "Size", 1, INT_MAX, make_size, "own", {}, {}, /*not_differentiable*/ true});
+  r.add({"", "Transpose", 1, INT_MAX, make_transpose, "own", transpose_gradient});
+  r.add({"", "DepthToSpace", 1, INT_MAX, make_depth_to_space, "own", depth_to_space_gradient});
+  r.add({"", "SpaceToDepth", 1, INT_MAX, make_space_to_depth, "own", space_to_depth_gradient});
+  r.add({"", "Concat", 1, INT_MAX, make_concat, "own", concat_gradient});
+  r.add({"", "Split", 1, INT_MAX, make_split, "own", split_gradient, {1}});
+  r.add({"", "Slice", 1, INT_MAX, make_slice, "own", slice_gradient, {1, 2, 3, 4}});
+  r.add({"", "Expand", 8, INT_MAX, make_expand, "own", expand_gradient, {1}});
+  r.add({"", "Tile", 1, INT_MAX, make_tile, "own", tile_gradient, {1, 2}});
+  r.add({"", "Pad", 1, INT_MAX, make_pad, "own", pad_gradient, {1, 3}});
+
+  const char* t = graph::kTrainingDomain;
+  r.add({t, "SliceGrad", 1, INT_MAX, make_slice_grad, "own"});
+  r.add({t, "ConcatGrad", 1, INT_MAX, make_concat_grad, "own"});
+  r.add({t, "TileGrad", 1, INT_MAX, make_tile_grad, "own"});
+  r.add({t, "PadGrad", 1, INT_MAX, make_pad_grad, "own"});
+  r.add({t, "DepthToSpaceGrad", 1, INT_MAX, make_depth_to_space_grad, "own"});
 }
 
 }  // namespace onnxtrain::ops
