@@ -1113,13 +1113,13 @@ void transpose_gradient(GradientBuilder& b) {
 
 void concat_gradient(GradientBuilder& b) {
   const Node& n = b.node();
-  std::vector<Value*> inputs{b.GO(0)};
   std::vector<int64_t> which;
-  for (size_t i = 0; i < n.inputs.size(); ++i) {
-    inputs.push_back(b.shape_of(b.I(i)));
+  for (size_t i = 0; i < n.inputs.size(); ++i)
     if (b.needs_grad(i)) which.push_back(static_cast<int64_t>(i));
-  }
   if (which.empty()) return;
+  // Every input's size along the axis places the slices, so all shapes are inputs.
+  std::vector<Value*> inputs{b.GO(0)};
+  for (size_t i = 0; i < n.inputs.size(); ++i) inputs.push_back(b.shape_of(b.I(i)));
   auto grads = b.op_n("ConcatGrad", inputs, which.size(), {{"axis", n.attr_int("axis", 1)}, {"outputs", which}},
                       graph::kTrainingDomain);
   for (size_t k = 0; k < which.size(); ++k) b.GI(which[k], grads[k]);

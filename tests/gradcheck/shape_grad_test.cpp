@@ -265,6 +265,26 @@ std::vector<ShapeCase> pad_cases() {
   return out;
 }
 
+// Sizes above the kernels' parallel threshold (64 KiB), so their threaded paths are checked.
+std::vector<ShapeCase> large_cases() {
+  return {
+      {"LargeSliceNegativeStep", 13, "double[64,300] X",
+       "S = Constant <value = int64[2] {-1, 1}> () E = Constant <value = int64[2] {-1000, 299}> () "
+       "A = Constant <value = int64[2] {0, 1}> () T = Constant <value = int64[2] {-2, 1}> () Y = Slice(X, S, E, A, T)",
+       {{"X", D({64, 300})}}},
+      {"LargeTile", 13, "double[48,100] X", "R = Constant <value = int64[2] {3, 2}> () Y = Tile(X, R)",
+       {{"X", D({48, 100})}}},
+      {"LargePadReflect", 13, "double[64,300] X",
+       "P = Constant <value = int64[4] {3, 5, 2, 7}> () Y = Pad <mode = \"reflect\"> (X, P)", {{"X", D({64, 300})}}},
+      {"LargePadConstantCrop", 13, "double[64,300] X",
+       "P = Constant <value = int64[4] {-3, 5, 2, -7}> () Y = Pad(X, P)", {{"X", D({64, 300})}}},
+      {"LargeConcat", 13, "double[64,100] A, double[64,200] B", "Y = Concat <axis = 1> (A, B)",
+       {{"A", D({64, 100}, 1)}, {"B", D({64, 200}, 2)}}, {"B"}},
+      {"LargeDepthToSpaceCRD", 13, "double[2,64,16,16] X", "Y = DepthToSpace <blocksize = 2, mode = \"CRD\"> (X)",
+       {{"X", D({2, 64, 16, 16})}}},
+  };
+}
+
 template <typename Case>
 std::string case_name(const ::testing::TestParamInfo<Case>& info) {
   return info.param.name;
@@ -276,6 +296,7 @@ INSTANTIATE_TEST_SUITE_P(ConcatSplit, ShapeGrad, ::testing::ValuesIn(concat_spli
 INSTANTIATE_TEST_SUITE_P(Slice, ShapeGrad, ::testing::ValuesIn(slice_cases()), case_name<ShapeCase>);
 INSTANTIATE_TEST_SUITE_P(ExpandTile, ShapeGrad, ::testing::ValuesIn(expand_tile_cases()), case_name<ShapeCase>);
 INSTANTIATE_TEST_SUITE_P(Pad, ShapeGrad, ::testing::ValuesIn(pad_cases()), case_name<ShapeCase>);
+INSTANTIATE_TEST_SUITE_P(Large, ShapeGrad, ::testing::ValuesIn(large_cases()), case_name<ShapeCase>);
 
 // Forms that exist only below opset 8 cannot go through test::check_gradients: its loss
 // (ai.onnxtrain.ReduceSumTo) has a gradient rule that emits Expand, which opsets < 8 lack.
