@@ -162,12 +162,15 @@ KernelFactory window_factory(CosineWindow w) {
 }  // namespace
 
 void register_generator_ops(Registry& r) {
-  r.add({"", "ConstantOfShape", 9, INT_MAX, make_constant_of_shape, "own"});
-  r.add({"", "Range", 11, INT_MAX, make_range, "own"});
-  r.add({"", "EyeLike", 9, INT_MAX, make_eye_like, "own"});
-  r.add({"", "HannWindow", 17, INT_MAX, window_factory({0.5, 0.5, 0.0}), "own"});
-  r.add({"", "HammingWindow", 17, INT_MAX, window_factory({25.0 / 46.0, 21.0 / 46.0, 0.0}), "own"});
-  r.add({"", "BlackmanWindow", 17, INT_MAX, window_factory({0.42, 0.5, 0.08}), "own"});
+  // Generators: the outputs depend on shapes, sizes and attributes only (Range on its
+  // scalar bounds, which are treated as constants), so no gradient flows through them.
+  constexpr bool nd = true;  // not_differentiable
+  r.add({"", "ConstantOfShape", 9, INT_MAX, make_constant_of_shape, "own", {}, {}, nd});
+  r.add({"", "Range", 11, INT_MAX, make_range, "own", {}, {}, nd});
+  r.add({"", "EyeLike", 9, INT_MAX, make_eye_like, "own", {}, {}, nd});
+  r.add({"", "HannWindow", 17, INT_MAX, window_factory({0.5, 0.5, 0.0}), "own", {}, {}, nd});
+  r.add({"", "HammingWindow", 17, INT_MAX, window_factory({25.0 / 46.0, 21.0 / 46.0, 0.0}), "own", {}, {}, nd});
+  r.add({"", "BlackmanWindow", 17, INT_MAX, window_factory({0.42, 0.5, 0.08}), "own", {}, {}, nd});
 }
 
 }  // namespace onnxtrain::ops

@@ -5,10 +5,17 @@
 // Bytes<S> (a fixed-size memcpy the compiler turns into one load/store) or a block memcpy.
 // Index tensors are validated in a serial pass before any parallel loop: an exception must
 // not escape an OpenMP region, and the error names the first offending index.
+//
+// Gradient rules and their backward kernels (ai.onnxtrain GatherGrad, GatherElementsGrad,
+// GatherNDGrad, ScatterElementsUpdatesGrad, ScatterNDUpdatesGrad) are at the end.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <string>
+#include <vector>
 
+#include "onnxtrain/errors.h"
+#include "ops/gradient.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
@@ -563,18 +570,449 @@ std::unique_ptr<Kernel> make_trilu(const Node& node, const std::vector<InputInfo
   });
 }
 
+
+// =============================================================== Gradients
+//
+// Gather-like ops scatter their output gradient back; scatter-like ops split theirs between
+// data (the positions nobody overwrote) and updates (gathered). Index inputs get no
+// gradient. The backward kernels below are ai.onnxtrain ops with own loops (oneDNN has no
+// gather/scatter primitives).
+
+// Positions 0..n-1 grouped by destination key, each group in position order (counting
+// sort). A scatter-add over these groups runs one destination row per task, so it needs no
+// atomics and sums every row in the same order on every run (deterministic results).
+struct Buckets {
+  std::vector<int64_t> start;  // n_keys + 1
+  std::vector<int64_t> items;
+};
+
+template <typename KeyFn>
+Buckets bucket_by_key(int64_t n, int64_t n_keys, KeyFn&& key) {
+  Buckets b;
+  b.start.assign(static_cast<size_t>(n_keys) + 1, 0);
+  b.items.resize(static_cast<size_t>(n));
+  std::vector<int64_t> keys(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) ++b.start[(keys[i] = key(i)) + 1];
+  for (int64_t k = 0; k < n_keys; ++k) b.start[k + 1] += b.start[k];
+  std::vector<int64_t> fill(b.start.begin(), b.start.end() - 1);
+  for (int64_t i = 0; i < n; ++i) b.items[fill[keys[i]]++] = i;
+  return b;
+}
+
+// dst[o, r, :] = sum of src[o, j, :] over the items j of bucket r, for rows of `inner`
+// elements; every destination row is written (zeros where no item lands).
+template <typename T>
+void scatter_add_rows(T* dst, const T* src, const Buckets& b, int64_t outer, int64_t n_keys, int64_t n_items,
+                      int64_t inner) {
+  const int64_t rows = outer * n_keys;
+  const int64_t work = rows * inner + outer * n_items * inner;
+  // Dynamic schedule: popular rows (padding tokens, frequent words) hold many items.
+#pragma omp parallel for schedule(dynamic, 16) if (work >= 65536)
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t o = i / n_keys, r = i % n_keys;
+    T* d = dst + i * inner;
+    std::fill_n(d, inner, T(0));
+    const T* base = src + o * n_items * inner;
+    for (int64_t p = b.start[r]; p < b.start[r + 1]; ++p) {
+      const T* s = base + b.items[p] * inner;
+      for (int64_t e = 0; e < inner; ++e) d[e] += s[e];
+    }
+  }
+}
+
+// The data shape handed to a *Grad op as its last input (an int64 tensor, e.g. Shape(data)).
+Shape shape_input(KernelContext& ctx, size_t i) {
+  const Tensor& t = ctx.input(i);
+  if (t.dtype() != DType::Int64 || t.rank() != 1)
+    fail(ctx.node(), "the shape input must be a 1-D int64 tensor, got " + dtype_name(t.dtype()) + " " +
+                         shape_str(t.shape()));
+  Shape s = t.to_vector<int64_t>();
+  for (int64_t d : s)
+    if (d < 0) fail_shape(ctx.node(), "the shape input " + shape_str(s) + " has a negative dimension");
+  return s;
+}
+
+void require_float_grad(const Node& node, const InputInfo& in) {
+  if (in.dtype != DType::Float && in.dtype != DType::Double)
+    fail(node, "the gradient must be float32 or float64, got " + dtype_name(in.dtype));
+}
+
+// ai.onnxtrain.GatherGrad(dY, indices, shape) <axis>: zeros of `shape` with each slice of dY
+// added at its index along axis (repeated indices accumulate, negative ones wrap).
+std::unique_ptr<Kernel> make_gather_grad(const Node& node, const std::vector<InputInfo>& in) {
+  require_float_grad(node, in[0]);
+  require_index_type(node, in[1], "indices");
+  const int64_t axis_attr = node.attr_int("axis", 0);
+  return make_function_kernel([axis_attr](KernelContext& ctx) {
+    const Node& node = ctx.node();
+    const Tensor& dy = ctx.input(0);
+    const Tensor& indices = ctx.input(1);
+    const Shape ds = shape_input(ctx, 2);
+    if (ds.empty()) fail_shape(node, "data must have rank >= 1");
+    const int64_t rank = static_cast<int64_t>(ds.size());
+    const int64_t axis = normalize_axis(axis_attr, rank, node);
+    Shape expected(ds.begin(), ds.begin() + axis);
+    expected.insert(expected.end(), indices.shape().begin(), indices.shape().end());
+    expected.insert(expected.end(), ds.begin() + axis + 1, ds.end());
+    if (dy.shape() != expected)
+      fail_shape(node, "gradient " + shape_str(dy.shape()) + " must have shape " + shape_str(expected) + " for data " +
+                           shape_str(ds) + " and indices " + shape_str(indices.shape()));
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < axis; ++d) outer *= ds[d];
+    for (int64_t d = axis + 1; d < rank; ++d) inner *= ds[d];
+    const int64_t dim = ds[axis], n_idx = indices.numel();
+    Tensor& dx = ctx.output(0, dy.dtype(), ds);
+    if (dx.numel() == 0) return;
+    dispatch_index(indices.dtype(), node, [&](auto itag) {
+      using I = decltype(itag);
+      check_indices<I>(node, indices, "indices", axis, dim);
+      const I* idx = indices.data<I>();
+      const Buckets b = bucket_by_key(n_idx, dim, [&](int64_t j) { return wrap(idx[j], dim); });
+      dispatch_float(dy.dtype(), node, [&](auto tag) {
+        using T = decltype(tag);
+        scatter_add_rows<T>(dx.data<T>(), dy.data<T>(), b, outer, dim, n_idx, inner);
+      });
+    });
+  });
+}
+
+// ai.onnxtrain.GatherElementsGrad(dY, indices, shape) <axis>: zeros of `shape`, then
+// dX[..., idx[p], ...] += dY[p] along axis.
+std::unique_ptr<Kernel> make_gather_elements_grad(const Node& node, const std::vector<InputInfo>& in) {
+  require_float_grad(node, in[0]);
+  require_index_type(node, in[1], "indices");
+  if (in[0].shape != in[1].shape)
+    fail_shape(node, "gradient " + shape_str(in[0].shape) + " must have the shape of indices " + shape_str(in[1].shape));
+  return make_function_kernel([](KernelContext& ctx) {
+    const Node& node = ctx.node();
+    const Tensor& dy = ctx.input(0);
+    const Tensor& indices = ctx.input(1);
+    const Shape ds = shape_input(ctx, 2);
+    const ElementsLayout l = elements_layout(node, ds, indices.shape());
+    Tensor& dx = ctx.output(0, dy.dtype(), ds);
+    if (dx.numel() == 0) return;
+    const Shape& is = indices.shape();
+    const int64_t rank = static_cast<int64_t>(is.size());
+    // Index space = outer x A x inner around the axis; every (outer, inner) pair is one line
+    // of destinations along the axis, disjoint from all other lines.
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 0; d < l.axis; ++d) outer *= is[d];
+    for (int64_t d = l.axis + 1; d < rank; ++d) inner *= is[d];
+    const int64_t A = is[l.axis];
+    // Data offsets of the outer and inner multi-indices (data dims may exceed index dims).
+    auto offsets = [&](int64_t from, int64_t to, int64_t count) {
+      std::vector<int64_t> off(static_cast<size_t>(count), 0);
+      for (int64_t f = 0; f < count; ++f) {
+        int64_t rest = f, o = 0;
+        for (int64_t d = to - 1; d >= from; --d) {
+          o += (rest % is[d]) * l.data_strides[d];
+          rest /= is[d];
+        }
+        off[f] = o;
+      }
+      return off;
+    };
+    const std::vector<int64_t> outer_off = offsets(0, l.axis, outer), inner_off = offsets(l.axis + 1, rank, inner);
+    const int64_t axis_stride = l.data_strides[l.axis];
+    dispatch_index(indices.dtype(), node, [&](auto itag) {
+      using I = decltype(itag);
+      check_indices<I>(node, indices, "indices", l.axis, l.axis_dim);
+      const I* idx = indices.data<I>();
+      dispatch_float(dy.dtype(), node, [&](auto tag) {
+        using T = decltype(tag);
+        T* dst = dx.data<T>();
+        const T* g = dy.data<T>();
+        std::memset(dst, 0, dx.nbytes());
+        if (indices.numel() == 0) return;
+        // Tasks: (outer, chunk of inner); within a task the axis loop runs in index order.
+        constexpr int64_t kChunk = 1024;
+        const int64_t chunks = (inner + kChunk - 1) / kChunk;
+        parallel_for(
+            outer * chunks,
+            [&](int64_t task) {
+              const int64_t o = task / chunks, c0 = (task % chunks) * kChunk, c1 = std::min(inner, c0 + kChunk);
+              T* base = dst + outer_off[o];
+              for (int64_t a = 0; a < A; ++a) {
+                const int64_t row = (o * A + a) * inner;
+                for (int64_t i = c0; i < c1; ++i)
+                  base[wrap(idx[row + i], l.axis_dim) * axis_stride + inner_off[i]] += g[row + i];
+              }
+            },
+            std::max<int64_t>(1, 16384 / std::max<int64_t>(A * std::min(inner, kChunk), 1)));
+      });
+    });
+  });
+}
+
+// ai.onnxtrain.GatherNDGrad(dY, indices, shape) <batch_dims>: zeros of `shape` with each
+// slice of dY added at the slice its index tuple addresses.
+std::unique_ptr<Kernel> make_gather_nd_grad(const Node& node, const std::vector<InputInfo>& in) {
+  require_float_grad(node, in[0]);
+  require_index_type(node, in[1], "indices");
+  const int64_t batch_dims = node.attr_int("batch_dims", 0);
+  return make_function_kernel([batch_dims](KernelContext& ctx) {
+    const Node& node = ctx.node();
+    const Tensor& dy = ctx.input(0);
+    const Tensor& indices = ctx.input(1);
+    const Shape ds = shape_input(ctx, 2);
+    const NdLayout l = nd_layout(node, ds, indices.shape(), batch_dims);
+    Shape expected(indices.shape().begin(), indices.shape().end() - 1);
+    expected.insert(expected.end(), ds.begin() + l.batch_dims + l.k, ds.end());
+    if (dy.shape() != expected)
+      fail_shape(node, "gradient " + shape_str(dy.shape()) + " must have shape " + shape_str(expected) + " for data " +
+                           shape_str(ds) + " and indices " + shape_str(indices.shape()));
+    Tensor& dx = ctx.output(0, dy.dtype(), ds);
+    if (dx.numel() == 0) return;
+    dispatch_index(indices.dtype(), node, [&](auto itag) {
+      using I = decltype(itag);
+      l.check<I>(node, indices);
+      const I* idx = indices.data<I>();
+      // Keys: the destination slices of all batches.
+      const int64_t n_keys = dx.numel() / l.slice, n_items = l.batches * l.tuples;
+      const Buckets b = bucket_by_key(n_items, n_keys, [&](int64_t t) { return l.offset(idx, t) / l.slice; });
+      dispatch_float(dy.dtype(), node, [&](auto tag) {
+        using T = decltype(tag);
+        scatter_add_rows<T>(dx.data<T>(), dy.data<T>(), b, 1, n_keys, n_items, l.slice);
+      });
+    });
+  });
+}
+
+// Reductions whose updates gradient the *UpdatesGrad ops compute.
+Reduction updates_grad_reduction(const Node& node) {
+  const std::string r = node.attr_string("reduction", "none");
+  if (r == "none") return Reduction::None;
+  if (r == "mul") return Reduction::Mul;
+  fail(node, "reduction '" + r + "' is not supported (none or mul)");
+}
+
+// ai.onnxtrain.ScatterElementsUpdatesGrad(dY, indices[, data, updates]) <axis, reduction>:
+// the gradient of ScatterElements' updates (shaped like indices).
+//   none: dY at the update's position when it is the last write there (the forward kernel
+//         applies updates in order, so earlier duplicates are overwritten), else 0.
+//   mul:  dY * data * (product of the other updates at the same position), with prefix and
+//         suffix products (no division, exact with zeros).
+std::unique_ptr<Kernel> make_scatter_elements_updates_grad(const Node& node, const std::vector<InputInfo>& in) {
+  require_float_grad(node, in[0]);
+  require_index_type(node, in[1], "indices");
+  const Reduction red = updates_grad_reduction(node);
+  const ElementsLayout l = elements_layout(node, in[0].shape, in[1].shape);
+  if (red == Reduction::Mul) {
+    if (in.size() < 4 || !in[2].present || !in[3].present) fail(node, "reduction 'mul' needs the data and updates inputs");
+    if (in[2].shape != in[0].shape || in[3].shape != in[1].shape || in[2].dtype != in[0].dtype || in[3].dtype != in[0].dtype)
+      fail_shape(node, "data and updates must match the gradient and the indices");
+  }
+  return make_function_kernel([l, red](KernelContext& ctx) {
+    const Node& node = ctx.node();
+    const Tensor& dy = ctx.input(0);
+    const Tensor& indices = ctx.input(1);
+    Tensor& gu = ctx.output(0, dy.dtype(), indices.shape());
+    if (gu.numel() == 0) return;
+    dispatch_index(indices.dtype(), node, [&](auto itag) {
+      using I = decltype(itag);
+      check_indices<I>(node, indices, "indices", l.axis, l.axis_dim);
+      const I* idx = indices.data<I>();
+      // Visits (update position, data offset) in the forward kernel's order, or reversed.
+      auto visit = [&](bool reverse, auto&& f) {
+        for (int64_t r = 0; r < l.rows; ++r) {
+          const int64_t row = reverse ? l.rows - 1 - r : r;
+          const int64_t base = l.row_base(row);
+          const I* ri = idx + row * l.row_len;
+          for (int64_t c = 0; c < l.row_len; ++c) {
+            const int64_t j = reverse ? l.row_len - 1 - c : c;
+            f(row * l.row_len + j, l.offset(base, j, ri[j]));
+          }
+        }
+      };
+      dispatch_float(dy.dtype(), node, [&](auto tag) {
+        using T = decltype(tag);
+        T* g = gu.data<T>();
+        const T* d = dy.data<T>();
+        if (red == Reduction::None) {
+          std::vector<uint8_t> written(static_cast<size_t>(dy.numel()), 0);
+          visit(true, [&](int64_t p, int64_t o) {
+            g[p] = written[o] ? T(0) : d[o];
+            written[o] = 1;
+          });
+        } else {
+          const T* x = ctx.input(2).data<T>();
+          const T* u = ctx.input(3).data<T>();
+          std::vector<T> run(static_cast<size_t>(dy.numel()), T(1));
+          visit(false, [&](int64_t p, int64_t o) {
+            g[p] = run[o];
+            run[o] *= u[p];
+          });
+          std::fill(run.begin(), run.end(), T(1));
+          visit(true, [&](int64_t p, int64_t o) {
+            g[p] *= run[o] * d[o] * x[o];
+            run[o] *= u[p];
+          });
+        }
+      });
+    });
+  });
+}
+
+// ai.onnxtrain.ScatterNDUpdatesGrad(dY, indices[, data, updates]) <reduction>: as above for
+// ScatterND, slice by slice.
+std::unique_ptr<Kernel> make_scatter_nd_updates_grad(const Node& node, const std::vector<InputInfo>& in) {
+  require_float_grad(node, in[0]);
+  require_index_type(node, in[1], "indices");
+  const Reduction red = updates_grad_reduction(node);
+  const NdLayout l = nd_layout(node, in[0].shape, in[1].shape, 0);
+  Shape u_shape(in[1].shape.begin(), in[1].shape.end() - 1);
+  u_shape.insert(u_shape.end(), in[0].shape.begin() + l.k, in[0].shape.end());
+  if (red == Reduction::Mul) {
+    if (in.size() < 4 || !in[2].present || !in[3].present) fail(node, "reduction 'mul' needs the data and updates inputs");
+    if (in[2].shape != in[0].shape || in[3].shape != u_shape || in[2].dtype != in[0].dtype || in[3].dtype != in[0].dtype)
+      fail_shape(node, "data and updates must match the gradient and the indices");
+  }
+  return make_function_kernel([l, red, u_shape](KernelContext& ctx) {
+    const Node& node = ctx.node();
+    const Tensor& dy = ctx.input(0);
+    const Tensor& indices = ctx.input(1);
+    Tensor& gu = ctx.output(0, dy.dtype(), u_shape);
+    if (gu.numel() == 0) return;
+    dispatch_index(indices.dtype(), node, [&](auto itag) {
+      using I = decltype(itag);
+      l.check<I>(node, indices);
+      const I* idx = indices.data<I>();
+      dispatch_float(dy.dtype(), node, [&](auto tag) {
+        using T = decltype(tag);
+        T* g = gu.data<T>();
+        const T* d = dy.data<T>();
+        const int64_t S = l.slice;
+        if (red == Reduction::None) {
+          std::vector<uint8_t> written(static_cast<size_t>(dy.numel() / S), 0);
+          for (int64_t t = l.tuples - 1; t >= 0; --t) {
+            const int64_t o = l.offset(idx, t);
+            if (written[o / S]) std::fill_n(g + t * S, S, T(0));
+            else std::copy_n(d + o, S, g + t * S);
+            written[o / S] = 1;
+          }
+        } else {
+          const T* x = ctx.input(2).data<T>();
+          const T* u = ctx.input(3).data<T>();
+          std::vector<T> run(static_cast<size_t>(dy.numel()), T(1));
+          for (int64_t t = 0; t < l.tuples; ++t) {
+            const int64_t o = l.offset(idx, t);
+            for (int64_t e = 0; e < S; ++e) {
+              g[t * S + e] = run[o + e];
+              run[o + e] *= u[t * S + e];
+            }
+          }
+          std::fill(run.begin(), run.end(), T(1));
+          for (int64_t t = l.tuples - 1; t >= 0; --t) {
+            const int64_t o = l.offset(idx, t);
+            for (int64_t e = 0; e < S; ++e) {
+              g[t * S + e] *= run[o + e] * d[o + e] * x[o + e];
+              run[o + e] *= u[t * S + e];
+            }
+          }
+        }
+      });
+    });
+  });
+}
+
+// ------------------------------------------------------------ gradient rules
+
+// Gather: dData = GatherGrad(dY, indices, Shape(data)).
+void gather_gradient(GradientBuilder& b) {
+  b.GI(0, b.train_op("GatherGrad", {b.GO(0), b.I(1), b.shape_of(b.I(0))}, {{"axis", b.node().attr_int("axis", 0)}}));
+}
+
+void gather_elements_gradient(GradientBuilder& b) {
+  b.GI(0, b.train_op("GatherElementsGrad", {b.GO(0), b.I(1), b.shape_of(b.I(0))},
+                     {{"axis", b.node().attr_int("axis", 0)}}));
+}
+
+void gather_nd_gradient(GradientBuilder& b) {
+  const graph::Node& n = b.node();
+  const int64_t batch_dims = n.opset >= 12 ? n.attr_int("batch_dims", 0) : 0;
+  b.GI(0, b.train_op("GatherNDGrad", {b.GO(0), b.I(1), b.shape_of(b.I(0))}, {{"batch_dims", batch_dims}}));
+}
+
+// ScatterElements / Scatter (nd = false) and ScatterND (nd = true), Y = scatter(data, idx, upd):
+//   none: dData = scatter(dY, idx, 0) (overwritten positions get nothing),
+//         dUpdates = dY at each update's position when it is the last write there;
+//   add:  dData = dY, dUpdates = gather(dY, idx);
+//   mul:  dData = dY * scatter(1, idx, upd, mul), dUpdates = *UpdatesGrad(mul).
+void scatter_gradient(GradientBuilder& b, bool nd) {
+  const graph::Node& n = b.node();
+  const std::string reduction = n.op_type == "Scatter" ? "none" : n.attr_string("reduction", "none");
+  Attributes axis;
+  if (!nd) axis["axis"] = n.attr_int("axis", 0);
+  auto with_reduction = [&](const std::string& r) {
+    Attributes a = axis;
+    a["reduction"] = r;
+    return a;
+  };
+  Value* gy = b.GO(0);
+  Value* idx = b.I(1);
+  const std::string updates_grad = nd ? "ScatterNDUpdatesGrad" : "ScatterElementsUpdatesGrad";
+  if (reduction == "none") {
+    // The emitted scatter is the forward op itself (Scatter before opset 11, ScatterElements after).
+    if (b.needs_grad(0)) b.GI(0, b.op(n.op_type, {gy, idx, b.zeros_like(b.I(2))}, axis));
+    if (b.needs_grad(2)) b.GI(2, b.train_op(updates_grad, {gy, idx}, with_reduction("none")));
+  } else if (reduction == "add") {
+    if (b.needs_grad(0)) b.GI(0, gy);
+    if (b.needs_grad(2)) b.GI(2, b.op(nd ? "GatherND" : "GatherElements", {gy, idx}, axis));
+  } else if (reduction == "mul") {
+    if (b.needs_grad(0)) {
+      Value* product = b.op(n.op_type, {b.train_op("OnesLike", {b.I(0)}), idx, b.I(2)}, with_reduction("mul"));
+      b.GI(0, b.mul(gy, product));
+    }
+    if (b.needs_grad(2)) b.GI(2, b.train_op(updates_grad, {gy, idx, b.I(0), b.I(2)}, with_reduction("mul")));
+  } else {
+    throw UnsupportedOp(n.describe() + ": no gradient for reduction '" + reduction +
+                        "' (only none, add and mul are differentiated)");
+  }
+}
+
+// Trilu is linear and masks by position: dX = Trilu(dY) with the same k and upper.
+void trilu_gradient(GradientBuilder& b) {
+  const graph::Node& n = b.node();
+  std::vector<Value*> inputs{b.GO(0)};
+  if (n.has_input(1)) inputs.push_back(b.I(1));
+  b.GI(0, b.op("Trilu", inputs, {{"upper", n.attr_int("upper", 1)}}));
+}
+
+// OneHot: Y = off where no hit, on where hit. dOn = sum(dY * hot), dOff = sum(dY) - dOn,
+// with hot = OneHot(indices, depth, [0, 1]) (the same kernel decides the hits).
+void one_hot_gradient(GradientBuilder& b) {
+  const graph::Node& n = b.node();
+  Value* values = b.I(2);
+  const Tensor zero_one = values->dtype == DType::Double ? Tensor::from_vector<double>({2}, {0.0, 1.0})
+                                                         : Tensor::from_vector<float>({2}, {0.f, 1.f});
+  Value* hot = b.op("OneHot", {b.I(0), b.I(1), b.constant(zero_one)}, {{"axis", n.attr_int("axis", -1)}});
+  Value* gy = b.reshape(b.GO(0), {-1});
+  Value* on = b.reduce_sum(b.mul(gy, b.reshape(hot, {-1})), {0}, true);
+  Value* all = b.reduce_sum(gy, {0}, true);
+  Value* both = b.op("Concat", {b.sub(all, on), on}, {{"axis", int64_t{0}}});
+  b.GI(2, b.op("Reshape", {both, b.shape_of(values)}));
+}
+
 }  // namespace
 
 void register_indexing_ops(Registry& r) {
-  r.add({"", "Gather", 1, INT_MAX, make_gather, "own"});
-  r.add({"", "GatherElements", 11, INT_MAX, make_gather_elements, "own"});
-  r.add({"", "GatherND", 11, INT_MAX, make_gather_nd, "own"});
-  r.add({"", "ScatterElements", 11, INT_MAX, make_scatter_elements, "own"});
-  r.add({"", "Scatter", 9, 10, make_scatter_elements, "own"});
-  r.add({"", "ScatterND", 11, INT_MAX, make_scatter_nd, "own"});
-  r.add({"", "OneHot", 9, INT_MAX, make_one_hot, "own"});
-  r.add({"", "NonZero", 9, INT_MAX, make_non_zero, "own"});
-  r.add({"", "Trilu", 14, INT_MAX, make_trilu, "own"});
+  auto scatter_elements_gradient = [](GradientBuilder& b) { scatter_gradient(b, false); };
+  auto scatter_nd_gradient = [](GradientBuilder& b) { scatter_gradient(b, true); };
+  r.add({"", "Gather", 1, INT_MAX, make_gather, "own", gather_gradient, {1}});
+  r.add({"", "GatherElements", 11, INT_MAX, make_gather_elements, "own", gather_elements_gradient, {1}});
+  r.add({"", "GatherND", 11, INT_MAX, make_gather_nd, "own", gather_nd_gradient, {1}});
+  r.add({"", "ScatterElements", 11, INT_MAX, make_scatter_elements, "own", scatter_elements_gradient, {1}});
+  r.add({"", "Scatter", 9, 10, make_scatter_elements, "own", scatter_elements_gradient, {1}});
+  r.add({"", "ScatterND", 11, INT_MAX, make_scatter_nd, "own", scatter_nd_gradient, {1}});
+  r.add({"", "OneHot", 9, INT_MAX, make_one_hot, "own", one_hot_gradient, {0, 1}});
+  r.add({"", "NonZero", 9, INT_MAX, make_non_zero, "own", {}, {}, /*not_differentiable*/ true});
+  r.add({"", "Trilu", 14, INT_MAX, make_trilu, "own", trilu_gradient, {1}});
+  const char* t = graph::kTrainingDomain;
+  r.add({t, "GatherGrad", 1, INT_MAX, make_gather_grad, "own"});
+  r.add({t, "GatherElementsGrad", 1, INT_MAX, make_gather_elements_grad, "own"});
+  r.add({t, "GatherNDGrad", 1, INT_MAX, make_gather_nd_grad, "own"});
+  r.add({t, "ScatterElementsUpdatesGrad", 1, INT_MAX, make_scatter_elements_updates_grad, "own"});
+  r.add({t, "ScatterNDUpdatesGrad", 1, INT_MAX, make_scatter_nd_updates_grad, "own"});
   register_indexing_extra_ops(r);
 }
 

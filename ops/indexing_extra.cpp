@@ -1,11 +1,12 @@
 // The rarer indexing ops: Compress, ReverseSequence, Unique, NonMaxSuppression.
-// Registered from register_indexing_ops (indexing.cpp).
+// Registered from register_indexing_ops (indexing.cpp). Gradient rules at the end.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numeric>
 #include <string>
 
+#include "ops/gradient.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
@@ -285,13 +286,39 @@ std::unique_ptr<Kernel> make_non_max_suppression(const Node& node, const std::ve
   });
 }
 
+// ------------------------------------------------------------ gradient rules
+
+// Compress copies the selected slices: its gradient scatters dY back to them, i.e. the
+// gradient of a Gather at NonZero(condition) (ai.onnxtrain.GatherGrad, in indexing.cpp).
+// Without an axis the input is seen flattened.
+void compress_gradient(GradientBuilder& b) {
+  const graph::Node& n = b.node();
+  Value* picked = b.reshape(b.op("NonZero", {b.I(1)}), {-1});
+  if (n.has_attr("axis")) {
+    b.GI(0, b.train_op("GatherGrad", {b.GO(0), picked, b.shape_of(b.I(0))}, {{"axis", n.attr_int("axis")}}));
+    return;
+  }
+  Value* flat = b.train_op("GatherGrad", {b.GO(0), picked, b.shape_of(b.reshape(b.I(0), {-1}))},
+                           {{"axis", int64_t{0}}});
+  b.GI(0, b.op("Reshape", {flat, b.shape_of(b.I(0))}));
+}
+
+// ReverseSequence is a permutation that is its own inverse: dX = ReverseSequence(dY).
+void reverse_sequence_gradient(GradientBuilder& b) {
+  const graph::Node& n = b.node();
+  b.GI(0, b.op("ReverseSequence", {b.GO(0), b.I(1)},
+               {{"batch_axis", n.attr_int("batch_axis", 1)}, {"time_axis", n.attr_int("time_axis", 0)}}));
+}
+
 }  // namespace
 
 void register_indexing_extra_ops(Registry& r) {
-  r.add({"", "Compress", 9, INT_MAX, make_compress, "own"});
-  r.add({"", "ReverseSequence", 10, INT_MAX, make_reverse_sequence, "own"});
-  r.add({"", "Unique", 11, INT_MAX, make_unique_op, "own"});
-  r.add({"", "NonMaxSuppression", 10, INT_MAX, make_non_max_suppression, "own"});
+  r.add({"", "Compress", 9, INT_MAX, make_compress, "own", compress_gradient, {1}});
+  r.add({"", "ReverseSequence", 10, INT_MAX, make_reverse_sequence, "own", reverse_sequence_gradient, {1}});
+  // Unique's Y is piecewise a gather of X, but which elements it keeps (and how many)
+  // changes with the values; it is treated as not differentiable.
+  r.add({"", "Unique", 11, INT_MAX, make_unique_op, "own", {}, {}, /*not_differentiable*/ true});
+  r.add({"", "NonMaxSuppression", 10, INT_MAX, make_non_max_suppression, "own", {}, {}, /*not_differentiable*/ true});
 }
 
 }  // namespace onnxtrain::ops
