@@ -171,6 +171,10 @@ std::vector<BnCase> bn_cases() {
   out.push_back({"opset14_training_rank2", 14, "<training_mode = 1>", "Y, rm, rv", {6, 4}, {4}});
   out.push_back({"opset14_training_rank5", 14, "<training_mode = 1, epsilon = 0.01>", "Y, rm, rv",
                  {2, 2, 3, 2, 3}, {2}});
+  // Saved statistics the model does not declare are created by the rule.
+  out.push_back({"opset9_omitted_saved", 9, "", "Y, rm, rv, , ", {4, 3, 5}, {3}});
+  out.push_back({"opset9_omitted_saved_f32", 9, "", "Y, rm, rv, , ", {4, 3, 5}, {3}, DType::Float});
+  out.push_back({"opset15_training_only_Y", 15, "<training_mode = 1>", "Y", {3, 2, 4}, {2}});
   out.push_back({"opset9_inference", 9, "<epsilon = 0.001>", "Y", {2, 3, 4}, {3}});
   out.push_back({"opset6_is_test0", 6, "<is_test = 0>", "Y, rm, rv, sm, sv", {4, 2, 3}, {2}});
   out.push_back({"opset6_is_test1", 6, "<is_test = 1>", "Y", {4, 2, 3}, {2}});
