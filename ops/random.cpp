@@ -8,6 +8,7 @@
 #include <optional>
 #include <random>
 
+#include "ops/gradient.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
@@ -225,6 +226,71 @@ std::unique_ptr<Kernel> make_multinomial(const Node& node, const std::vector<Inp
   });
 }
 
+// ai.onnxtrain.DropoutGrad(dY, mask, [ratio], [training_mode]) -> dX = dY * mask / (1 - ratio)
+// (0 for ratio 1), attribute ratio (used when the ratio input is absent). The optional
+// training_mode input (opset 12+) makes it the identity when false, as the forward is.
+// The mask is bool (opset 10+) or X's type (before 10).
+std::unique_ptr<Kernel> make_dropout_grad(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() < 2 || !in[0].present || !in[1].present) fail(node, "requires inputs dY and mask");
+  dispatch_float(in[0].dtype, node, [](auto) {});
+  if (in[1].shape != in[0].shape) fail_shape(node, "mask shape " + shape_str(in[1].shape) + " differs from dY's");
+  if (in[1].dtype != DType::Bool && in[1].dtype != in[0].dtype) fail(node, "mask must be bool or dY's type");
+  const double attr_ratio = node.attr_float("ratio", 0.5f);
+  return make_function_kernel([attr_ratio](KernelContext& ctx) {
+    const Tensor& dy = ctx.input(0);
+    const Tensor& mask = ctx.input(1);
+    const double ratio = ctx.has_input(2) ? ctx.input(2).as_double().at(0) : attr_ratio;
+    const bool training = !ctx.has_input(3) || ctx.input(3).data<bool>()[0];
+    if (!training || ratio == 0.0) {
+      ctx.set_output(0, dy);
+      return;
+    }
+    Tensor& dx = ctx.output(0, dy.dtype(), dy.shape());
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      const T scale = ratio < 1.0 ? static_cast<T>(1.0 / (1.0 - ratio)) : T(0);
+      const T* g = dy.data<T>();
+      T* out = dx.data<T>();
+      const int64_t n = dy.numel();
+      if (mask.dtype() == DType::Bool) {
+        const bool* m = mask.data<bool>();
+        parallel_for(n, [&](int64_t i) { out[i] = m[i] ? g[i] * scale : T(0); });
+      } else {
+        const T* m = mask.data<T>();
+        parallel_for(n, [&](int64_t i) { out[i] = g[i] * m[i] * scale; });
+      }
+    });
+  });
+}
+
+// Dropout: identity when the node never trains (opsets 7-11; is_test=1 before 7; no
+// training_mode input from 12), otherwise DropoutGrad on the mask the forward saves
+// (output 1, created when the model omitted it). ratio and training_mode are not
+// differentiable (the mask jumps with the ratio).
+void dropout_gradient(GradientBuilder& b) {
+  const Node& node = b.node();
+  // The mask (float before opset 10) does not depend on X: its gradient contributes zero.
+  bool may_train;
+  if (node.opset < 7)
+    may_train = node.attr_int("is_test", 0) == 0;
+  else if (node.opset < 12)
+    may_train = false;
+  else
+    may_train = node.has_input(2);
+  if (!may_train) {
+    b.GI(0, b.GO(0));
+    return;
+  }
+  Value* x = b.I(0);
+  Value* mask = b.saved_output(1, node.opset < 10 ? x->dtype : DType::Bool);
+  std::vector<Value*> inputs{b.GO(0), mask};
+  if (node.opset >= 12) {
+    inputs.push_back(node.has_input(1) ? b.I(1) : nullptr);
+    inputs.push_back(b.I(2));
+  }
+  b.GI(0, b.train_op("DropoutGrad", inputs, {{"ratio", node.attr_float("ratio", 0.5f)}}));
+}
+
 }  // namespace
 
 void register_random_ops(Registry& r) {
@@ -232,13 +298,16 @@ void register_random_ops(Registry& r) {
          [](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
            return std::make_unique<DropoutKernel>(node, in);
          },
-         "own"});
-  r.add({"", "RandomNormal", 1, INT_MAX, random_factory(Dist::Normal, false), "own"});
-  r.add({"", "RandomUniform", 1, INT_MAX, random_factory(Dist::Uniform, false), "own"});
-  r.add({"", "RandomNormalLike", 1, INT_MAX, random_factory(Dist::Normal, true), "own"});
-  r.add({"", "RandomUniformLike", 1, INT_MAX, random_factory(Dist::Uniform, true), "own"});
-  r.add({"", "Bernoulli", 15, INT_MAX, make_bernoulli, "own"});
-  r.add({"", "Multinomial", 7, INT_MAX, make_multinomial, "own"});
+         "own", dropout_gradient, {1, 2}});
+  r.add({graph::kTrainingDomain, "DropoutGrad", 1, INT_MAX, make_dropout_grad, "own"});
+  // Samples do not depend differentiably on their inputs (the *Like ops read only the
+  // input's shape and type; Bernoulli/Multinomial draw discrete values).
+  r.add({"", "RandomNormal", 1, INT_MAX, random_factory(Dist::Normal, false), "own", {}, {}, true});
+  r.add({"", "RandomUniform", 1, INT_MAX, random_factory(Dist::Uniform, false), "own", {}, {}, true});
+  r.add({"", "RandomNormalLike", 1, INT_MAX, random_factory(Dist::Normal, true), "own", {}, {}, true});
+  r.add({"", "RandomUniformLike", 1, INT_MAX, random_factory(Dist::Uniform, true), "own", {}, {}, true});
+  r.add({"", "Bernoulli", 15, INT_MAX, make_bernoulli, "own", {}, {}, true});
+  r.add({"", "Multinomial", 7, INT_MAX, make_multinomial, "own", {}, {}, true});
 }
 
 }  // namespace onnxtrain::ops

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <optional>
 
+#include "ops/gradient.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
@@ -37,9 +38,10 @@ E parse_enum(const Node& node, const char* attr, const std::string& fallback,
   fail(node, std::string("unsupported ") + attr + " '" + s + "'");
 }
 
-ResizeAttrs parse_attrs(const Node& node) {
+// `op_type`/`opset` are the forward node's (ResizeGrad carries them as attributes).
+ResizeAttrs parse_attrs(const Node& node, const std::string& op_type, int opset) {
   ResizeAttrs a;
-  const bool legacy = node.op_type == "Upsample" || node.opset < 11;
+  const bool legacy = op_type == "Upsample" || opset < 11;
   a.mode = parse_enum<Mode>(
       node, "mode", "nearest",
       {{"nearest", Mode::Nearest}, {"linear", Mode::Linear}, {"bilinear", Mode::Linear}, {"cubic", Mode::Cubic}});
@@ -324,67 +326,50 @@ void interpolate(const Tensor& xt, Tensor& yt, const ResizePlan& p, T extrapolat
   }
 }
 
-// Resize and Upsample: where roi/scales/sizes come from, per op and opset.
-class ResizeKernel final : public Kernel {
+// Resize and Upsample: where roi/scales/sizes come from, per op and opset, and the plan for
+// the current values. `offset` is the index of X among the node's inputs (0 for the
+// forward, 1 for ResizeGrad, whose inputs are dY then the forward's inputs).
+class ResizePlanner {
  public:
-  ResizeKernel(const Node& node, const std::vector<InputInfo>& in) : attrs_(parse_attrs(node)) {
-    if (in.empty() || !in[0].present) fail(node, "requires input X");
-    dtype_ = in[0].dtype;
-    if (attrs_.mode == Mode::Nearest)
-      dispatch_all(dtype_, node, [](auto) {});
-    else
-      dispatch_float(dtype_, node, [](auto) {});
-    if (node.op_type == "Upsample" && node.opset < 9) {
-      if (node.opset < 7) {
-        if (in[0].shape.size() != 4) fail_shape(node, "Upsample-1 expects a 4-D input");
+  ResizePlanner(const Node& node, const std::vector<InputInfo>& in, const std::string& op_type, int opset,
+                int offset)
+      : attrs_(parse_attrs(node, op_type, opset)), offset_(offset) {
+    const auto x = static_cast<size_t>(offset);
+    if (in.size() <= x || !in[x].present) fail(node, "requires input X");
+    if (op_type == "Upsample" && opset < 9) {
+      if (opset < 7) {
+        if (in[x].shape.size() != 4) fail_shape(node, "Upsample-1 expects a 4-D input");
         fixed_scales_ = {1, 1, node.attr_float("height_scale", 1.f), node.attr_float("width_scale", 1.f)};
       } else {
         if (!node.has_attr("scales")) fail(node, "requires the 'scales' attribute");
         for (float s : node.attr_floats("scales")) fixed_scales_.push_back(s);
       }
-    } else if (node.op_type == "Upsample" || node.opset < 11) {
-      scales_input_ = 1;
+    } else if (op_type == "Upsample" || opset < 11) {
+      scales_input_ = 1 + offset;
     } else {
-      roi_input_ = 1, scales_input_ = 2, sizes_input_ = 3;
+      roi_input_ = 1 + offset, scales_input_ = 2 + offset, sizes_input_ = 3 + offset;
     }
     // Plan now when every value the plan needs is known.
     bool constant = true;
     for (int i : {roi_input_, scales_input_, sizes_input_})
       if (i >= 0 && i < static_cast<int>(in.size()) && in[i].present && !in[i].constant) constant = false;
     if (constant) {
-      key_ = make_key(in[0].shape,
+      key_ = make_key(in[x].shape,
                       [&](int i) { return i >= 0 && i < (int)in.size() && in[i].present ? in[i].constant : nullptr; });
       plan_ = make_plan(node, attrs_, key_);
     }
   }
 
-  void run(KernelContext& ctx) override {
-    const Tensor& x = ctx.input(0);
+  const ResizeAttrs& attrs() const { return attrs_; }
+
+  const ResizePlan& plan(KernelContext& ctx) {
+    const Tensor& x = ctx.input(offset_);
     PlanKey key = make_key(x.shape(), [&](int i) { return i >= 0 && ctx.has_input(i) ? &ctx.input(i) : nullptr; });
     if (!plan_ || !(key == key_)) {
       plan_ = make_plan(ctx.node(), attrs_, key);
       key_ = std::move(key);
     }
-    const ResizePlan& p = *plan_;
-    if (p.out_shape.empty() ||
-        std::all_of(p.axes.begin(), p.axes.end(), [](const AxisTable& t) { return t.identity; })) {
-      ctx.set_output(0, x);
-      return;
-    }
-    Tensor& y = ctx.output(0, x.dtype(), p.out_shape);
-    if (y.numel() == 0) return;
-    const bool single_tap = std::all_of(p.axes.begin(), p.axes.end(), [](const AxisTable& t) { return t.taps == 1; });
-    if (single_tap) {
-      dispatch_all(x.dtype(), ctx.node(), [&](auto tag) {
-        using T = decltype(tag);
-        gather<T>(x.data<T>(), y.data<T>(), p, static_cast<T>(attrs_.extrapolation));
-      });
-    } else {
-      dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
-        using T = decltype(tag);
-        interpolate<T>(x, y, p, static_cast<T>(attrs_.extrapolation));
-      });
-    }
+    return *plan_;
   }
 
  private:
@@ -400,12 +385,156 @@ class ResizeKernel final : public Kernel {
   }
 
   ResizeAttrs attrs_;
-  DType dtype_ = DType::Undefined;
+  int offset_ = 0;
   int roi_input_ = -1, scales_input_ = -1, sizes_input_ = -1;
   std::vector<double> fixed_scales_;
   PlanKey key_;
   std::optional<ResizePlan> plan_;
 };
+
+bool all_identity(const ResizePlan& p) {
+  return p.out_shape.empty() || std::all_of(p.axes.begin(), p.axes.end(), [](const AxisTable& t) { return t.identity; });
+}
+
+class ResizeKernel final : public Kernel {
+ public:
+  ResizeKernel(const Node& node, const std::vector<InputInfo>& in) : planner_(node, in, node.op_type, node.opset, 0) {
+    if (planner_.attrs().mode == Mode::Nearest)
+      dispatch_all(in[0].dtype, node, [](auto) {});
+    else
+      dispatch_float(in[0].dtype, node, [](auto) {});
+  }
+
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.input(0);
+    const ResizePlan& p = planner_.plan(ctx);
+    const double extrapolation = planner_.attrs().extrapolation;
+    if (all_identity(p)) {
+      ctx.set_output(0, x);
+      return;
+    }
+    Tensor& y = ctx.output(0, x.dtype(), p.out_shape);
+    if (y.numel() == 0) return;
+    const bool single_tap = std::all_of(p.axes.begin(), p.axes.end(), [](const AxisTable& t) { return t.taps == 1; });
+    if (single_tap) {
+      dispatch_all(x.dtype(), ctx.node(), [&](auto tag) {
+        using T = decltype(tag);
+        gather<T>(x.data<T>(), y.data<T>(), p, static_cast<T>(extrapolation));
+      });
+    } else {
+      dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
+        using T = decltype(tag);
+        interpolate<T>(x, y, p, static_cast<T>(extrapolation));
+      });
+    }
+  }
+
+ private:
+  ResizePlanner planner_;
+};
+
+// The adjoint of one separable pass over an axis: [outer, out_len, inner] ->
+// [outer, in_len, inner], dx[o, idx[j, k], i] += w[j, k] * dy[o, j, i]. Extrapolated
+// outputs (tf_crop_and_resize) are constants and contribute nothing. Parallel over outer
+// rows and blocks of the inner dim; each task owns its slice of dx.
+template <typename T>
+void resize_axis_adjoint(const T* dy, T* dx, int64_t outer, int64_t inner, const AxisTable& t) {
+  constexpr int64_t kBlock = 1024;
+  const int64_t blocks = (inner + kBlock - 1) / kBlock;
+  parallel_for(
+      outer * blocks,
+      [&](int64_t task) {
+        const int64_t o = task / blocks, i0 = (task % blocks) * kBlock, i1 = std::min(inner, i0 + kBlock);
+        T* dst = dx + o * t.in_len * inner;
+        for (int64_t r = 0; r < t.in_len; ++r) std::fill(dst + r * inner + i0, dst + r * inner + i1, T(0));
+        const T* src = dy + o * t.out_len * inner;
+        for (int64_t j = 0; j < t.out_len; ++j) {
+          if (t.outside[j]) continue;
+          const T* g = src + j * inner;
+          for (int k = 0; k < t.taps; ++k) {
+            const T w = static_cast<T>(t.weight[j * t.taps + k]);
+            if (w == T(0)) continue;
+            T* d = dst + t.index[j * t.taps + k] * inner;
+            for (int64_t i = i0; i < i1; ++i) d[i] += w * g[i];
+          }
+        }
+      },
+      std::max<int64_t>(1, 16384 / std::max<int64_t>(1, t.out_len * t.taps * std::min(inner, kBlock))));
+}
+
+// ai.onnxtrain.ResizeGrad(dY, X, <the forward's roi/scales/sizes inputs>) -> dX, with the
+// forward's attributes plus forward_op_type and forward_opset. Resampling is linear in X
+// and separable (nearest is a one-tap table), so dX applies the transposed per-axis tables
+// to dY, axis by axis.
+class ResizeGradKernel final : public Kernel {
+ public:
+  ResizeGradKernel(const Node& node, const std::vector<InputInfo>& in)
+      : planner_(node, in, node.attr_string("forward_op_type", "Resize"),
+                 static_cast<int>(node.attr_int("forward_opset", 11)), 1) {
+    if (!in[0].present) fail(node, "requires input dY");
+    dispatch_float(in[0].dtype, node, [](auto) {});
+    if (in[1].dtype != in[0].dtype) fail(node, "dY and X must have one element type");
+  }
+
+  void run(KernelContext& ctx) override {
+    const Tensor& dy = ctx.input(0);
+    const Tensor& x = ctx.input(1);
+    const ResizePlan& p = planner_.plan(ctx);
+    if (dy.shape() != p.out_shape)
+      fail_shape(ctx.node(), "dY has shape " + shape_str(dy.shape()) + ", the resized shape is " + shape_str(p.out_shape));
+    if (all_identity(p)) {
+      ctx.set_output(0, dy);
+      return;
+    }
+    Tensor& dx = ctx.output(0, dy.dtype(), x.shape());
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      if (dy.numel() == 0) {
+        std::fill_n(dx.data<T>(), dx.numel(), T(0));
+        return;
+      }
+      const size_t rank = p.in_shape.size();
+      std::vector<size_t> order;
+      for (size_t d = 0; d < rank; ++d)
+        if (!p.axes[d].identity) order.push_back(d);
+      // The axes that shrink the gradient most go first.
+      std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+        return p.in_shape[a] * p.out_shape[b] < p.in_shape[b] * p.out_shape[a];
+      });
+      Shape shape = p.out_shape;
+      const T* src = dy.data<T>();
+      std::vector<T> bufs[2];
+      for (size_t step = 0; step < order.size(); ++step) {
+        const size_t d = order[step];
+        const int64_t outer = shape_numel(Shape(shape.begin(), shape.begin() + d));
+        const int64_t inner = shape_numel(Shape(shape.begin() + d + 1, shape.end()));
+        shape[d] = p.in_shape[d];
+        T* dst = dx.data<T>();
+        if (step + 1 < order.size()) {
+          bufs[step % 2].resize(static_cast<size_t>(shape_numel(shape)));
+          dst = bufs[step % 2].data();
+        }
+        resize_axis_adjoint(src, dst, outer, inner, p.axes[d]);
+        src = dst;
+      }
+    });
+  }
+
+ private:
+  ResizePlanner planner_;
+};
+
+// Resize / Upsample: dX = ResizeGrad(dY, X, roi, scales, sizes); roi, scales and sizes are
+// not differentiable.
+void resize_gradient(GradientBuilder& b) {
+  const Node& node = b.node();
+  Attributes attrs = node.attributes;
+  attrs["forward_op_type"] = node.op_type;
+  attrs["forward_opset"] = static_cast<int64_t>(node.opset);
+  std::vector<Value*> inputs{b.GO(0)};
+  for (size_t i = 0; i < node.inputs.size(); ++i) inputs.push_back(node.inputs[i]);
+  b.GI(0, b.train_op("ResizeGrad", inputs, attrs));
+}
 
 // ---------------------------------------------------------------------------------------
 // GridSample (opset 16), with PyTorch's grid_sample semantics (the reference of the ONNX op).
@@ -480,6 +609,178 @@ struct GridSampler {
   }
 };
 
+// The taps one output point reads, with their weights and the weights' derivatives with
+// respect to the grid coordinates (gx, gy): output = sum_k weight[k] * plane[index[k]]
+// (index -1: outside the image, reads zero). Mirrors GridSampler::sample; the coordinate
+// transforms (unnormalize, border clamp, reflection) are piecewise linear, so their
+// derivatives are 0 or +-1 times the unnormalization factor.
+struct GridTaps {
+  int count = 0;
+  int64_t index[16];
+  double weight[16], dgx[16], dgy[16];
+};
+
+double reflect_grad(double x, double twice_low, double twice_high, double* grad) {
+  if (twice_low == twice_high) {
+    *grad = 0;
+    return 0;
+  }
+  const double lo = twice_low / 2, span = (twice_high - twice_low) / 2;
+  const double sign = x - lo < 0 ? -1.0 : 1.0;
+  x = std::fabs(x - lo);
+  const double extra = std::fmod(x, span);
+  const auto flips = static_cast<int64_t>(std::floor(x / span));
+  *grad = flips % 2 == 0 ? sign : -sign;
+  return flips % 2 == 0 ? extra + lo : span - extra + lo;
+}
+
+GridTaps grid_taps(const GridSampler& s, int64_t h, int64_t w, double gx, double gy) {
+  GridTaps t;
+  if (!std::isfinite(gx) || !std::isfinite(gy)) return t;
+  auto unnorm_scale = [&](int64_t size) {
+    return s.align_corners ? static_cast<double>(size - 1) / 2 : static_cast<double>(size) / 2;
+  };
+  // pad() with its derivative.
+  auto pad = [&](double x, int64_t size, double* grad) {
+    *grad = 1;
+    if (s.padding == Padding::Zeros) return x;
+    if (s.padding == Padding::Reflection) {
+      const auto sz = static_cast<double>(size);
+      x = s.align_corners ? reflect_grad(x, 0, 2 * (sz - 1), grad) : reflect_grad(x, -1, 2 * sz - 1, grad);
+    }
+    if (x <= 0 || x >= static_cast<double>(size - 1)) *grad = 0;
+    return std::clamp(x, 0.0, static_cast<double>(size - 1));
+  };
+  auto flat = [&](int64_t iy, int64_t ix) -> int64_t { return iy >= 0 && iy < h && ix >= 0 && ix < w ? iy * w + ix : -1; };
+  auto add = [&](int64_t index, double weight, double dx, double dy) {
+    t.index[t.count] = index, t.weight[t.count] = weight, t.dgx[t.count] = dx, t.dgy[t.count] = dy;
+    ++t.count;
+  };
+  double x = s.unnormalize(gx, w), y = s.unnormalize(gy, h);
+  const double sx = unnorm_scale(w), sy = unnorm_scale(h);
+  if (s.mode == Mode::Cubic) {
+    const double fx = std::floor(x), fy = std::floor(y), tx = x - fx, ty = y - fy;
+    const double A = -0.75;
+    auto near = [A](double d) { return ((A + 2) * d - (A + 3)) * d * d + 1; };
+    auto far = [A](double d) { return ((A * d - 5 * A) * d + 8 * A) * d - 4 * A; };
+    auto dnear = [A](double d) { return (3 * (A + 2) * d - 2 * (A + 3)) * d; };
+    auto dfar = [A](double d) { return (3 * A * d - 10 * A) * d + 8 * A; };
+    const double cx[4] = {far(tx + 1), near(tx), near(1 - tx), far(2 - tx)};
+    const double cy[4] = {far(ty + 1), near(ty), near(1 - ty), far(2 - ty)};
+    const double dcx[4] = {dfar(tx + 1), dnear(tx), -dnear(1 - tx), -dfar(2 - tx)};
+    const double dcy[4] = {dfar(ty + 1), dnear(ty), -dnear(1 - ty), -dfar(2 - ty)};
+    double unused;
+    for (int i = 0; i < 4; ++i)
+      for (int k = 0; k < 4; ++k) {
+        const int64_t iy = GridSampler::to_index(pad(fy - 1 + i, h, &unused), h);
+        const int64_t ix = GridSampler::to_index(pad(fx - 1 + k, w, &unused), w);
+        add(flat(iy, ix), cy[i] * cx[k], cy[i] * dcx[k] * sx, dcy[i] * cx[k] * sy);
+      }
+    return t;
+  }
+  double px, py;
+  x = pad(x, w, &px), y = pad(y, h, &py);
+  if (s.mode == Mode::Nearest) {
+    add(flat(GridSampler::to_index(std::nearbyint(y), h), GridSampler::to_index(std::nearbyint(x), w)), 1, 0, 0);
+    return t;
+  }
+  const double fx = std::floor(x), fy = std::floor(y), tx = x - fx, ty = y - fy;
+  const int64_t x0 = GridSampler::to_index(fx, w), y0 = GridSampler::to_index(fy, h);
+  const double kx = px * sx, ky = py * sy;
+  add(flat(y0, x0), (1 - tx) * (1 - ty), -(1 - ty) * kx, -(1 - tx) * ky);
+  add(flat(y0, x0 + 1), tx * (1 - ty), (1 - ty) * kx, -tx * ky);
+  add(flat(y0 + 1, x0), (1 - tx) * ty, -ty * kx, (1 - tx) * ky);
+  add(flat(y0 + 1, x0 + 1), tx * ty, ty * kx, tx * ky);
+  return t;
+}
+
+GridSampler parse_grid_sampler(const Node& node) {
+  GridSampler s;
+  s.mode = parse_enum<Mode>(node, "mode", "bilinear",
+                            {{"bilinear", Mode::Linear}, {"nearest", Mode::Nearest}, {"bicubic", Mode::Cubic}});
+  s.padding = parse_enum<Padding>(
+      node, "padding_mode", "zeros",
+      {{"zeros", Padding::Zeros}, {"border", Padding::Border}, {"reflection", Padding::Reflection}});
+  s.align_corners = node.attr_int("align_corners", 0) != 0;
+  return s;
+}
+
+// ai.onnxtrain.GridSampleGrad(dY, X, grid) -> (dX, dGrid) with GridSample's attributes.
+// dX scatters dY through the tap weights (parallel over (n, c) planes, each owning its
+// plane of dX); dGrid sums dY * d(output)/d(grid) over the channels (parallel over points).
+// Nearest sampling is piecewise constant in the grid: dGrid is zero there.
+std::unique_ptr<Kernel> make_grid_sample_grad(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present)
+    fail(node, "requires inputs dY, X and grid");
+  const Shape &xs = in[1].shape, &gs = in[2].shape;
+  if (xs.size() != 4 || gs.size() != 4 || gs[0] != xs[0] || gs[3] != 2)
+    fail_shape(node, "expects X (N, C, H, W) and grid (N, H_out, W_out, 2), got " + shape_str(xs) + " and " +
+                         shape_str(gs));
+  if (in[0].shape != Shape{xs[0], xs[1], gs[1], gs[2]}) fail_shape(node, "dY has shape " + shape_str(in[0].shape));
+  dispatch_float(in[1].dtype, node, [](auto) {});
+  if (in[0].dtype != in[1].dtype || in[2].dtype != in[1].dtype) fail(node, "dY, X and grid must have one type");
+  const GridSampler s = parse_grid_sampler(node);
+  return make_function_kernel([s](KernelContext& ctx) {
+    const Tensor& dy = ctx.input(0);
+    const Tensor& x = ctx.input(1);
+    const Tensor& grid = ctx.input(2);
+    const int64_t n = x.dim(0), c = x.dim(1), h = x.dim(2), w = x.dim(3);
+    const int64_t points = grid.dim(1) * grid.dim(2);
+    Tensor& dx = ctx.output(0, x.dtype(), x.shape());
+    Tensor& dgrid = ctx.output(1, grid.dtype(), grid.shape());
+    dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* xp = x.data<T>();
+      const T* gp = grid.data<T>();
+      const T* dyp = dy.data<T>();
+      T* dxp = dx.data<T>();
+      T* dgp = dgrid.data<T>();
+      const int64_t plane = h * w;
+      parallel_for(
+          n * c,
+          [&](int64_t bc) {
+            const int64_t b = bc / c;
+            std::vector<double> acc(static_cast<size_t>(plane), 0.0);
+            const T* g = dyp + bc * points;
+            for (int64_t p = 0; p < points; ++p) {
+              const GridTaps t = grid_taps(s, h, w, gp[(b * points + p) * 2], gp[(b * points + p) * 2 + 1]);
+              for (int k = 0; k < t.count; ++k)
+                if (t.index[k] >= 0) acc[t.index[k]] += t.weight[k] * g[p];
+            }
+            for (int64_t i = 0; i < plane; ++i) dxp[bc * plane + i] = static_cast<T>(acc[i]);
+          },
+          std::max<int64_t>(1, 4096 / std::max<int64_t>(1, points)));
+      parallel_for(
+          n * points,
+          [&](int64_t np) {
+            const int64_t b = np / points, p = np % points;
+            const GridTaps t = grid_taps(s, h, w, gp[np * 2], gp[np * 2 + 1]);
+            double ax = 0, ay = 0;
+            for (int64_t ch = 0; ch < c; ++ch) {
+              const T* img = xp + (b * c + ch) * plane;
+              double vx = 0, vy = 0;
+              for (int k = 0; k < t.count; ++k)
+                if (t.index[k] >= 0) {
+                  vx += t.dgx[k] * img[t.index[k]];
+                  vy += t.dgy[k] * img[t.index[k]];
+                }
+              const double g = dyp[(b * c + ch) * points + p];
+              ax += g * vx, ay += g * vy;
+            }
+            dgp[np * 2] = static_cast<T>(ax);
+            dgp[np * 2 + 1] = static_cast<T>(ay);
+          },
+          std::max<int64_t>(1, 4096 / std::max<int64_t>(1, c)));
+    });
+  });
+}
+
+void grid_sample_gradient(GradientBuilder& b) {
+  auto outs = b.op_n("GridSampleGrad", {b.GO(0), b.I(0), b.I(1)}, 2, b.node().attributes, graph::kTrainingDomain);
+  for (size_t i = 0; i < 2; ++i)
+    if (b.needs_grad(i)) b.GI(i, outs[i]);
+}
+
 std::unique_ptr<Kernel> make_grid_sample(const Node& node, const std::vector<InputInfo>& in) {
   if (in.size() < 2 || !in[0].present || !in[1].present) fail(node, "requires inputs X and grid");
   const Shape &xs = in[0].shape, &gs = in[1].shape;
@@ -488,13 +789,7 @@ std::unique_ptr<Kernel> make_grid_sample(const Node& node, const std::vector<Inp
     fail_shape(node, "grid must be (N, H_out, W_out, 2) with N = " + std::to_string(xs[0]) + ", got " + shape_str(gs));
   dispatch_float(in[0].dtype, node, [](auto) {});
   if (in[1].dtype != in[0].dtype) fail(node, "grid must have X's element type");
-  GridSampler s;
-  s.mode = parse_enum<Mode>(node, "mode", "bilinear",
-                            {{"bilinear", Mode::Linear}, {"nearest", Mode::Nearest}, {"bicubic", Mode::Cubic}});
-  s.padding = parse_enum<Padding>(
-      node, "padding_mode", "zeros",
-      {{"zeros", Padding::Zeros}, {"border", Padding::Border}, {"reflection", Padding::Reflection}});
-  s.align_corners = node.attr_int("align_corners", 0) != 0;
+  const GridSampler s = parse_grid_sampler(node);
   return make_function_kernel([s](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
     const Tensor& grid = ctx.input(1);
@@ -528,9 +823,15 @@ std::unique_ptr<Kernel> make_resize(const Node& node, const std::vector<InputInf
 }  // namespace
 
 void register_resize_ops(Registry& r) {
-  r.add({"", "Resize", 10, INT_MAX, make_resize, "own"});
-  r.add({"", "Upsample", 1, 10, make_resize, "own"});
-  r.add({"", "GridSample", 16, INT_MAX, make_grid_sample, "own"});
+  r.add({"", "Resize", 10, INT_MAX, make_resize, "own", resize_gradient, {1, 2, 3}});
+  r.add({"", "Upsample", 1, 10, make_resize, "own", resize_gradient, {1}});
+  r.add({"", "GridSample", 16, INT_MAX, make_grid_sample, "own", grid_sample_gradient});
+  r.add({graph::kTrainingDomain, "ResizeGrad", 1, INT_MAX,
+         [](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+           return std::make_unique<ResizeGradKernel>(node, in);
+         },
+         "own"});
+  r.add({graph::kTrainingDomain, "GridSampleGrad", 1, INT_MAX, make_grid_sample_grad, "own"});
 }
 
 }  // namespace onnxtrain::ops
