@@ -391,3 +391,81 @@ TEST(DenseGrad, Det) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// Timing of the float32 backward kernels against their forwards (run with
+// --gtest_also_run_disabled_tests --gtest_filter='*DenseBench*').
+
+#include <chrono>
+
+#include "graph/ir.h"
+#include "src/executor.h"
+
+namespace {
+
+using Attrs = std::map<std::string, graph::AttributeValue>;
+
+// Median milliseconds of running `op_type` on the given inputs (one output fetched).
+double time_op(const std::string& domain, const std::string& op, const std::vector<Tensor>& inputs, Attrs attrs,
+               size_t outputs = 1, int reps = 5) {
+  graph::Graph g;
+  g.opsets[""] = 17;
+  std::vector<graph::Value*> ins, outs;
+  std::unordered_map<std::string, Tensor> feeds;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    graph::Value* v = g.add_value("in" + std::to_string(i), inputs[i].dtype());
+    v->kind = graph::ValueKind::Input;
+    g.inputs.push_back(v);
+    ins.push_back(v);
+    feeds["in" + std::to_string(i)] = inputs[i];
+  }
+  for (size_t i = 0; i < outputs; ++i) outs.push_back(g.add_value("out" + std::to_string(i)));
+  graph::Node* n = g.add_node(op, ins, outs, domain, "bench");
+  n->attributes = std::move(attrs);
+  for (auto* o : outs) g.outputs.push_back(o);
+  Executor ex(g, {"out0"});
+  ex.run(feeds);
+  std::vector<double> ms;
+  for (int r = 0; r < reps; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    ex.run(feeds);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+}  // namespace
+
+TEST(DenseBench, DISABLED_Kernels) {
+  const char* t = "ai.onnxtrain";
+  {
+    // A ResNet-style 3x3 convolution.
+    const Tensor x = test::random_tensor(DType::Float, {16, 64, 56, 56}, 1), w = test::random_tensor(DType::Float, {64, 64, 3, 3}, 2);
+    const Tensor b = test::random_tensor(DType::Float, {64}, 3), dy = test::random_tensor(DType::Float, {16, 64, 56, 56}, 4);
+    const double gflop = 2.0 * 16 * 64 * 64 * 9 * 56 * 56 * 1e-9;
+    Attrs a{{"pads", std::vector<int64_t>{1, 1, 1, 1}}};
+    const double fwd = time_op("", "Conv", {x, w, b}, a);
+    const double bwd = time_op(t, "ConvGrad", {dy, x, w}, a, 3);
+    std::printf("Conv 16x64x56x56 k3: forward %.1f ms (%.0f GFLOP/s), ConvGrad dX+dW+dB %.1f ms (%.0f GFLOP/s)\n", fwd,
+                gflop / fwd * 1e3, bwd, 2 * gflop / bwd * 1e3);
+  }
+  {
+    const Tensor x = test::random_tensor(DType::Float, {16, 64, 112, 112}, 1);
+    const Tensor dy = test::random_tensor(DType::Float, {16, 64, 56, 56}, 2);
+    Attrs a{{"kernel_shape", std::vector<int64_t>{3, 3}}, {"strides", std::vector<int64_t>{2, 2}},
+            {"pads", std::vector<int64_t>{1, 1, 1, 1}}};
+    const double fwd = time_op("", "MaxPool", {x}, a);
+    const double fwd_idx = time_op("", "MaxPool", {x}, a, 2);
+    const double bwd = time_op(t, "MaxPoolGrad", {dy, x}, a);
+    const Tensor xd = test::random_tensor(DType::Double, {16, 64, 112, 112}, 1);
+    const Tensor dyd = test::random_tensor(DType::Double, {16, 64, 56, 56}, 2);
+    const double own = time_op(t, "MaxPoolGrad", {dyd, xd}, a);
+    std::printf("MaxPool 16x64x112x112 k3s2: oneDNN forward %.1f ms, own forward with Indices %.1f ms, MaxPoolGrad "
+                "(oneDNN forward_training + backward) %.1f ms, own recomputing loop (double) %.1f ms\n",
+                fwd, fwd_idx, bwd, own);
+    const double afwd = time_op("", "AveragePool", {x}, a);
+    const double abwd = time_op(t, "AveragePoolGrad", {dy, x}, a);
+    std::printf("AveragePool: forward %.1f ms, AveragePoolGrad %.1f ms\n", afwd, abwd);
+  }
+}
