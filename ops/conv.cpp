@@ -7,6 +7,7 @@
 #include <string>
 
 #include "ops/dnnl_utils.h"
+#include "ops/gradient.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
@@ -233,9 +234,8 @@ bool dnnl_applicable(const Geometry& g, DType dtype) {
 
 // ---------------------------------------------------------------------------------------------
 
-std::unique_ptr<Kernel> make_conv(const Node& node, const std::vector<InputInfo>& in) {
-  const Shape& x = in[0].shape;
-  const Shape& w = in[1].shape;
+// Conv's geometry from X and W (the bias is checked by the caller).
+Geometry conv_geometry(const Node& node, const Shape& x, const Shape& w) {
   Geometry g;
   std::vector<int64_t> pads;
   read_common(node, x, w, g, pads);
@@ -243,7 +243,6 @@ std::unique_ptr<Kernel> make_conv(const Node& node, const std::vector<InputInfo>
   if (g.c % g.group != 0 || w[1] * g.group != g.c || g.m % g.group != 0)
     fail_shape(node, "input " + shape_str(x) + ", weights " + shape_str(w) + " and group " + std::to_string(g.group) +
                          " do not fit (W must be [M, C/group, k...] with M divisible by group)");
-  check_inputs(node, in, g.m);
   const std::string auto_pad = node.attr_string("auto_pad", "NOTSET");
   const int off = kMaxSpatial - g.nsp;
   for (int i = off; i < kMaxSpatial; ++i) {
@@ -264,30 +263,45 @@ std::unique_ptr<Kernel> make_conv(const Node& node, const std::vector<InputInfo>
                            " is larger than the padded input " + shape_str(x));
     g.out[i] = span / g.s[i] + 1;
   }
+  return g;
+}
+
+// Conv weights as oneDNN sees them: grouped weights as [G, M/G, C/G, k...] (same memory).
+Shape conv_dnnl_weights(const Geometry& g, Shape w) {
+  if (g.group > 1) {
+    w[0] = g.m / g.group;
+    w.insert(w.begin(), g.group);
+  }
+  return w;
+}
+
+dnnl::convolution_forward::desc conv_forward_desc(const Geometry& g, const Shape& x, const Shape& wd, bool has_bias) {
+  if (has_bias)
+    return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                           any_desc(x), any_desc(wd), plain_desc({g.m}, DType::Float),
+                                           any_desc(g.out_shape()), g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb),
+                                           g.dnnl(g.pe));
+  return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                         any_desc(x), any_desc(wd), any_desc(g.out_shape()), g.dnnl(g.s),
+                                         g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
+}
+
+std::unique_ptr<Kernel> make_conv(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape& x = in[0].shape;
+  const Shape& w = in[1].shape;
+  const Geometry g = conv_geometry(node, x, w);
+  check_inputs(node, in, g.m);
   const bool has_bias = in.size() > 2 && in[2].present;
   if (dnnl_applicable(g, in[0].dtype)) {
-    Shape wd = w;  // grouped weights as [G, M/G, C/G, k...] (same memory)
-    if (g.group > 1) {
-      wd[0] = g.m / g.group;
-      wd.insert(wd.begin(), g.group);
-    }
-    dnnl::convolution_forward::desc desc =
-        has_bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                                   any_desc(x), any_desc(wd), plain_desc({g.m}, DType::Float),
-                                                   any_desc(g.out_shape()), g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb),
-                                                   g.dnnl(g.pe))
-                 : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                                   any_desc(x), any_desc(wd), any_desc(g.out_shape()), g.dnnl(g.s),
-                                                   g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
-    dnnl::convolution_forward::primitive_desc pd(desc, cpu_engine());
+    const Shape wd = conv_dnnl_weights(g, w);
+    dnnl::convolution_forward::primitive_desc pd(conv_forward_desc(g, x, wd, has_bias), cpu_engine());
     return std::make_unique<DnnlConvKernel>(g, pd, plain_desc(wd, DType::Float), has_bias, in[1].constant);
   }
   return own_kernel<false>(g, has_bias);
 }
 
-std::unique_ptr<Kernel> make_conv_transpose(const Node& node, const std::vector<InputInfo>& in) {
-  const Shape& x = in[0].shape;
-  const Shape& w = in[1].shape;
+// ConvTranspose's geometry from X and W (the bias is checked by the caller).
+Geometry conv_transpose_geometry(const Node& node, const Shape& x, const Shape& w) {
   Geometry g;
   std::vector<int64_t> pads;
   read_common(node, x, w, g, pads);
@@ -295,7 +309,6 @@ std::unique_ptr<Kernel> make_conv_transpose(const Node& node, const std::vector<
   if (w[0] != g.c || g.c % g.group != 0)
     fail_shape(node, "input " + shape_str(x) + ", weights " + shape_str(w) + " and group " + std::to_string(g.group) +
                          " do not fit (W must be [C, M/group, k...] with C divisible by group)");
-  check_inputs(node, in, g.m);
   const size_t nsp = static_cast<size_t>(g.nsp);
   const std::string auto_pad = node.attr_string("auto_pad", "NOTSET");
   auto out_pad = node.attr_ints("output_padding", std::vector<int64_t>(nsp, 0));
@@ -330,47 +343,339 @@ std::unique_ptr<Kernel> make_conv_transpose(const Node& node, const std::vector<
     g.out[i] = full - g.pb[i] - g.pe[i];
     if (g.out[i] < 0) fail_shape(node, "pads are larger than the output of the transposed convolution");
   }
-  const bool has_bias = in.size() > 2 && in[2].present;
-  bool dnnl_ok = dnnl_applicable(g, in[0].dtype);
-  for (int i = off; i < kMaxSpatial; ++i)
+  return g;
+}
+
+bool deconv_dnnl_ok(const Geometry& g, DType dtype) {
+  bool ok = dnnl_applicable(g, dtype);
+  for (int i = kMaxSpatial - g.nsp; i < kMaxSpatial; ++i)
     // oneDNN takes output_padding as a smaller right pad, which must stay > -stride.
-    dnnl_ok = dnnl_ok && g.pb[i] >= 0 && g.pe[i] - g.out_pad[i] + g.s[i] > 0;
-  if (dnnl_ok) {
-    // oneDNN's deconvolution weights are [G, OC/G, IC/G, k...]; ONNX's are [IC, OC/G, k...],
-    // i.e. [G, IC/G, OC/G, k...]: describe ONNX's memory with swapped strides.
-    const int64_t ksz = g.k_size(), cg = g.c / g.group, mg = g.m / g.group;
-    Shape wd{mg, cg}, ws{ksz, mg * ksz};
-    if (g.group > 1) {
-      wd.insert(wd.begin(), g.group);
-      ws.insert(ws.begin(), cg * mg * ksz);
-    }
-    const Shape kstrides = strides_of(Shape(w.begin() + 2, w.end()));
-    for (size_t i = 0; i < nsp; ++i) {
-      wd.push_back(w[2 + i]);
-      ws.push_back(kstrides[i]);
-    }
-    Dims3 pe_r;
-    for (int i = 0; i < kMaxSpatial; ++i) pe_r[i] = g.pe[i] - g.out_pad[i];
-    dnnl::deconvolution_forward::desc desc =
-        has_bias ? dnnl::deconvolution_forward::desc(
-                       dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct, any_desc(x), any_desc(wd),
-                       plain_desc({g.m}, DType::Float), any_desc(g.out_shape()), g.dnnl(g.s), g.dnnl(g.d, -1),
-                       g.dnnl(g.pb), g.dnnl(pe_r))
-                 : dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_training,
-                                                     dnnl::algorithm::deconvolution_direct, any_desc(x), any_desc(wd),
-                                                     any_desc(g.out_shape()), g.dnnl(g.s), g.dnnl(g.d, -1),
-                                                     g.dnnl(g.pb), g.dnnl(pe_r));
-    dnnl::deconvolution_forward::primitive_desc pd(desc, cpu_engine());
-    return std::make_unique<DnnlConvKernel>(g, pd, strided_desc(wd, DType::Float, ws), has_bias, in[1].constant);
+    ok = ok && g.pb[i] >= 0 && g.pe[i] - g.out_pad[i] + g.s[i] > 0;
+  return ok;
+}
+
+// oneDNN's deconvolution weights are [G, OC/G, IC/G, k...]; ONNX's are [IC, OC/G, k...],
+// i.e. [G, IC/G, OC/G, k...]: describe ONNX's memory with swapped strides.
+dnnl::memory::desc deconv_weights_desc(const Geometry& g, const Shape& w, Shape& wd) {
+  const int64_t ksz = g.k_size(), cg = g.c / g.group, mg = g.m / g.group;
+  wd = {mg, cg};
+  Shape ws{ksz, mg * ksz};
+  if (g.group > 1) {
+    wd.insert(wd.begin(), g.group);
+    ws.insert(ws.begin(), cg * mg * ksz);
+  }
+  const Shape kstrides = strides_of(Shape(w.begin() + 2, w.end()));
+  for (size_t i = 0; i < static_cast<size_t>(g.nsp); ++i) {
+    wd.push_back(w[2 + i]);
+    ws.push_back(kstrides[i]);
+  }
+  return strided_desc(wd, DType::Float, ws);
+}
+
+// oneDNN's right pad for a deconvolution: output_padding shortens it.
+Dims3 deconv_right_pad(const Geometry& g) {
+  Dims3 pe_r;
+  for (int i = 0; i < kMaxSpatial; ++i) pe_r[i] = g.pe[i] - g.out_pad[i];
+  return pe_r;
+}
+
+dnnl::deconvolution_forward::desc deconv_forward_desc(const Geometry& g, const Shape& x, const Shape& wd,
+                                                      bool has_bias) {
+  const Dims3 pe_r = deconv_right_pad(g);
+  if (has_bias)
+    return dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct,
+                                             any_desc(x), any_desc(wd), plain_desc({g.m}, DType::Float),
+                                             any_desc(g.out_shape()), g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb),
+                                             g.dnnl(pe_r));
+  return dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct,
+                                           any_desc(x), any_desc(wd), any_desc(g.out_shape()), g.dnnl(g.s),
+                                           g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(pe_r));
+}
+
+std::unique_ptr<Kernel> make_conv_transpose(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape& x = in[0].shape;
+  const Shape& w = in[1].shape;
+  const Geometry g = conv_transpose_geometry(node, x, w);
+  check_inputs(node, in, g.m);
+  const bool has_bias = in.size() > 2 && in[2].present;
+  if (deconv_dnnl_ok(g, in[0].dtype)) {
+    Shape wd;
+    const dnnl::memory::desc w_md = deconv_weights_desc(g, w, wd);
+    dnnl::deconvolution_forward::primitive_desc pd(deconv_forward_desc(g, x, wd, has_bias), cpu_engine());
+    return std::make_unique<DnnlConvKernel>(g, pd, w_md, has_bias, in[1].constant);
   }
   return own_kernel<true>(g, has_bias);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Gradients. ai.onnxtrain.ConvGrad / ConvTransposeGrad (dY, X, W) -> (dX, dW, dB) carry the
+// forward node's attributes; an output is computed only when the node declares it.
+//
+// The own loops reuse the forward loops: with the geometry's input and output swapped
+// (swapped()), the data gradient of a convolution is a transposed convolution with the same
+// weights and vice versa, and ConvTranspose's weight gradient is Conv's with X and dY swapped.
+
+Geometry swapped(const Geometry& g) {
+  Geometry r = g;
+  std::swap(r.c, r.m);
+  std::swap(r.in, r.out);
+  return r;
+}
+
+// dW[oc, icg, k] = sum over n, o of dY[n, oc, o] * X[n, group(oc) * C/G + icg, o * s - pb + k * d].
+template <typename T>
+void conv_weights_grad_loop(const Geometry& g, const T* dy, const T* x, T* dw) {
+  const int64_t cg = g.c / g.group, mg = g.m / g.group, isz = g.in_size(), osz = g.out_size();
+  parallel_for(g.m * cg, [&](int64_t idx) {
+    const int64_t oc = idx / cg, icg = idx % cg, grp = oc / mg;
+    T* out = dw + idx * g.k_size();
+    for (int64_t k0 = 0; k0 < g.k[0]; ++k0)
+      for (int64_t k1 = 0; k1 < g.k[1]; ++k1)
+        for (int64_t k2 = 0; k2 < g.k[2]; ++k2) {
+          double acc = 0;
+          for (int64_t nn = 0; nn < g.n; ++nn) {
+            const T* dyo = dy + (nn * g.m + oc) * osz;
+            const T* xi = x + (nn * g.c + grp * cg + icg) * isz;
+            for (int64_t o0 = 0; o0 < g.out[0]; ++o0) {
+              const int64_t i0 = o0 * g.s[0] - g.pb[0] + k0 * g.d[0];
+              if (i0 < 0 || i0 >= g.in[0]) continue;
+              for (int64_t o1 = 0; o1 < g.out[1]; ++o1) {
+                const int64_t i1 = o1 * g.s[1] - g.pb[1] + k1 * g.d[1];
+                if (i1 < 0 || i1 >= g.in[1]) continue;
+                const T* drow = dyo + (o0 * g.out[1] + o1) * g.out[2];
+                const T* xrow = xi + (i0 * g.in[1] + i1) * g.in[2];
+                for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+                  const int64_t i2 = o2 * g.s[2] - g.pb[2] + k2 * g.d[2];
+                  if (i2 < 0 || i2 >= g.in[2]) continue;
+                  acc += static_cast<double>(drow[o2]) * static_cast<double>(xrow[i2]);
+                }
+              }
+            }
+          }
+          out[(k0 * g.k[1] + k1) * g.k[2] + k2] = static_cast<T>(acc);
+        }
+  }, 1);
+}
+
+// dB[c] = sum of dY[n, c, ...] over the batch and the spatial dims.
+template <typename T>
+void bias_grad_loop(int64_t n, int64_t channels, int64_t spatial, const T* dy, T* db) {
+  parallel_for(channels, [&](int64_t c) {
+    double acc = 0;
+    for (int64_t nn = 0; nn < n; ++nn) {
+      const T* row = dy + (nn * channels + c) * spatial;
+      for (int64_t i = 0; i < spatial; ++i) acc += row[i];
+    }
+    db[c] = static_cast<T>(acc);
+  }, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n * spatial)));
+}
+
+struct GradOutputs {
+  bool dx = false, dw = false, db = false;
+};
+
+Shape x_shape_of(const Geometry& g) {
+  Shape x{g.n, g.c};
+  for (int i = kMaxSpatial - g.nsp; i < kMaxSpatial; ++i) x.push_back(g.in[i]);
+  return x;
+}
+
+template <bool Transposed>
+std::unique_ptr<Kernel> own_grad_kernel(const Geometry& g, const Shape& w_shape, GradOutputs want) {
+  return make_function_kernel([g, w_shape, want](KernelContext& ctx) {
+    const Tensor& dy = ctx.input(0);
+    const Tensor& x = ctx.input(1);
+    const Tensor& w = ctx.input(2);
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      if (want.dx) {
+        T* dx = ctx.output(0, dy.dtype(), x.shape()).template data<T>();
+        if constexpr (Transposed)
+          conv_loop<T>(swapped(g), dy.data<T>(), w.data<T>(), nullptr, dx);
+        else
+          conv_transpose_loop<T>(swapped(g), dy.data<T>(), w.data<T>(), nullptr, dx);
+      }
+      if (want.dw) {
+        T* dw = ctx.output(1, dy.dtype(), w_shape).template data<T>();
+        if constexpr (Transposed)
+          conv_weights_grad_loop<T>(swapped(g), x.data<T>(), dy.data<T>(), dw);
+        else
+          conv_weights_grad_loop<T>(g, dy.data<T>(), x.data<T>(), dw);
+      }
+      if (want.db)
+        bias_grad_loop<T>(g.n, g.m, g.out_size(), dy.data<T>(), ctx.output(2, dy.dtype(), {g.m}).template data<T>());
+    });
+  });
+}
+
+// float32 gradients on oneDNN's backward primitives ((de)convolution backward_data and
+// backward_weights, built at plan time with the forward_training descriptor as hint), in the
+// layouts they prefer, with reorders from and to our row-major tensors.
+class DnnlConvGradKernel final : public Kernel {
+ public:
+  template <typename DataPd, typename WeightsPd>
+  DnnlConvGradKernel(const Geometry& g, const Shape& w_shape, const dnnl::memory::desc& w_user, GradOutputs want,
+                     const std::optional<DataPd>& data_pd,
+                     const std::optional<WeightsPd>& weights_pd)
+      : g_(g), w_shape_(w_shape), want_(want) {
+    x_md_ = plain_desc(x_shape_of(g), DType::Float);
+    y_md_ = plain_desc(g.out_shape(), DType::Float);
+    w_md_ = w_user;
+    b_md_ = plain_desc({g.m}, DType::Float);
+    if (data_pd) {
+      data_ = dnnl::primitive(*data_pd);
+      data_dy_ = Reorderer(y_md_, data_pd->diff_dst_desc());
+      data_w_ = Reorderer(w_md_, data_pd->weights_desc());
+      dx_ = Reorderer(data_pd->diff_src_desc(), x_md_);
+      if (dx_.needed()) dx_scratch_ = dnnl::memory(data_pd->diff_src_desc(), cpu_engine());
+    }
+    if (weights_pd) {
+      weights_ = dnnl::primitive(*weights_pd);
+      weights_x_ = Reorderer(x_md_, weights_pd->src_desc());
+      weights_dy_ = Reorderer(y_md_, weights_pd->diff_dst_desc());
+      dw_ = Reorderer(weights_pd->diff_weights_desc(), w_md_);
+      if (dw_.needed()) dw_scratch_ = dnnl::memory(weights_pd->diff_weights_desc(), cpu_engine());
+      share_dy_ = data_pd && data_pd->diff_dst_desc() == weights_pd->diff_dst_desc();
+    }
+  }
+
+  void run(KernelContext& ctx) override {
+    const Tensor& dy = ctx.input(0);
+    dnnl::memory dy_plain = bind(y_md_, dy);
+    dnnl::memory dy_data;
+    if (want_.dx) {
+      Tensor& dx = ctx.output(0, DType::Float, x_shape_of(g_));
+      dy_data = data_dy_(dy_plain, dy_scratch_);
+      dnnl::memory w = data_w_(bind(w_md_, ctx.input(2)), w_scratch_);
+      dnnl::memory out = bind(x_md_, dx);
+      execute(data_, {{DNNL_ARG_DIFF_DST, dy_data}, {DNNL_ARG_WEIGHTS, w},
+                      {DNNL_ARG_DIFF_SRC, dx_.needed() ? dx_scratch_ : out}});
+      if (dx_.needed()) dx_(dx_scratch_, out);
+    }
+    if (want_.dw) {
+      Tensor& dw = ctx.output(1, DType::Float, w_shape_);
+      dnnl::memory src = weights_x_(bind(x_md_, ctx.input(1)), x_scratch_);
+      dnnl::memory dy_w = share_dy_ && dy_data ? dy_data : weights_dy_(dy_plain, dy_w_scratch_);
+      dnnl::memory out = bind(w_md_, dw);
+      std::unordered_map<int, dnnl::memory> args{
+          {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dy_w}, {DNNL_ARG_DIFF_WEIGHTS, dw_.needed() ? dw_scratch_ : out}};
+      if (want_.db) args[DNNL_ARG_DIFF_BIAS] = bind(b_md_, ctx.output(2, DType::Float, {g_.m}));
+      execute(weights_, args);
+      if (dw_.needed()) dw_(dw_scratch_, out);
+    } else if (want_.db) {
+      bias_grad_loop<float>(g_.n, g_.m, g_.out_size(), dy.data<float>(),
+                            ctx.output(2, DType::Float, {g_.m}).data<float>());
+    }
+  }
+
+ private:
+  Geometry g_;
+  Shape w_shape_;
+  GradOutputs want_;
+  bool share_dy_ = false;
+  dnnl::memory::desc x_md_, y_md_, w_md_, b_md_;
+  dnnl::primitive data_, weights_;
+  Reorderer data_dy_, data_w_, dx_, weights_x_, weights_dy_, dw_;
+  dnnl::memory dy_scratch_, w_scratch_, dx_scratch_, x_scratch_, dy_w_scratch_, dw_scratch_;
+};
+
+GradOutputs grad_outputs(const Node& node) { return {node.has_output(0), node.has_output(1), node.has_output(2)}; }
+
+void check_grad_inputs(const Node& node, const std::vector<InputInfo>& in, const Geometry& g) {
+  if (in.size() < 3 || !in[0].present || !in[1].present || !in[2].present) fail(node, "needs inputs dY, X and W");
+  if (in[0].dtype != in[1].dtype || in[2].dtype != in[1].dtype) fail(node, "dY, X and W have different element types");
+  if (in[0].shape != g.out_shape())
+    fail_shape(node, "dY " + shape_str(in[0].shape) + " does not match the output " + shape_str(g.out_shape()));
+}
+
+std::unique_ptr<Kernel> make_conv_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const Geometry g = conv_geometry(node, in[1].shape, in[2].shape);
+  check_grad_inputs(node, in, g);
+  const GradOutputs want = grad_outputs(node);
+  if (!dnnl_applicable(g, in[0].dtype) || g.k_size() == 0) return own_grad_kernel<false>(g, in[2].shape, want);
+  const Shape& x = in[1].shape;
+  const Shape wd = conv_dnnl_weights(g, in[2].shape);
+  dnnl::convolution_forward::primitive_desc hint(conv_forward_desc(g, x, wd, want.db), cpu_engine());
+  std::optional<dnnl::convolution_backward_data::primitive_desc> data;
+  std::optional<dnnl::convolution_backward_weights::primitive_desc> weights;
+  const auto alg = dnnl::algorithm::convolution_direct;
+  if (want.dx)
+    data.emplace(dnnl::convolution_backward_data::desc(alg, any_desc(x), any_desc(wd), any_desc(g.out_shape()),
+                                                       g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe)),
+                 cpu_engine(), hint);
+  if (want.dw) {
+    auto desc = want.db ? dnnl::convolution_backward_weights::desc(alg, any_desc(x), any_desc(wd),
+                                                                   plain_desc({g.m}, DType::Float),
+                                                                   any_desc(g.out_shape()), g.dnnl(g.s),
+                                                                   g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe))
+                        : dnnl::convolution_backward_weights::desc(alg, any_desc(x), any_desc(wd),
+                                                                   any_desc(g.out_shape()), g.dnnl(g.s),
+                                                                   g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
+    weights.emplace(desc, cpu_engine(), hint);
+  }
+  return std::make_unique<DnnlConvGradKernel>(g, in[2].shape, plain_desc(wd, DType::Float), want, data,
+                                              weights);
+}
+
+std::unique_ptr<Kernel> make_conv_transpose_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const Geometry g = conv_transpose_geometry(node, in[1].shape, in[2].shape);
+  check_grad_inputs(node, in, g);
+  const GradOutputs want = grad_outputs(node);
+  if (!deconv_dnnl_ok(g, in[0].dtype) || g.k_size() == 0) return own_grad_kernel<true>(g, in[2].shape, want);
+  const Shape& x = in[1].shape;
+  Shape wd;
+  const dnnl::memory::desc w_md = deconv_weights_desc(g, in[2].shape, wd);
+  const Dims3 pe_r = deconv_right_pad(g);
+  dnnl::deconvolution_forward::primitive_desc hint(deconv_forward_desc(g, x, wd, want.db), cpu_engine());
+  std::optional<dnnl::deconvolution_backward_data::primitive_desc> data;
+  std::optional<dnnl::deconvolution_backward_weights::primitive_desc> weights;
+  const auto alg = dnnl::algorithm::deconvolution_direct;
+  if (want.dx)
+    data.emplace(dnnl::deconvolution_backward_data::desc(alg, any_desc(x), any_desc(wd), any_desc(g.out_shape()),
+                                                         g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(pe_r)),
+                 cpu_engine(), hint);
+  if (want.dw) {
+    auto desc = want.db ? dnnl::deconvolution_backward_weights::desc(alg, any_desc(x), any_desc(wd),
+                                                                     plain_desc({g.m}, DType::Float),
+                                                                     any_desc(g.out_shape()), g.dnnl(g.s),
+                                                                     g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(pe_r))
+                        : dnnl::deconvolution_backward_weights::desc(alg, any_desc(x), any_desc(wd),
+                                                                     any_desc(g.out_shape()), g.dnnl(g.s),
+                                                                     g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(pe_r));
+    weights.emplace(desc, cpu_engine(), hint);
+  }
+  return std::make_unique<DnnlConvGradKernel>(g, in[2].shape, w_md, want, data, weights);
+}
+
+// Y = conv(X, W) + B: one ConvGrad node gives dX, dW and dB; outputs nobody needs are left
+// out of the node (empty names) so the kernel does not compute them.
+template <bool Transposed>
+void conv_gradient(GradientBuilder& b) {
+  const bool dx = b.needs_grad(0), dw = b.needs_grad(1), db = b.node().has_input(2) && b.needs_grad(2);
+  Attributes attrs = b.node().attributes;
+  auto outs = b.op_n(Transposed ? "ConvTransposeGrad" : "ConvGrad", {b.GO(0), b.I(0), b.I(1)}, 3, attrs,
+                     graph::kTrainingDomain);
+  // GradientBuilder::op_n names every output; drop the unneeded ones from the node.
+  graph::Node* n = outs[0]->producer;
+  const bool keep[3] = {dx, dw, db};
+  for (size_t i = 0; i < 3; ++i) {
+    if (keep[i]) continue;
+    n->outputs[i] = nullptr;
+    outs[i]->producer = nullptr;
+  }
+  while (!n->outputs.empty() && !n->outputs.back()) n->outputs.pop_back();
+  if (dx) b.GI(0, outs[0]);
+  if (dw) b.GI(1, outs[1]);
+  if (db) b.GI(2, outs[2]);
+}
 }  // namespace
 
 void register_conv_ops(Registry& r) {
-  r.add({"", "Conv", 1, INT_MAX, make_conv, "oneDNN convolution"});
-  r.add({"", "ConvTranspose", 1, INT_MAX, make_conv_transpose, "oneDNN deconvolution"});
+  const char* t = graph::kTrainingDomain;
+  r.add({"", "Conv", 1, INT_MAX, make_conv, "oneDNN convolution", conv_gradient<false>});
+  r.add({"", "ConvTranspose", 1, INT_MAX, make_conv_transpose, "oneDNN deconvolution", conv_gradient<true>});
+  r.add({t, "ConvGrad", 1, INT_MAX, make_conv_grad, "oneDNN convolution backward"});
+  r.add({t, "ConvTransposeGrad", 1, INT_MAX, make_conv_transpose_grad, "oneDNN deconvolution backward"});
 }
 
 }  // namespace onnxtrain::ops

@@ -1,5 +1,6 @@
-// Matrix products: MatMul, Gemm and Einsum on oneDNN matmul for float32 (primitives built at
-// plan time), own loops for double and integer types; Det by LU decomposition.
+// Matrix products: MatMul and Gemm on oneDNN matmul for float32 (primitives built at
+// plan time), own loops for double and integer types; Det by LU decomposition. Einsum is in
+// einsum.cpp.
 #include <algorithm>
 #include <cmath>
 #include <optional>
@@ -18,8 +19,6 @@ namespace onnxtrain::ops {
 namespace {
 
 constexpr size_t kMaxDnnlRank = DNNL_MAX_NDIMS;
-constexpr int kMaxEllipsisDims = 64;
-constexpr int kMaxLabels = 128 + kMaxEllipsisDims;  // character codes, then ellipsis dims
 
 // Integer products wrap like numpy's instead of overflowing signed types (undefined
 // behaviour); 64-bit unsigned arithmetic gives the same low bits for every integer width.
@@ -356,339 +355,120 @@ std::unique_ptr<Kernel> make_det(const Node& node, const std::vector<InputInfo>&
   });
 }
 
-// ---------------------------------------------------------------------------------------------
-// Einsum: each operand is first reduced to distinct labels (diagonals taken, labels nobody
-// else uses summed out), then operands are contracted left to right as batched matmuls
-// [batch, left, contracted] x [batch, contracted, right]; a final pass sums and permutes into
-// the output order. All of it is planned at plan time; run() only executes the steps.
-
-// out[i] = sum over r of in[offset(i) + offset(r)]. One strided pass covers diagonals (a
-// repeated label's strides added up), transposes and sums over labels.
-struct GatherStep {
-  int src = 0, dst = 0;  // slots
-  Shape shape, strides;
-  Shape red_shape, red_strides;
-};
-
-struct ContractStep {
-  int a = 0, b = 0, dst = 0;  // slots holding [B, M, K], [B, K, N] -> [B, M, N]
-  int64_t batch = 1, m = 1, k = 1, n = 1;
-  std::shared_ptr<DnnlMatMul> dnnl;
-};
+// DetGrad (dY, A) -> dA = dY * adj(A)^T, the cofactor matrix (= det(A) * inverse(A)^T when A
+// is invertible). Invertible matrices: LU with partial pivoting and two triangular solves per
+// column; singular ones: each cofactor as the determinant of its minor (rank-deficient
+// matrices still have nonzero cofactors when their rank is n - 1).
+double lu_det(std::vector<double>& lu, int64_t n, std::vector<int64_t>* perm) {
+  double det = 1.0;
+  if (perm) {
+    perm->resize(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) (*perm)[i] = i;
+  }
+  for (int64_t c = 0; c < n; ++c) {
+    int64_t pivot = c;
+    for (int64_t r = c + 1; r < n; ++r)
+      if (std::abs(lu[r * n + c]) > std::abs(lu[pivot * n + c])) pivot = r;
+    if (lu[pivot * n + c] == 0.0) return 0.0;
+    if (pivot != c) {
+      std::swap_ranges(lu.begin() + c * n, lu.begin() + (c + 1) * n, lu.begin() + pivot * n);
+      if (perm) std::swap((*perm)[c], (*perm)[pivot]);
+      det = -det;
+    }
+    const double d = lu[c * n + c];
+    det *= d;
+    for (int64_t r = c + 1; r < n; ++r) {
+      const double f = lu[r * n + c] /= d;
+      if (f == 0.0) continue;
+      for (int64_t j = c + 1; j < n; ++j) lu[r * n + j] -= f * lu[c * n + j];
+    }
+  }
+  return det;
+}
 
 template <typename T>
-void gather_sum(const T* in, const GatherStep& g, T* out) {
-  using A = std::conditional_t<std::is_same_v<T, float>, double, Acc<T>>;
-  const int rank = static_cast<int>(g.shape.size());
-  const int64_t inner = rank ? g.shape.back() : 1;
-  const int64_t inner_stride = rank ? g.strides.back() : 0;
-  const int64_t outer = inner ? shape_numel(g.shape) / inner : 0;
-  const int64_t reds = shape_numel(g.red_shape);
-  const int red_rank = static_cast<int>(g.red_shape.size());
-  const int64_t grain = std::max<int64_t>(1, 32768 / std::max<int64_t>(1, inner * reds));
-  parallel_for(outer, [&](int64_t o) {
-    int64_t base = 0, rest = o;
-    for (int d = rank - 2; d >= 0; --d) {
-      base += (rest % g.shape[d]) * g.strides[d];
-      rest /= g.shape[d];
-    }
-    T* dst = out + o * inner;
-    if (reds == 1) {
-      for (int64_t j = 0; j < inner; ++j) dst[j] = in[base + j * inner_stride];
+void det_grad_loop(const T* dy, const T* a, T* da, int64_t batches, int64_t n) {
+  parallel_for(batches, [&](int64_t bi) {
+    const T* src = a + bi * n * n;
+    T* dst = da + bi * n * n;
+    const double g = static_cast<double>(dy[bi]);
+    std::vector<double> lu(static_cast<size_t>(n * n));
+    for (int64_t i = 0; i < n * n; ++i) lu[i] = static_cast<double>(src[i]);
+    std::vector<int64_t> perm;
+    const double det = lu_det(lu, n, &perm);
+    if (n == 0) return;
+    if (det != 0.0) {
+      // Column j of inverse(A): solve L U x = P e_j. dA[i][j] = g * det * inverse(A)[j][i].
+      std::vector<double> x(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t i = 0; i < n; ++i) x[i] = perm[i] == j ? 1.0 : 0.0;
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t k = 0; k < i; ++k) x[i] -= lu[i * n + k] * x[k];
+        for (int64_t i = n - 1; i >= 0; --i) {
+          for (int64_t k = i + 1; k < n; ++k) x[i] -= lu[i * n + k] * x[k];
+          x[i] /= lu[i * n + i];
+        }
+        for (int64_t i = 0; i < n; ++i) dst[j * n + i] = static_cast<T>(g * det * x[i]);  // inverse[i][j] -> dA[j][i]
+      }
       return;
     }
-    int64_t idx[kMaxLabels] = {};
-    for (int64_t j = 0; j < inner; ++j) {
-      const T* src = in + base + j * inner_stride;
-      A acc{};
-      int64_t off = 0;
-      for (int64_t r = 0; r < reds; ++r) {
-        acc += static_cast<A>(src[off]);
-        for (int d = red_rank - 1; d >= 0; --d) {
-          if (++idx[d] < g.red_shape[d]) {
-            off += g.red_strides[d];
-            break;
-          }
-          off -= (g.red_shape[d] - 1) * g.red_strides[d];
-          idx[d] = 0;
-        }
+    std::vector<double> minor(static_cast<size_t>((n - 1) * (n - 1)));
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t c = 0; c < n; ++c) {
+        size_t at = 0;
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t j = 0; j < n; ++j)
+            if (i != r && j != c) minor[at++] = static_cast<double>(src[i * n + j]);
+        const double cof = lu_det(minor, n - 1, nullptr) * ((r + c) % 2 ? -1.0 : 1.0);
+        dst[r * n + c] = static_cast<T>(g * cof);
       }
-      dst[j] = static_cast<T>(acc);
-    }
-  }, grain);
+  }, 64);
 }
 
-template <typename T>
-void contract_loop(const ContractStep& c, const T* a, const T* b, T* y) {
-  const int64_t rows = c.batch * c.m;
-  parallel_for(rows, [&](int64_t r) {
-    const int64_t bi = r / c.m, i = r % c.m;
-    gemm_loop(a + (bi * c.m + i) * c.k, c.k, 1, b + bi * c.k * c.n, c.n, 1, y + r * c.n, 1, c.n, c.k);
-  }, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, c.n * c.k)));
-}
-
-class EinsumKernel final : public Kernel {
- public:
-  EinsumKernel(const Node& node, const std::vector<InputInfo>& in);
-  void run(KernelContext& ctx) override;
-
- private:
-  struct Operand {
-    std::vector<int> labels;
-    Shape shape;
-    int slot = 0;
-  };
-
-  int new_slot(const Shape& shape) {
-    scratch_shapes_.push_back(shape);
-    return static_cast<int>(inputs_ + scratch_shapes_.size() - 1);
-  }
-  // Plans a gather of `x` into `labels` (each label of x not listed is summed out).
-  Operand gather(const Operand& x, const std::vector<int>& labels);
-
-  size_t inputs_ = 0;
-  DType dtype_ = DType::Undefined;
-  Shape out_shape_;
-  std::vector<int64_t> size_;  // per label
-  std::vector<Shape> scratch_shapes_;
-  std::vector<std::variant<GatherStep, ContractStep>> steps_;
-  std::vector<Tensor> scratch_;
-};
-
-EinsumKernel::Operand EinsumKernel::gather(const Operand& x, const std::vector<int>& labels) {
-  GatherStep g;
-  g.src = x.slot;
-  const Shape strides = strides_of(x.shape);
-  std::vector<int64_t> label_stride(size_.size(), 0);
-  std::vector<bool> listed(size_.size(), false);
-  for (size_t i = 0; i < x.labels.size(); ++i)
-    if (x.shape[i] != 1) label_stride[x.labels[i]] += strides[i];  // size-1 dims broadcast
-  for (int l : labels) {
-    listed[l] = true;
-    g.shape.push_back(size_[l]);
-    g.strides.push_back(label_stride[l]);
-  }
-  std::vector<bool> seen(size_.size(), false);
-  for (size_t i = 0; i < x.labels.size(); ++i) {
-    const int l = x.labels[i];
-    if (listed[l] || seen[l] || x.shape[i] == 1) continue;
-    seen[l] = true;
-    g.red_shape.push_back(x.shape[i]);
-    g.red_strides.push_back(label_stride[l]);
-  }
-  Operand out{labels, g.shape, x.slot};
-  if (labels == x.labels && g.shape == x.shape) return out;  // already in that form
-  out.slot = g.dst = new_slot(g.shape);
-  steps_.push_back(std::move(g));
-  return out;
-}
-
-EinsumKernel::EinsumKernel(const Node& node, const std::vector<InputInfo>& in) : inputs_(in.size()) {
-  std::string eq;
-  for (char ch : node.attr_string("equation", "")) if (ch != ' ') eq += ch;
-  if (in.empty()) fail(node, "needs at least one input");
-  dtype_ = in[0].dtype;
-  for (const auto& i : in)
-    if (i.dtype != dtype_) fail(node, "inputs have different element types");
-  const size_t arrow = eq.find("->");
-  const std::string lhs = eq.substr(0, arrow);
-  std::vector<std::string> terms(1);
-  for (char ch : lhs) {
-    if (ch == ',') terms.emplace_back();
-    else terms.back().push_back(ch);
-  }
-  if (terms.size() != in.size())
-    fail(node, "equation '" + eq + "' has " + std::to_string(terms.size()) + " operand terms for " + std::to_string(in.size()) + " inputs");
-
-  // Letters keep their character code as label; ellipsis dims get 128 + i, right-aligned.
-  auto split = [&](const std::string& term, std::vector<int>& letters, int& ellipsis_at) {
-    ellipsis_at = -1;
-    for (size_t i = 0; i < term.size(); ++i) {
-      const char ch = term[i];
-      if (std::isalpha(static_cast<unsigned char>(ch))) {
-        letters.push_back(ch);
-      } else if (term.compare(i, 3, "...") == 0 && ellipsis_at < 0) {
-        ellipsis_at = static_cast<int>(letters.size());
-        i += 2;
-      } else {
-        fail(node, "invalid equation '" + eq + "' (term '" + term + "')");
-      }
-    }
-  };
-  std::vector<std::vector<int>> letters(in.size());
-  std::vector<int> ellipsis_at(in.size());
-  int max_ell = 0;
-  for (size_t t = 0; t < in.size(); ++t) {
-    split(terms[t], letters[t], ellipsis_at[t]);
-    const int64_t rank = static_cast<int64_t>(in[t].shape.size()), nl = static_cast<int64_t>(letters[t].size());
-    if (ellipsis_at[t] < 0 ? rank != nl : rank < nl)
-      fail_shape(node, "term '" + terms[t] + "' does not match input " + std::to_string(t) + " of shape " + shape_str(in[t].shape));
-    max_ell = std::max<int>(max_ell, static_cast<int>(rank - nl));
-  }
-  if (max_ell > kMaxEllipsisDims) fail(node, "too many ellipsis dimensions");
-  size_.assign(128 + max_ell, -1);  // -1: label not used
-  std::vector<int> count(size_.size(), 0);
-  std::vector<Operand> ops(in.size());
-  for (size_t t = 0; t < in.size(); ++t) {
-    Operand& op = ops[t];
-    op.shape = in[t].shape;
-    op.slot = static_cast<int>(t);
-    const int ell = static_cast<int>(op.shape.size() - letters[t].size());
-    op.labels = letters[t];
-    if (ellipsis_at[t] >= 0) {
-      std::vector<int> e;
-      for (int i = 0; i < ell; ++i) e.push_back(128 + max_ell - ell + i);
-      op.labels.insert(op.labels.begin() + ellipsis_at[t], e.begin(), e.end());
-    }
-    for (size_t i = 0; i < op.labels.size(); ++i) {
-      const int l = op.labels[i];
-      const int64_t d = op.shape[i];
-      ++count[l];
-      for (size_t j = 0; j < i; ++j)
-        if (op.labels[j] == l && op.shape[j] != d) fail_shape(node, "repeated label in term '" + terms[t] + "' has different sizes");
-      if (size_[l] < 0 || size_[l] == 1) size_[l] = d;
-      else if (d != size_[l] && d != 1)
-        fail_shape(node, "label sizes " + std::to_string(size_[l]) + " and " + std::to_string(d) + " cannot be broadcast in '" + eq + "'");
-    }
-  }
-  // Output labels: explicit, or the ellipsis dims followed by letters used once, sorted.
-  std::vector<int> out_labels;
-  if (arrow != std::string::npos) {
-    std::vector<int> out_letters;
-    int out_ell = -1;
-    split(eq.substr(arrow + 2), out_letters, out_ell);
-    out_labels = out_letters;
-    if (out_ell >= 0) {
-      std::vector<int> e;
-      for (int i = 0; i < max_ell; ++i) e.push_back(128 + i);
-      out_labels.insert(out_labels.begin() + out_ell, e.begin(), e.end());
-    }
-    for (size_t i = 0; i < out_labels.size(); ++i) {
-      if (count[out_labels[i]] == 0) fail(node, "output label of '" + eq + "' does not occur in any input");
-      for (size_t j = 0; j < i; ++j)
-        if (out_labels[j] == out_labels[i]) fail(node, "output of '" + eq + "' repeats a label");
-    }
-  } else {
-    for (int i = 0; i < max_ell; ++i) out_labels.push_back(128 + i);
-    for (int l = 0; l < 128; ++l)
-      if (count[l] == 1) out_labels.push_back(l);
-  }
-  for (int l : out_labels) out_shape_.push_back(size_[l]);
-
-  // Where each label still occurs (an operand's size-1 dim broadcast against a larger one
-  // does not count: it is dropped by the gather).
-  auto occurs = [&](const Operand& op, int l) {
-    for (size_t i = 0; i < op.labels.size(); ++i)
-      if (op.labels[i] == l && (op.shape[i] == size_[l])) return true;
-    return false;
-  };
-  auto in_output = [&](int l) { return std::find(out_labels.begin(), out_labels.end(), l) != out_labels.end(); };
-  for (size_t t = 0; t < ops.size(); ++t) {
-    std::vector<int> keep;
-    for (size_t i = 0; i < ops[t].labels.size(); ++i) {
-      const int l = ops[t].labels[i];
-      if (std::find(keep.begin(), keep.end(), l) != keep.end() || !occurs(ops[t], l)) continue;
-      bool used = in_output(l);
-      for (size_t u = 0; u < ops.size() && !used; ++u) used = u != t && occurs(ops[u], l);
-      if (used) keep.push_back(l);
-    }
-    ops[t] = gather(ops[t], keep);
-  }
-  Operand cur = ops[0];
-  for (size_t t = 1; t < ops.size(); ++t) {
-    const Operand& y = ops[t];
-    auto needed = [&](int l) {
-      if (in_output(l)) return true;
-      for (size_t u = t + 1; u < ops.size(); ++u)
-        if (occurs(ops[u], l)) return true;
-      return false;
-    };
-    auto has = [](const Operand& o, int l) { return std::find(o.labels.begin(), o.labels.end(), l) != o.labels.end(); };
-    std::vector<int> batch, left, contracted, right;
-    for (int l : cur.labels) {
-      if (has(y, l)) (needed(l) ? batch : contracted).push_back(l);
-      else if (needed(l)) left.push_back(l);
-    }
-    for (int l : y.labels)
-      if (!has(cur, l) && needed(l)) right.push_back(l);
-    auto cat = [](std::vector<int> a, const std::vector<int>& b, const std::vector<int>& c) {
-      a.insert(a.end(), b.begin(), b.end());
-      a.insert(a.end(), c.begin(), c.end());
-      return a;
-    };
-    auto prod = [&](const std::vector<int>& ls) {
-      int64_t p = 1;
-      for (int l : ls) p *= size_[l];
-      return p;
-    };
-    const Operand a = gather(cur, cat(batch, left, contracted));
-    const Operand b = gather(y, cat(batch, contracted, right));
-    ContractStep c;
-    c.a = a.slot;
-    c.b = b.slot;
-    c.batch = prod(batch);
-    c.m = prod(left);
-    c.k = prod(contracted);
-    c.n = prod(right);
-    cur.labels = cat(batch, left, right);
-    cur.shape.clear();
-    for (int l : cur.labels) cur.shape.push_back(size_[l]);
-    cur.slot = c.dst = new_slot(cur.shape);
-    if (dtype_ == DType::Float && c.batch > 0 && c.m > 0 && c.k > 0 && c.n > 0)
-      c.dnnl = std::make_shared<DnnlMatMul>(Shape{c.batch, c.m, c.k}, Shape{c.batch, c.k, c.n}, Shape{c.batch, c.m, c.n});
-    steps_.push_back(std::move(c));
-  }
-  const size_t before = steps_.size();
-  cur = gather(cur, out_labels);
-  if (steps_.size() == before && cur.slot >= static_cast<int>(inputs_)) {
-    // The last step already produces the output layout: let it write the output directly.
-    const int last = cur.slot;
-    scratch_shapes_.pop_back();
-    for (auto& s : steps_) std::visit([&](auto& st) { if (st.dst == last) st.dst = -1; }, s);
-  } else if (steps_.size() == before) {
-    GatherStep copy;  // the output is an input unchanged
-    copy.src = cur.slot;
-    copy.dst = -1;
-    copy.shape = cur.shape;
-    copy.strides = strides_of(cur.shape);
-    steps_.push_back(copy);
-  } else {
-    std::get<GatherStep>(steps_.back()).dst = -1;
-    scratch_shapes_.pop_back();
-  }
-  for (const auto& s : scratch_shapes_) scratch_.emplace_back(dtype_, s);
-}
-
-void EinsumKernel::run(KernelContext& ctx) {
-  Tensor& y = ctx.output(0, dtype_, out_shape_);
-  auto slot = [&](int s) -> const Tensor& {
-    if (s < 0) return y;
-    if (s < static_cast<int>(inputs_)) return ctx.input(s);
-    return scratch_[s - inputs_];
-  };
-  dispatch_numeric(dtype_, ctx.node(), [&](auto tag) {
-    using T = decltype(tag);
-    auto ptr = [&](int s) { return const_cast<T*>(slot(s).template data<T>()); };
-    for (const auto& step : steps_) {
-      if (const auto* g = std::get_if<GatherStep>(&step)) {
-        gather_sum<T>(ptr(g->src), *g, ptr(g->dst));
-      } else {
-        const auto& c = std::get<ContractStep>(step);
-        if constexpr (std::is_same_v<T, float>) {
-          if (c.dnnl) {
-            c.dnnl->run(slot(c.a), slot(c.b), slot(c.dst));
-            continue;
-          }
-        }
-        contract_loop<T>(c, ptr(c.a), ptr(c.b), ptr(c.dst));
-      }
-    }
+std::unique_ptr<Kernel> make_det_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape& s = in[1].shape;
+  if (s.size() < 2 || s[s.size() - 1] != s[s.size() - 2]) fail_shape(node, "A must be [..., M, M], got " + shape_str(s));
+  if (in[0].shape != Shape(s.begin(), s.end() - 2)) fail_shape(node, "dY " + shape_str(in[0].shape) + " does not match A " + shape_str(s));
+  const int64_t n = s.back();
+  return make_function_kernel([s, n](KernelContext& ctx) {
+    const Tensor& dy = ctx.input(0);
+    Tensor& da = ctx.output(0, dy.dtype(), s);
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      det_grad_loop<T>(dy.data<T>(), ctx.input(1).data<T>(), da.data<T>(), dy.numel(), n);
+    });
   });
 }
 
-std::unique_ptr<Kernel> make_einsum_kernel(const Node& node, const std::vector<InputInfo>& in) {
-  return std::make_unique<EinsumKernel>(node, in);
+void det_gradient(GradientBuilder& b) { b.GI(0, b.train_op("DetGrad", {b.GO(0), b.I(0)})); }
+
+}  // namespace
+
+// Plans y[b] = a[b] @ w[b] over row-major [batch, m, k] x [batch, k, n] -> [batch, m, n]
+// (oneDNN matmul for float32, own loops otherwise); used by Einsum (einsum.cpp).
+std::function<void(const Tensor&, const Tensor&, const Tensor&)> plan_batched_matmul(DType dtype, int64_t batch,
+                                                                                      int64_t m, int64_t k, int64_t n,
+                                                                                      const Node& node) {
+  if (dtype == DType::Float && batch > 0 && m > 0 && k > 0 && n > 0) {
+    auto dnnl = std::make_shared<DnnlMatMul>(Shape{batch, m, k}, Shape{batch, k, n}, Shape{batch, m, n});
+    return [dnnl](const Tensor& a, const Tensor& w, const Tensor& y) { dnnl->run(a, w, y); };
+  }
+  return [dtype, batch, m, k, n, &node](const Tensor& a, const Tensor& w, const Tensor& y) {
+    dispatch_numeric(dtype, node, [&](auto tag) {
+      using T = decltype(tag);
+      const int64_t rows = batch * m;
+      const T* pa = a.data<T>();
+      const T* pw = w.data<T>();
+      T* py = const_cast<T*>(y.data<T>());
+      parallel_for(rows, [&](int64_t r) {
+        const int64_t bi = r / m, i = r % m;
+        gemm_loop(pa + (bi * m + i) * k, k, 1, pw + bi * k * n, n, 1, py + r * n, 1, n, k);
+      }, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, n * k)));
+    });
+  };
 }
+
+namespace {
 
 // Swaps the last two axes of a value of rank >= 2.
 Value* transpose_last_two(GradientBuilder& b, Value* v, size_t rank) {
@@ -733,9 +513,39 @@ void matmul_gradient(GradientBuilder& b) {
   }
 }
 
+// Y = alpha * A' @ B' + beta * C with A' = transA ? A^T : A (B' likewise). Each operand's
+// gradient is one Gemm whose trans flags absorb every transpose (the forward kernel reads
+// transposed operands through strides, so no Transpose node is needed):
+//   dA = alpha * dY @ B'^T        (transA = 0)    dA = alpha * B' @ dY^T   (transA = 1)
+//   dB = alpha * A'^T @ dY        (transB = 0)    dB = alpha * dY^T @ A'   (transB = 1)
+//   dC = beta * dY, summed back over C's broadcast dims by the driver.
+void gemm_gradient(GradientBuilder& b) {
+  const Node& node = b.node();
+  const int64_t ta = node.attr_int("transA", 0) != 0, tb = node.attr_int("transB", 0) != 0;
+  const float alpha = node.attr_float("alpha", 1.f), beta = node.attr_float("beta", 1.f);
+  Value* gy = b.GO(0);
+  auto gemm = [&](Value* x, int64_t tx, Value* y, int64_t ty) {
+    Attributes attrs{{"transA", tx}, {"transB", ty}};
+    if (alpha != 1.f) attrs["alpha"] = alpha;
+    std::vector<Value*> inputs{x, y};
+    if (node.opset < 11) {
+      // C is required before opset 11: a zero scalar that beta = 0 switches off.
+      inputs.push_back(b.scalar(0.0, gy));
+      attrs["beta"] = 0.f;
+    }
+    return b.op("Gemm", inputs, attrs);
+  };
+  if (b.needs_grad(0)) b.GI(0, ta ? gemm(b.I(1), tb, gy, 1) : gemm(gy, 0, b.I(1), 1 - tb));
+  if (b.needs_grad(1)) b.GI(1, tb ? gemm(gy, 1, b.I(0), ta) : gemm(b.I(0), 1 - ta, gy, 0));
+  if (b.needs_grad(2)) b.GI_broadcast(2, beta == 1.f ? gy : b.mul(gy, b.scalar(beta, gy)));
+}
+
 }  // namespace
 
+void register_einsum_ops(Registry& r);  // einsum.cpp
+
 void register_matmul_ops(Registry& r) {
+  register_einsum_ops(r);
   auto matmul = [](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
     return std::make_unique<MatMulKernel>(node, in);
   };
@@ -743,9 +553,9 @@ void register_matmul_ops(Registry& r) {
     return std::make_unique<GemmKernel>(node, in);
   };
   r.add({"", "MatMul", 1, INT_MAX, matmul, "oneDNN matmul", matmul_gradient});
-  r.add({"", "Gemm", 1, INT_MAX, gemm, "oneDNN matmul"});
-  r.add({"", "Einsum", 12, INT_MAX, make_einsum_kernel, "oneDNN matmul"});
-  r.add({"", "Det", 11, INT_MAX, make_det, "own"});
+  r.add({"", "Gemm", 1, INT_MAX, gemm, "oneDNN matmul", gemm_gradient});
+  r.add({"", "Det", 11, INT_MAX, make_det, "own", det_gradient});
+  r.add({graph::kTrainingDomain, "DetGrad", 1, INT_MAX, make_det_grad, "own"});
 }
 
 }  // namespace onnxtrain::ops

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "ops/dnnl_utils.h"
+#include "ops/gradient.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
@@ -345,6 +346,59 @@ struct RoiAlignParams {
   double scale = 1.0;
 };
 
+// One sampling point: four bilinear corners (flat positions in the H x W plane) and weights.
+struct RoiSample {
+  int64_t pos[4];
+  double weight[4];
+};
+
+// The sampling points of one ROI, bin by bin (per_bin each), and the avg divisor.
+struct RoiSamples {
+  std::vector<RoiSample> samples;
+  int64_t per_bin = 0;
+  double count = 1;
+};
+
+template <typename T>
+RoiSamples roi_samples(const RoiAlignParams& p, const T* roi, int64_t h, int64_t w) {
+  const double offset = p.half_pixel ? 0.5 : 0.0;
+  const double x0 = roi[0] * p.scale - offset, y0 = roi[1] * p.scale - offset;
+  double rw = roi[2] * p.scale - offset - x0, rh = roi[3] * p.scale - offset - y0;
+  if (!p.half_pixel) {
+    rw = std::max(rw, 1.0);
+    rh = std::max(rh, 1.0);
+  }
+  const double bin_h = rh / static_cast<double>(p.out_h), bin_w = rw / static_cast<double>(p.out_w);
+  const int64_t grid_h = p.sampling > 0 ? p.sampling : static_cast<int64_t>(std::ceil(rh / static_cast<double>(p.out_h)));
+  const int64_t grid_w = p.sampling > 0 ? p.sampling : static_cast<int64_t>(std::ceil(rw / static_cast<double>(p.out_w)));
+  RoiSamples out;
+  out.count = static_cast<double>(std::max<int64_t>(grid_h * grid_w, 1));
+  out.per_bin = std::max<int64_t>(grid_h * grid_w, 0);
+  out.samples.reserve(static_cast<size_t>(out.per_bin * p.out_h * p.out_w));
+  for (int64_t ph = 0; ph < p.out_h; ++ph)
+    for (int64_t pw = 0; pw < p.out_w; ++pw)
+      for (int64_t iy = 0; iy < grid_h; ++iy)
+        for (int64_t ix = 0; ix < grid_w; ++ix) {
+          double yy = y0 + ph * bin_h + (iy + 0.5) * bin_h / static_cast<double>(grid_h);
+          double xx = x0 + pw * bin_w + (ix + 0.5) * bin_w / static_cast<double>(grid_w);
+          RoiSample s{{0, 0, 0, 0}, {0, 0, 0, 0}};
+          // Written so that NaN coordinates also take the empty sample.
+          if (yy >= -1.0 && yy <= static_cast<double>(h) && xx >= -1.0 && xx <= static_cast<double>(w)) {
+            yy = std::max(yy, 0.0);
+            xx = std::max(xx, 0.0);
+            int64_t yl = static_cast<int64_t>(yy), xl = static_cast<int64_t>(xx), yh, xh;
+            if (yl >= h - 1) yh = yl = h - 1, yy = static_cast<double>(yl);
+            else yh = yl + 1;
+            if (xl >= w - 1) xh = xl = w - 1, xx = static_cast<double>(xl);
+            else xh = xl + 1;
+            const double ly = yy - yl, lx = xx - xl, hy = 1 - ly, hx = 1 - lx;
+            s = {{yl * w + xl, yl * w + xh, yh * w + xl, yh * w + xh}, {hy * hx, hy * lx, ly * hx, ly * lx}};
+          }
+          out.samples.push_back(s);
+        }
+  return out;
+}
+
 template <typename T>
 void roi_align(const RoiAlignParams& p, const Tensor& x, const T* rois, const int64_t* batch, int64_t num_rois, T* y,
                const Node& node) {
@@ -353,54 +407,16 @@ void roi_align(const RoiAlignParams& p, const Tensor& x, const T* rois, const in
   for (int64_t r = 0; r < num_rois; ++r)
     if (batch[r] < 0 || batch[r] >= n)
       fail(node, "batch index " + std::to_string(batch[r]) + " is out of range for " + std::to_string(n) + " images");
-  struct Sample {
-    int64_t pos[4];
-    double weight[4];
-  };
   parallel_for(num_rois, [&](int64_t r) {
-    const T* roi = rois + r * 4;
-    const double offset = p.half_pixel ? 0.5 : 0.0;
-    const double x0 = roi[0] * p.scale - offset, y0 = roi[1] * p.scale - offset;
-    double rw = roi[2] * p.scale - offset - x0, rh = roi[3] * p.scale - offset - y0;
-    if (!p.half_pixel) {
-      rw = std::max(rw, 1.0);
-      rh = std::max(rh, 1.0);
-    }
-    const double bin_h = rh / static_cast<double>(p.out_h), bin_w = rw / static_cast<double>(p.out_w);
-    const int64_t grid_h = p.sampling > 0 ? p.sampling : static_cast<int64_t>(std::ceil(rh / static_cast<double>(p.out_h)));
-    const int64_t grid_w = p.sampling > 0 ? p.sampling : static_cast<int64_t>(std::ceil(rw / static_cast<double>(p.out_w)));
-    const double count = static_cast<double>(std::max<int64_t>(grid_h * grid_w, 1));
-    std::vector<Sample> samples;
-    samples.reserve(static_cast<size_t>(std::max<int64_t>(grid_h * grid_w, 0) * p.out_h * p.out_w));
-    for (int64_t ph = 0; ph < p.out_h; ++ph)
-      for (int64_t pw = 0; pw < p.out_w; ++pw)
-        for (int64_t iy = 0; iy < grid_h; ++iy)
-          for (int64_t ix = 0; ix < grid_w; ++ix) {
-            double yy = y0 + ph * bin_h + (iy + 0.5) * bin_h / static_cast<double>(grid_h);
-            double xx = x0 + pw * bin_w + (ix + 0.5) * bin_w / static_cast<double>(grid_w);
-            Sample s{{0, 0, 0, 0}, {0, 0, 0, 0}};
-            // Written so that NaN coordinates also take the empty sample.
-            if (yy >= -1.0 && yy <= static_cast<double>(h) && xx >= -1.0 && xx <= static_cast<double>(w)) {
-              yy = std::max(yy, 0.0);
-              xx = std::max(xx, 0.0);
-              int64_t yl = static_cast<int64_t>(yy), xl = static_cast<int64_t>(xx), yh, xh;
-              if (yl >= h - 1) yh = yl = h - 1, yy = static_cast<double>(yl);
-              else yh = yl + 1;
-              if (xl >= w - 1) xh = xl = w - 1, xx = static_cast<double>(xl);
-              else xh = xl + 1;
-              const double ly = yy - yl, lx = xx - xl, hy = 1 - ly, hx = 1 - lx;
-              s = {{yl * w + xl, yl * w + xh, yh * w + xl, yh * w + xh}, {hy * hx, hy * lx, ly * hx, ly * lx}};
-            }
-            samples.push_back(s);
-          }
-    const int64_t per_bin = grid_h * grid_w;
+    const RoiSamples rs = roi_samples(p, rois + r * 4, h, w);
+    const int64_t per_bin = rs.per_bin;
     for (int64_t c = 0; c < channels; ++c) {
       const T* plane = data + (batch[r] * channels + c) * h * w;
       T* out = y + (r * channels + c) * p.out_h * p.out_w;
       for (int64_t b = 0; b < p.out_h * p.out_w; ++b) {
         double acc = 0;
         for (int64_t i = 0; i < per_bin; ++i) {
-          const Sample& s = samples[static_cast<size_t>(b * per_bin + i)];
+          const RoiSample& s = rs.samples[static_cast<size_t>(b * per_bin + i)];
           if (p.max_mode) {
             // onnxruntime's (and the ONNX reference's) max mode: the largest weighted corner.
             double v = s.weight[0] * plane[s.pos[0]];
@@ -410,20 +426,13 @@ void roi_align(const RoiAlignParams& p, const Tensor& x, const T* rois, const in
             for (int q = 0; q < 4; ++q) acc += s.weight[q] * plane[s.pos[q]];
           }
         }
-        out[b] = static_cast<T>(p.max_mode ? acc : acc / count);
+        out[b] = static_cast<T>(p.max_mode ? acc : acc / rs.count);
       }
     }
   }, 1);
 }
 
-std::unique_ptr<Kernel> make_roi_align(const Node& node, const std::vector<InputInfo>& in) {
-  const Shape& x = in[0].shape;
-  if (x.size() != 4) fail_shape(node, "X must be [N, C, H, W], got " + shape_str(x));
-  if (in[1].shape.size() != 2 || in[1].shape[1] != 4) fail_shape(node, "rois must be [num_rois, 4], got " + shape_str(in[1].shape));
-  if (in[2].shape != Shape{in[1].shape[0]})
-    fail_shape(node, "batch_indices " + shape_str(in[2].shape) + " must be [num_rois]");
-  if (in[1].dtype != in[0].dtype || in[2].dtype != DType::Int64) fail(node, "rois must have X's type, batch_indices int64");
-  if (x[2] == 0 || x[3] == 0) fail_shape(node, "X has an empty spatial dimension");
+RoiAlignParams roi_align_params(const Node& node) {
   RoiAlignParams p;
   const std::string mode = node.attr_string("mode", "avg");
   if (mode != "avg" && mode != "max") fail(node, "mode must be 'avg' or 'max', got '" + mode + "'");
@@ -436,6 +445,18 @@ std::unique_ptr<Kernel> make_roi_align(const Node& node, const std::vector<Input
   p.sampling = node.attr_int("sampling_ratio", 0);
   p.scale = node.attr_float("spatial_scale", 1.f);
   if (p.out_h < 1 || p.out_w < 1 || p.sampling < 0) fail(node, "output sizes must be positive and sampling_ratio >= 0");
+  return p;
+}
+
+std::unique_ptr<Kernel> make_roi_align(const Node& node, const std::vector<InputInfo>& in) {
+  const Shape& x = in[0].shape;
+  if (x.size() != 4) fail_shape(node, "X must be [N, C, H, W], got " + shape_str(x));
+  if (in[1].shape.size() != 2 || in[1].shape[1] != 4) fail_shape(node, "rois must be [num_rois, 4], got " + shape_str(in[1].shape));
+  if (in[2].shape != Shape{in[1].shape[0]})
+    fail_shape(node, "batch_indices " + shape_str(in[2].shape) + " must be [num_rois]");
+  if (in[1].dtype != in[0].dtype || in[2].dtype != DType::Int64) fail(node, "rois must have X's type, batch_indices int64");
+  if (x[2] == 0 || x[3] == 0) fail_shape(node, "X has an empty spatial dimension");
+  const RoiAlignParams p = roi_align_params(node);
   const Shape y{in[1].shape[0], x[1], p.out_h, p.out_w};
   return make_function_kernel([p, y](KernelContext& ctx) {
     const Tensor& xt = ctx.input(0);
@@ -447,16 +468,351 @@ std::unique_ptr<Kernel> make_roi_align(const Node& node, const std::vector<Input
   });
 }
 
+// ---------------------------------------------------------------------------------------------
+// Gradients. The ai.onnxtrain *Grad ops carry the forward node's attributes and rebuild its
+// geometry from X's shape, so they take exactly the forward's windows (pads, dilations,
+// ceil_mode and its window rule).
+
+// dX of one pooling window pass, mirroring pool_loop window by window: Max routes dY to the
+// first maximum (as the forward picks it), the averages spread dY / divisor over the window's
+// input points, Lp scales by d(sum |x|^p)^(1/p) / dx = sign(x) |x|^(p-1) y^(1-p).
+template <typename T, PoolKind K>
+void pool_backward_loop(const PoolGeometry& g, const T* x, const T* y, const T* dy, T* dx, double p) {
+  const int64_t isz = g.in_size(), osz = g.out_size();
+  parallel_for(g.n * g.c, [&](int64_t nc) {
+    const T* xi = x ? x + nc * isz : nullptr;
+    const T* dyo = dy + nc * osz;
+    T* dxi = dx + nc * isz;
+    std::fill_n(dxi, isz, T(0));
+    for (int64_t o0 = 0; o0 < g.out[0]; ++o0)
+      for (int64_t o1 = 0; o1 < g.out[1]; ++o1)
+        for (int64_t o2 = 0; o2 < g.out[2]; ++o2) {
+          const int64_t o = (o0 * g.out[1] + o1) * g.out[2] + o2;
+          const int64_t st0 = o0 * g.s[0] - g.pb[0], st1 = o1 * g.s[1] - g.pb[1], st2 = o2 * g.s[2] - g.pb[2];
+          // Visits the window's points inside the input (f(at)) and counts those inside the
+          // padded input (for count_include_pad).
+          auto window = [&](auto&& f) {
+            int64_t padded = 0;
+            for (int64_t k0 = 0; k0 < g.k[0]; ++k0) {
+              const int64_t i0 = st0 + k0 * g.d[0];
+              for (int64_t k1 = 0; k1 < g.k[1]; ++k1) {
+                const int64_t i1 = st1 + k1 * g.d[1];
+                for (int64_t k2 = 0; k2 < g.k[2]; ++k2) {
+                  const int64_t i2 = st2 + k2 * g.d[2];
+                  if (i0 < g.in[0] + g.pe[0] && i1 < g.in[1] + g.pe[1] && i2 < g.in[2] + g.pe[2]) ++padded;
+                  if (i0 < 0 || i0 >= g.in[0] || i1 < 0 || i1 >= g.in[1] || i2 < 0 || i2 >= g.in[2]) continue;
+                  f((i0 * g.in[1] + i1) * g.in[2] + i2);
+                }
+              }
+            }
+            return padded;
+          };
+          const T d = dyo[o];
+          if constexpr (K == PoolKind::Max) {
+            int64_t best = -1;
+            window([&](int64_t at) {
+              if (best < 0 || xi[at] > xi[best]) best = at;
+            });
+            if (best >= 0) dxi[best] += d;
+          } else if constexpr (K == PoolKind::Lp) {
+            const double yv = static_cast<double>(y[nc * osz + o]);
+            if (yv == 0) continue;  // every |x| is 0: the subgradient 0
+            const double scale = static_cast<double>(d) * std::pow(yv, 1.0 - p);
+            window([&](int64_t at) {
+              const double v = static_cast<double>(xi[at]);
+              if (v != 0) dxi[at] += static_cast<T>(scale * std::pow(std::abs(v), p - 1.0) * (v > 0 ? 1.0 : -1.0));
+            });
+          } else {
+            int64_t count = 0;
+            const int64_t padded = window([&](int64_t) { ++count; });
+            const int64_t divisor = K == PoolKind::AvgIncludePad ? padded : count;
+            if (!divisor) continue;
+            const T share = static_cast<T>(static_cast<double>(d) / static_cast<double>(divisor));
+            window([&](int64_t at) { dxi[at] += share; });
+          }
+        }
+  }, 1);
+}
+
+// oneDNN pooling backward (float32). Max pooling needs the forward's workspace, which the
+// kernel recomputes with a forward_training pass (cheaper than making the forward produce
+// ONNX's Indices with its own loop); average pooling needs none.
+class DnnlPoolGradKernel final : public Kernel {
+ public:
+  DnnlPoolGradKernel(const PoolGeometry& g, dnnl::algorithm alg) : x_shape_(g.in_shape()) {
+    src_md_ = plain_desc(g.in_shape(), DType::Float);
+    dst_md_ = plain_desc(g.out_shape(), DType::Float);
+    dnnl::pooling_v2_forward::desc fwd(dnnl::prop_kind::forward_training, alg, src_md_, dst_md_, g.dnnl(g.s),
+                                       g.dnnl(g.k), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.dnnl_pe));
+    dnnl::pooling_v2_forward::primitive_desc fwd_pd(fwd, cpu_engine());
+    dnnl::pooling_v2_backward::desc bwd(alg, src_md_, dst_md_, g.dnnl(g.s), g.dnnl(g.k), g.dnnl(g.d, -1),
+                                        g.dnnl(g.pb), g.dnnl(g.dnnl_pe));
+    dnnl::pooling_v2_backward::primitive_desc bwd_pd(bwd, cpu_engine(), fwd_pd);
+    backward_ = dnnl::pooling_v2_backward(bwd_pd);
+    if (alg == dnnl::algorithm::pooling_max) {
+      forward_ = dnnl::pooling_v2_forward(fwd_pd);
+      workspace_ = dnnl::memory(fwd_pd.workspace_desc(), cpu_engine());
+      y_scratch_ = dnnl::memory(dst_md_, cpu_engine());
+    }
+  }
+  void run(KernelContext& ctx) override {
+    Tensor& dx = ctx.output(0, DType::Float, x_shape_);
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_DIFF_DST, bind(dst_md_, ctx.input(0))},
+                                               {DNNL_ARG_DIFF_SRC, bind(src_md_, dx)}};
+    if (workspace_) {
+      execute(forward_, {{DNNL_ARG_SRC, bind(src_md_, ctx.input(1))}, {DNNL_ARG_DST, y_scratch_},
+                         {DNNL_ARG_WORKSPACE, workspace_}});
+      args[DNNL_ARG_WORKSPACE] = workspace_;
+    }
+    execute(backward_, args);
+  }
+
+ private:
+  Shape x_shape_;
+  dnnl::memory::desc src_md_, dst_md_;
+  dnnl::primitive forward_, backward_;
+  dnnl::memory workspace_, y_scratch_;
+};
+
+std::unique_ptr<Kernel> try_dnnl_pool_grad(const PoolGeometry& g, dnnl::algorithm alg, DType dtype) {
+  if (dtype != DType::Float || g.n * g.c * g.out_size() == 0) return nullptr;
+  try {
+    return std::make_unique<DnnlPoolGradKernel>(g, alg);
+  } catch (const dnnl::error&) {
+    return nullptr;
+  }
+}
+
+// (dY, X[, Y]) -> dX with the own loop.
+template <PoolKind K>
+std::unique_ptr<Kernel> own_pool_grad(const PoolGeometry& g, double p = 0) {
+  return make_function_kernel([g, p](KernelContext& ctx) {
+    const Tensor& dy = ctx.input(0);
+    Tensor& dx = ctx.output(0, dy.dtype(), g.in_shape());
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* x = ctx.has_input(1) ? ctx.input(1).data<T>() : nullptr;
+      const T* y = K == PoolKind::Lp ? ctx.input(2).data<T>() : nullptr;
+      pool_backward_loop<T, K>(g, x, y, dy.data<T>(), dx.data<T>(), p);
+    });
+  });
+}
+
+PoolGeometry grad_geometry(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() < 2 || !in[0].present || !in[1].present) fail(node, "needs inputs dY and X");
+  const PoolGeometry g = pool_geometry(node, in[1].shape);
+  if (in[0].shape != g.out_shape())
+    fail_shape(node, "dY " + shape_str(in[0].shape) + " does not match the output " + shape_str(g.out_shape()));
+  if (in[0].dtype != in[1].dtype || !is_floating(in[0].dtype)) fail(node, "dY and X must have the same float type");
+  return g;
+}
+
+std::unique_ptr<Kernel> make_max_pool_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const PoolGeometry g = grad_geometry(node, in);
+  if (auto k = try_dnnl_pool_grad(g, dnnl::algorithm::pooling_max, in[0].dtype)) return k;
+  return own_pool_grad<PoolKind::Max>(g);
+}
+
+std::unique_ptr<Kernel> make_average_pool_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const PoolGeometry g = grad_geometry(node, in);
+  const bool include_pad = node.attr_int("count_include_pad", 0) != 0;
+  // The forward's choice exactly: oneDNN unless ceil_mode extends a window with include_pad.
+  if (!include_pad || !g.ceil_extended()) {
+    auto alg = include_pad ? dnnl::algorithm::pooling_avg_include_padding : dnnl::algorithm::pooling_avg_exclude_padding;
+    if (auto k = try_dnnl_pool_grad(g, alg, in[0].dtype)) return k;
+  }
+  return include_pad ? own_pool_grad<PoolKind::AvgIncludePad>(g) : own_pool_grad<PoolKind::AvgExcludePad>(g);
+}
+
+std::unique_ptr<Kernel> make_lp_pool_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const PoolGeometry g = grad_geometry(node, in);
+  if (in.size() < 3 || in[2].shape != g.out_shape()) fail_shape(node, "needs Y as input 2");
+  const double p = node.attr_float("p", 2.f);  // the rule writes it as a float
+  return own_pool_grad<PoolKind::Lp>(g, p);
+}
+
+// GlobalAveragePoolGrad / GlobalMaxPoolGrad (dY, X) -> dX: dY / spatial size everywhere, or
+// dY at each row's first maximum (the one the forward reports) and zeros elsewhere.
+template <bool Max>
+std::unique_ptr<Kernel> make_global_pool_grad(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() < 2 || in[1].shape.size() < 3) fail_shape(node, "needs inputs dY and X ([N, C, d1, ...])");
+  const Shape x = in[1].shape;
+  const int64_t rows = x[0] * x[1], len = shape_numel(x) / std::max<int64_t>(rows, 1);
+  if (shape_numel(in[0].shape) != rows) fail_shape(node, "dY " + shape_str(in[0].shape) + " does not match X " + shape_str(x));
+  return make_function_kernel([x, rows, len](KernelContext& ctx) {
+    const Tensor& dy = ctx.input(0);
+    Tensor& dx = ctx.output(0, dy.dtype(), x);
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* d = dy.data<T>();
+      const T* src = Max ? ctx.input(1).data<T>() : nullptr;
+      T* dst = dx.data<T>();
+      parallel_for(rows, [&](int64_t r) {
+        T* row = dst + r * len;
+        if constexpr (Max) {
+          const T* xr = src + r * len;
+          int64_t best = 0;
+          for (int64_t i = 1; i < len; ++i)
+            if (xr[i] > xr[best]) best = i;
+          std::fill_n(row, len, T(0));
+          if (len) row[best] = d[r];
+        } else {
+          std::fill_n(row, len, static_cast<T>(static_cast<double>(d[r]) / static_cast<double>(len)));
+        }
+      }, std::max<int64_t>(1, 16384 / std::max<int64_t>(len, 1)));
+    });
+  });
+}
+
+// MaxUnpoolGrad (dY, I) -> dX: dX[i] = dY at the position X[i] was written to, for the element
+// that the forward's in-order scatter left there (later duplicates overwrite earlier ones).
+std::unique_ptr<Kernel> make_max_unpool_grad(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() < 2 || in[1].dtype != DType::Int64) fail(node, "needs inputs dY and the int64 indices");
+  PoolGeometry g = pool_geometry(node, in[1].shape, false);
+  for (int i = kMaxSpatial - g.nsp; i < kMaxSpatial; ++i)
+    g.out[i] = (g.in[i] - 1) * g.s[i] + g.k[i] - g.pb[i] - g.pe[i];
+  const Shape x_shape = in[1].shape;
+  return make_function_kernel([g, x_shape](KernelContext& ctx) {
+    const Tensor& dy = ctx.input(0);
+    const Shape& y_shape = dy.shape();
+    const Shape base = g.out_shape();
+    if (y_shape.size() != base.size()) fail_shape(ctx.node(), "dY " + shape_str(y_shape) + " has the wrong rank");
+    const Shape base_strides = strides_of(base), y_strides = strides_of(y_shape);
+    const int64_t base_total = shape_numel(base), total = shape_numel(x_shape);
+    const int64_t* idx = ctx.input(1).data<int64_t>();
+    Tensor& dx = ctx.output(0, dy.dtype(), x_shape);
+    std::vector<bool> taken(static_cast<size_t>(dy.numel()), false);
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      const T* src = dy.data<T>();
+      T* dst = dx.data<T>();
+      for (int64_t i = total - 1; i >= 0; --i) {  // the last writer wins
+        int64_t rest = idx[i], at = 0;
+        bool ok = rest >= 0 && rest < base_total;
+        for (size_t d = 0; d < base.size() && ok; ++d) {
+          const int64_t coord = rest / base_strides[d];
+          rest %= base_strides[d];
+          ok = coord < y_shape[d];
+          at += coord * y_strides[d];
+        }
+        if (!ok) fail(ctx.node(), "index " + std::to_string(idx[i]) + " is out of range");
+        dst[i] = taken[static_cast<size_t>(at)] ? T(0) : src[at];
+        taken[static_cast<size_t>(at)] = true;
+      }
+    });
+  });
+}
+
+// RoiAlignGrad (dY, X, rois, batch_indices) -> dX: each bin's gradient flows back through
+// the bilinear weights of its samples (avg: all of them / count; max: the selected corner).
+// Parallel over channels, since ROIs may overlap.
+template <typename T>
+void roi_align_grad(const RoiAlignParams& p, const Shape& xs, const T* x, const T* rois, const int64_t* batch,
+                    int64_t num_rois, const T* dy, T* dx, const Node& node) {
+  const int64_t n = xs[0], channels = xs[1], h = xs[2], w = xs[3];
+  for (int64_t r = 0; r < num_rois; ++r)
+    if (batch[r] < 0 || batch[r] >= n)
+      fail(node, "batch index " + std::to_string(batch[r]) + " is out of range for " + std::to_string(n) + " images");
+  std::vector<RoiSamples> all(static_cast<size_t>(num_rois));
+  parallel_for(num_rois, [&](int64_t r) { all[static_cast<size_t>(r)] = roi_samples(p, rois + r * 4, h, w); }, 1);
+  std::fill_n(dx, shape_numel(xs), T(0));
+  const int64_t bins = p.out_h * p.out_w;
+  parallel_for(channels, [&](int64_t c) {
+    for (int64_t r = 0; r < num_rois; ++r) {
+      const RoiSamples& rs = all[static_cast<size_t>(r)];
+      const int64_t plane_at = (batch[r] * channels + c) * h * w;
+      const T* plane = x + plane_at;
+      T* dplane = dx + plane_at;
+      const T* g = dy + (r * channels + c) * bins;
+      for (int64_t b = 0; b < bins; ++b) {
+        const double gb = static_cast<double>(g[b]);
+        if (p.max_mode) {
+          int64_t best_i = 0, best_q = 0;
+          double best = 0;
+          for (int64_t i = 0; i < rs.per_bin; ++i) {
+            const RoiSample& s = rs.samples[static_cast<size_t>(b * rs.per_bin + i)];
+            for (int q = 0; q < 4; ++q) {
+              const double v = s.weight[q] * plane[s.pos[q]];
+              if ((i == 0 && q == 0) || v > best) best = v, best_i = i, best_q = q;
+            }
+          }
+          if (rs.per_bin > 0) {
+            const RoiSample& s = rs.samples[static_cast<size_t>(b * rs.per_bin + best_i)];
+            dplane[s.pos[best_q]] += static_cast<T>(gb * s.weight[best_q]);
+          }
+        } else {
+          const double scale = gb / rs.count;
+          for (int64_t i = 0; i < rs.per_bin; ++i) {
+            const RoiSample& s = rs.samples[static_cast<size_t>(b * rs.per_bin + i)];
+            for (int q = 0; q < 4; ++q) dplane[s.pos[q]] += static_cast<T>(scale * s.weight[q]);
+          }
+        }
+      }
+    }
+  }, 1);
+}
+
+std::unique_ptr<Kernel> make_roi_align_grad(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() < 4) fail(node, "needs inputs dY, X, rois and batch_indices");
+  const RoiAlignParams p = roi_align_params(node);
+  const Shape x = in[1].shape;
+  return make_function_kernel([p, x](KernelContext& ctx) {
+    const Tensor& dy = ctx.input(0);
+    Tensor& dx = ctx.output(0, dy.dtype(), x);
+    dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      roi_align_grad<T>(p, x, ctx.input(1).data<T>(), ctx.input(2).data<T>(), ctx.input(3).data<int64_t>(),
+                        ctx.input(2).dim(0), dy.data<T>(), dx.data<T>(), ctx.node());
+    });
+  });
+}
+
+// Emits `type` (ai.onnxtrain) on (dY, inputs...) with the forward's attributes as dX.
+void pool_grad_rule(GradientBuilder& b, const char* type, std::vector<Value*> extra) {
+  std::vector<Value*> inputs{b.GO(0)};
+  inputs.insert(inputs.end(), extra.begin(), extra.end());
+  b.GI(0, b.op(type, inputs, b.node().attributes, graph::kTrainingDomain));
+}
+
+void max_pool_gradient(GradientBuilder& b) { pool_grad_rule(b, "MaxPoolGrad", {b.I(0)}); }
+void average_pool_gradient(GradientBuilder& b) { pool_grad_rule(b, "AveragePoolGrad", {b.I(0)}); }
+void lp_pool_gradient(GradientBuilder& b) {
+  // p is a float before opset 2 and an int since; LpPoolGrad always takes it as a float.
+  const Node& n = b.node();
+  const float p = n.opset < 2 ? n.attr_float("p", 2.f) : static_cast<float>(n.attr_int("p", 2));
+  Attributes attrs = n.attributes;
+  attrs["p"] = p;
+  b.GI(0, b.train_op("LpPoolGrad", {b.GO(0), b.I(0), b.O(0)}, attrs));
+}
+void global_average_pool_gradient(GradientBuilder& b) { pool_grad_rule(b, "GlobalAveragePoolGrad", {b.I(0)}); }
+void global_max_pool_gradient(GradientBuilder& b) { pool_grad_rule(b, "GlobalMaxPoolGrad", {b.I(0)}); }
+void max_unpool_gradient(GradientBuilder& b) { pool_grad_rule(b, "MaxUnpoolGrad", {b.I(1)}); }
+void roi_align_gradient(GradientBuilder& b) {
+  // The default coordinate_transformation_mode depends on the forward's opset: spell it out.
+  const RoiAlignParams p = roi_align_params(b.node());
+  Attributes attrs = b.node().attributes;
+  attrs["coordinate_transformation_mode"] = std::string(p.half_pixel ? "half_pixel" : "output_half_pixel");
+  b.GI(0, b.train_op("RoiAlignGrad", {b.GO(0), b.I(0), b.I(1), b.I(2)}, attrs));
+}
+
 }  // namespace
 
 void register_pool_ops(Registry& r) {
-  r.add({"", "MaxPool", 1, INT_MAX, make_max_pool, "oneDNN pooling_v2"});
-  r.add({"", "AveragePool", 1, INT_MAX, make_average_pool, "oneDNN pooling_v2"});
-  r.add({"", "LpPool", 1, INT_MAX, make_lp_pool, "own"});
-  r.add({"", "GlobalAveragePool", 1, INT_MAX, make_global_pool<false>, "own"});
-  r.add({"", "GlobalMaxPool", 1, INT_MAX, make_global_pool<true>, "own"});
-  r.add({"", "MaxUnpool", 9, INT_MAX, make_max_unpool, "own"});
-  r.add({"", "RoiAlign", 10, INT_MAX, make_roi_align, "own"});
+  const char* t = graph::kTrainingDomain;
+  r.add({"", "MaxPool", 1, INT_MAX, make_max_pool, "oneDNN pooling_v2", max_pool_gradient});
+  r.add({"", "AveragePool", 1, INT_MAX, make_average_pool, "oneDNN pooling_v2", average_pool_gradient});
+  r.add({"", "LpPool", 1, INT_MAX, make_lp_pool, "own", lp_pool_gradient});
+  r.add({"", "GlobalAveragePool", 1, INT_MAX, make_global_pool<false>, "own", global_average_pool_gradient});
+  r.add({"", "GlobalMaxPool", 1, INT_MAX, make_global_pool<true>, "own", global_max_pool_gradient});
+  r.add({"", "MaxUnpool", 9, INT_MAX, make_max_unpool, "own", max_unpool_gradient, {1, 2}});
+  r.add({"", "RoiAlign", 10, INT_MAX, make_roi_align, "own", roi_align_gradient, {1, 2}});
+  r.add({t, "MaxPoolGrad", 1, INT_MAX, make_max_pool_grad, "oneDNN pooling_v2 backward"});
+  r.add({t, "AveragePoolGrad", 1, INT_MAX, make_average_pool_grad, "oneDNN pooling_v2 backward"});
+  r.add({t, "LpPoolGrad", 1, INT_MAX, make_lp_pool_grad, "own"});
+  r.add({t, "GlobalAveragePoolGrad", 1, INT_MAX, make_global_pool_grad<false>, "own"});
+  r.add({t, "GlobalMaxPoolGrad", 1, INT_MAX, make_global_pool_grad<true>, "own"});
+  r.add({t, "MaxUnpoolGrad", 1, INT_MAX, make_max_unpool_grad, "own"});
+  r.add({t, "RoiAlignGrad", 1, INT_MAX, make_roi_align_grad, "own"});
 }
 
 }  // namespace onnxtrain::ops
