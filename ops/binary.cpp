@@ -629,8 +629,9 @@ Value* cast_to(GradientBuilder& b, Value* v, DType dtype) {
   return b.op("Cast", {v}, {{"to", static_cast<int64_t>(dtype)}});
 }
 
-// Pow(A, B): dA = dY * B * A^(B-1); dB = dY * Y * log(A), only meaningful for A > 0: at
-// A == 0 it is set to 0 (as PyTorch does; log(A) is replaced by log(1)), for A < 0 it is NaN.
+// Pow(A, B): dA = dY * B * A^(B-1) (0 where B == 0); dB = dY * Y * log(A), only meaningful
+// for A > 0: at A == 0 it is set to 0 (as PyTorch does; log(A) is replaced by log(1)), for
+// A < 0 it is NaN (log of a negative number: the exponent has no real derivative there).
 // An integer exponent gets no gradient (the driver does not ask).
 void pow_gradient(GradientBuilder& b) {
   require_numpy_broadcast(b);
@@ -638,8 +639,12 @@ void pow_gradient(GradientBuilder& b) {
   const DType t = base->dtype;
   const Attributes bc = legacy_broadcast(b);
   if (b.needs_grad(0)) {
+    // B - 1, or 0 where B == 0: then dA = 0 instead of 0 * 0^-1 = NaN at A == 0 (as PyTorch).
+    // These ops run on B's shape (usually a scalar).
     Value* e = cast_to(b, exponent, t);
-    Value* p = b.op("Pow", {base, b.op("Sub", {e, scalar_of(b, 1.0, t)}, bc)}, bc);
+    Value* e_is_zero = b.op("Cast", {b.op("Equal", {e, scalar_of(b, 0.0, t)}, bc)}, {{"to", static_cast<int64_t>(t)}});
+    Value* e_minus_1 = b.add(b.op("Sub", {e, scalar_of(b, 1.0, t)}, bc), e_is_zero);
+    Value* p = b.op("Pow", {base, e_minus_1}, bc);
     b.GI_broadcast(0, b.mul(b.GO(0), b.op("Mul", {p, e}, bc)));
   }
   if (b.needs_grad(1)) {

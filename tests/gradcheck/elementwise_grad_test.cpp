@@ -9,13 +9,40 @@
 
 #include <cmath>
 
+#include <onnx/onnx_pb.h>
+
+#include "graph/autodiff.h"
+#include "graph/importer.h"
 #include "ops/registry.h"
+#include "src/executor.h"
 #include "tests/support/gradcheck.h"
 
 using namespace onnxtrain;
 using onnxtrain::test::GradCase;
 
 namespace {
+
+// Runs the backward graph of `loss` (seeded with ones) and returns the gradients of `wrt`.
+std::vector<Tensor> gradients(const std::string& text, const std::string& loss, const std::vector<std::string>& wrt,
+                              const std::unordered_map<std::string, Tensor>& feeds) {
+  onnx::ModelProto proto;
+  graph::load_model_text(text, proto);
+  graph::ImportOptions options;
+  options.model_path = "test model";
+  auto g = graph::import_graph(proto, options);
+  auto grads = graph::build_gradient_graph(*g, loss, wrt);
+  std::vector<std::string> fetch;
+  for (const auto& w : wrt) fetch.push_back(grads.gradient_of.at(w));
+  Executor ex(*g, fetch);
+  return ex.run(feeds);
+}
+
+std::vector<double> values(const Tensor& t) {
+  std::vector<double> out;
+  for (int64_t i = 0; i < t.numel(); ++i)
+    out.push_back(t.dtype() == DType::Double ? t.data<double>()[i] : t.data<float>()[i]);
+  return out;
+}
 
 std::string type_name(DType t) { return t == DType::Double ? "double" : "float"; }
 
@@ -109,6 +136,32 @@ TEST(ActivationGrad, ClipRuntimeBounds) {
     c.wrt = {"X"};
     c.four_point = dtype == DType::Float;
     EXPECT_EQ(test::check_gradients(c), "") << t;
+  }
+}
+
+// The gradient passes strictly inside (min, max) only: 0 at the bounds, in every path
+// (oneDNN clip_v2 with constant bounds, own loops, attribute and input forms).
+TEST(ActivationGrad, ClipZeroAtAndOutsideBounds) {
+  const std::vector<double> x = {-1.0, -0.5, -0.25, 0.0, 0.375, 0.5, 2.0};
+  const std::vector<double> expected = {0, 0, 1, 1, 1, 0, 0};
+  for (DType dtype : {DType::Float, DType::Double}) {
+    const std::string t = type_name(dtype);
+    auto tensor = [&](const Shape& shape, const std::vector<double>& v) {
+      if (dtype == DType::Double) return Tensor::from_vector<double>(shape, v);
+      return Tensor::from_vector<float>(shape, std::vector<float>(v.begin(), v.end()));
+    };
+    const std::string io = "(" + t + "[7] X, " + t + " lo, " + t + " hi) => (" + t + "[7] Y)";
+    const std::string models[] = {
+        "<ir_version: 8, opset_import: [\"\" : 10]> g " + io + " { Y = Clip<min = -0.5, max = 0.5>(X) }",
+        "<ir_version: 8, opset_import: [\"\" : 13]> g " + io + " { a = Constant<value = " + t +
+            "[1] {-0.5}>() b = Constant<value = " + t + "[1] {0.5}>() Y = Clip(X, a, b) }",
+        "<ir_version: 8, opset_import: [\"\" : 13]> g " + io + " { Y = Clip(X, lo, hi) }",
+    };
+    for (const auto& m : models) {
+      auto g = gradients(m, "Y", {"X"},
+                         {{"X", tensor({7}, x)}, {"lo", tensor({}, {-0.5})}, {"hi", tensor({}, {0.5})}});
+      EXPECT_EQ(values(g[0]), expected) << m;
+    }
   }
 }
 
@@ -254,6 +307,17 @@ TEST(BinaryGradFamily, PowIntegerExponentAndNegativeBase) {
               {"B", Tensor::from_vector<int64_t>({3}, {2, 3, -1})}};
   c.wrt = {"A"};
   EXPECT_EQ(test::check_gradients(c), "");
+}
+
+// At base 0 the exponent's gradient is 0 (log(0) is not used), as in PyTorch.
+TEST(BinaryGradFamily, PowExponentGradientAtZeroBase) {
+  auto g = gradients(R"(<ir_version: 8, opset_import: ["" : 17]> g (double[3] A, double[3] B) => (double[3] Y) {
+      Y = Pow(A, B) })",
+                     "Y", {"A", "B"},
+                     {{"A", Tensor::from_vector<double>({3}, {0.0, 0.0, 2.0})},
+                      {"B", Tensor::from_vector<double>({3}, {2.0, 0.0, 3.0})}});
+  EXPECT_EQ(values(g[0]), (std::vector<double>{0.0, 0.0, 12.0}));
+  EXPECT_EQ(values(g[1]), (std::vector<double>{0.0, 0.0, 8.0 * std::log(2.0)}));
 }
 
 TEST(BinaryGradFamily, PowFloat32) {
