@@ -572,6 +572,13 @@ void require_numpy_broadcast(GradientBuilder& b) {
     throw UnsupportedOp(n.describe() + ": no gradient for legacy broadcasting with an 'axis' attribute");
 }
 
+// Emitted binary ops in a graph older than opset 7 need broadcast=1 to broadcast their
+// second operand (suffix-aligned); the rules below put the full-size operand first.
+Attributes legacy_broadcast(const GradientBuilder& b) {
+  if (b.node().opset < 7) return {{"broadcast", int64_t{1}}};
+  return {};
+}
+
 void add_gradient(GradientBuilder& b) {
   require_numpy_broadcast(b);
   if (b.needs_grad(0)) b.GI_broadcast(0, b.GO(0));
@@ -586,15 +593,17 @@ void sub_gradient(GradientBuilder& b) {
 
 void mul_gradient(GradientBuilder& b) {
   require_numpy_broadcast(b);
-  if (b.needs_grad(0)) b.GI_broadcast(0, b.mul(b.GO(0), b.I(1)));
-  if (b.needs_grad(1)) b.GI_broadcast(1, b.mul(b.GO(0), b.I(0)));
+  const Attributes bc = legacy_broadcast(b);
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.op("Mul", {b.GO(0), b.I(1)}, bc));
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.op("Mul", {b.GO(0), b.I(0)}, bc));
 }
 
 // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -y/b.
 void div_gradient(GradientBuilder& b) {
   require_numpy_broadcast(b);
-  if (b.needs_grad(0)) b.GI_broadcast(0, b.div(b.GO(0), b.I(1)));
-  if (b.needs_grad(1)) b.GI_broadcast(1, b.neg(b.div(b.mul(b.GO(0), b.O(0)), b.I(1))));
+  const Attributes bc = legacy_broadcast(b);
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.op("Div", {b.GO(0), b.I(1)}, bc));
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.neg(b.op("Div", {b.mul(b.GO(0), b.O(0)), b.I(1)}, bc)));
 }
 
 
@@ -617,12 +626,6 @@ Value* scalar_of(GradientBuilder& b, double value, DType dtype) {
   }
 }
 
-// Emitted binary ops in a graph older than opset 7 need broadcast=1 to broadcast their
-// second operand (suffix-aligned); the rules below put the full-size operand first.
-Attributes legacy_broadcast(const GradientBuilder& b) {
-  if (b.node().opset < 7) return {{"broadcast", int64_t{1}}};
-  return {};
-}
 
 Value* cast_to(GradientBuilder& b, Value* v, DType dtype) {
   if (v->dtype == dtype || dtype == DType::Undefined || v->dtype == DType::Undefined) return v;

@@ -385,6 +385,16 @@ TEST(BinaryGradFamily, VariadicMaxMinSumMean) {
   }
 }
 
+TEST(BinaryGradFamily, DISABLED_ArithmeticLegacyBroadcastOpset6) {
+  for (const char* op : {"Add", "Sub", "Mul", "Div"}) {
+    GradCase c;
+    c.model_text = binary_model(std::string(op) + "<broadcast = 1>(A, B)", {2, 3, 4}, {4}, "[2,3,4]", 6);
+    c.inputs = {{"A", test::random_tensor(DType::Double, {2, 3, 4}, 1)},
+                {"B", test::random_away_from(DType::Double, {4}, 2, {0}, 0.3)}};
+    EXPECT_EQ(test::check_gradients(c), "") << op;
+  }
+}
+
 TEST(BinaryGradFamily, DISABLED_VariadicLegacyOpset6) {
   for (const char* op : {"Max", "Min", "Sum", "Mean"}) {
     // opset 6: no broadcasting (equal shapes), legacy scalar broadcast in Mean's rule
