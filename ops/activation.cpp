@@ -1,6 +1,13 @@
 // Activations that map onto oneDNN's eltwise primitive (float32), with a scalar reference
 // formula used for the other float types (double, float16, bfloat16) and by tests. Abs, Neg
 // and Relu also take integers, computed exactly (not through double).
+//
+// Gradients: one backward kernel class (EltwiseGradKernel) on oneDNN's eltwise_backward
+// for float32, with an own loop for double/float16/bfloat16, registered in the ai.onnxtrain
+// domain as ReluGrad, LeakyReluGrad, EluGrad, SigmoidGrad, TanhGrad, SoftplusGrad,
+// HardSwishGrad, ExpGrad, LogGrad, SqrtGrad, AbsGrad and ClipGrad. Each takes (dY, V) where
+// V is the forward output Y when the attribute use_output=1 (oneDNN's *_use_dst_for_bwd
+// algorithms: the forward input need not be kept) or the forward input X otherwise.
 #include <cmath>
 #include <cstring>
 #include <functional>
@@ -9,6 +16,7 @@
 #include <type_traits>
 
 #include "ops/dnnl_utils.h"
+#include "ops/gradient.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
@@ -160,11 +168,6 @@ std::unique_ptr<Kernel> make_clip(const Node& node, const std::vector<InputInfo>
   });
 }
 
-void add_eltwise(Registry& r, const char* op, int since, ParamsFn params, ReferenceFn reference,
-                 IntegerOp integer_op = IntegerOp::None) {
-  r.add({"", op, since, INT_MAX, eltwise_factory(std::move(params), reference, integer_op), "oneDNN eltwise"});
-}
-
 // Log on its own loop: oneDNN 2.6's vectorised log is off by ~1e-6 absolute near 1
 // (log(1) = -1.4e-6), which breaks log-likelihoods of well-fitted models.
 std::unique_ptr<Kernel> make_log(const Node& node, const std::vector<InputInfo>& in) {
@@ -179,30 +182,289 @@ std::unique_ptr<Kernel> make_log(const Node& node, const std::vector<InputInfo>&
   });
 }
 
+
+// ---- backward ----------------------------------------------------------------------------
+
+// Derivatives per algorithm, from X (src) or from Y (dst), as templates so the own loop
+// inlines them. dd is dY; a and b are the algorithm's alpha and beta.
+struct ReluD {
+  template <typename T> static T src(T dd, T x, T a, T) { return x > 0 ? dd : a * dd; }
+  template <typename T> static T dst(T dd, T y, T a, T) { return y > 0 ? dd : a * dd; }  // needs a >= 0
+};
+struct EluD {
+  template <typename T> static T src(T dd, T x, T a, T) { return x > 0 ? dd : dd * a * std::exp(x); }
+  template <typename T> static T dst(T dd, T y, T a, T) { return y > 0 ? dd : dd * (y + a); }  // needs a >= 0
+};
+struct SigmoidD {
+  template <typename T> static T src(T dd, T x, T, T) {
+    T s = T(1) / (T(1) + std::exp(-x));
+    return dd * s * (T(1) - s);
+  }
+  template <typename T> static T dst(T dd, T y, T, T) { return dd * y * (T(1) - y); }
+};
+struct TanhD {
+  template <typename T> static T src(T dd, T x, T, T) {
+    T t = std::tanh(x);
+    return dd * (T(1) - t * t);
+  }
+  template <typename T> static T dst(T dd, T y, T, T) { return dd * (T(1) - y * y); }
+};
+struct SoftplusD {
+  template <typename T> static T src(T dd, T x, T, T) { return dd / (T(1) + std::exp(-x)); }
+  template <typename T> static T dst(T dd, T, T, T) { return dd; }  // unused (no use_dst form)
+};
+struct HardSwishD {
+  template <typename T> static T src(T dd, T x, T, T) {
+    return x <= T(-3) ? T(0) : x >= T(3) ? dd : dd * (T(2) * x + T(3)) / T(6);
+  }
+  template <typename T> static T dst(T dd, T, T, T) { return dd; }  // unused
+};
+struct ExpD {
+  template <typename T> static T src(T dd, T x, T, T) { return dd * std::exp(x); }
+  template <typename T> static T dst(T dd, T y, T, T) { return dd * y; }
+};
+struct LogD {
+  template <typename T> static T src(T dd, T x, T, T) { return dd / x; }
+  template <typename T> static T dst(T dd, T, T, T) { return dd; }  // unused
+};
+struct SqrtD {
+  template <typename T> static T src(T dd, T x, T, T) { return dd / (T(2) * std::sqrt(x)); }
+  template <typename T> static T dst(T dd, T y, T, T) { return dd / (T(2) * y); }
+};
+struct AbsD {
+  template <typename T> static T src(T dd, T x, T, T) { return x > 0 ? dd : x < 0 ? -dd : T(0); }
+  template <typename T> static T dst(T dd, T, T, T) { return dd; }  // unused
+};
+// Clip passes the gradient only strictly inside (lo, hi); from Y this is the same test,
+// since a clipped value equals a bound.
+struct ClipD {
+  template <typename T> static T src(T dd, T x, T lo, T hi) { return lo < x && x < hi ? dd : T(0); }
+  template <typename T> static T dst(T dd, T y, T lo, T hi) { return lo < y && y < hi ? dd : T(0); }
+};
+
+template <typename D, bool kUseDst, typename T, typename Load, typename Store>
+void eltwise_grad_loop(int64_t n, const void* dy, const void* v, void* dx, double alpha, double beta, Load load,
+                       Store store) {
+  using S = std::conditional_t<std::is_same_v<T, double>, double, std::conditional_t<std::is_same_v<T, float>, float, uint16_t>>;
+  using C = std::conditional_t<std::is_same_v<T, double>, double, float>;
+  const S* g = static_cast<const S*>(dy);
+  const S* x = static_cast<const S*>(v);
+  S* out = static_cast<S*>(dx);
+  const C a = static_cast<C>(alpha), b = static_cast<C>(beta);
+  parallel_for(n, [&](int64_t i) {
+    C r = kUseDst ? D::template dst<C>(load(g[i]), load(x[i]), a, b) : D::template src<C>(load(g[i]), load(x[i]), a, b);
+    out[i] = store(r);
+  }, 8192);
+}
+
+double scalar_value(const Tensor& t) {
+  switch (t.dtype()) {
+    case DType::Float: return t.data<float>()[0];
+    case DType::Double: return t.data<double>()[0];
+    case DType::Float16: return half_to_float(static_cast<const uint16_t*>(t.raw())[0]);
+    case DType::BFloat16: return bfloat16_to_float(static_cast<const uint16_t*>(t.raw())[0]);
+    default: throw ModelError("bound must be a float scalar, got " + dtype_name(t.dtype()));
+  }
+}
+
+// ai.onnxtrain.<Op>Grad(dY, V[, min, max]) -> dX. Attributes: use_output (V is Y, else X),
+// alpha, beta (ClipGrad: bounds when the min/max inputs are absent; min/max inputs may be
+// runtime values, then the own loop reads them).
+template <typename D>
+class EltwiseGradKernel final : public Kernel {
+ public:
+  EltwiseGradKernel(const Node& node, const std::vector<InputInfo>& in, dnnl::algorithm src_alg,
+                    std::optional<dnnl::algorithm> dst_alg, bool clip) {
+    if (in.size() < 2 || !in[0].present || !in[1].present) fail(node, "expects inputs dY and X (or Y)");
+    if (in[0].dtype != in[1].dtype || in[0].shape != in[1].shape)
+      fail_shape(node, "dY and X/Y differ in type or shape");
+    dtype_ = in[0].dtype;
+    shape_ = in[0].shape;
+    if (!is_floating(dtype_)) fail(node, "does not support element type " + dtype_name(dtype_));
+    use_dst_ = node.attr_int("use_output", 0) != 0;
+    if (use_dst_ && !dst_alg) fail(node, "has no form that uses the forward output (use_output=1)");
+    alpha_ = node.attr_float("alpha", clip ? -std::numeric_limits<float>::infinity() : 0.f);
+    beta_ = node.attr_float("beta", clip ? std::numeric_limits<float>::infinity() : 0.f);
+    bool bounds_known = true;
+    if (clip) {
+      for (size_t i = 2; i < 4; ++i) {
+        if (i >= in.size() || !in[i].present) continue;
+        runtime_bound_[i - 2] = true;
+        if (in[i].constant && in[i].constant->numel() == 1) {
+          (i == 2 ? alpha_ : beta_) = scalar_value(*in[i].constant);
+          runtime_bound_[i - 2] = false;
+        }
+        bounds_known = bounds_known && !runtime_bound_[i - 2];
+      }
+    }
+    if (dtype_ == DType::Float && bounds_known && shape_.size() <= 12 && shape_numel(shape_) > 0) {
+      float a = static_cast<float>(alpha_), b = static_cast<float>(beta_);
+      if (clip) {  // oneDNN gets finite bounds; a clipped value then still equals the bound
+        a = std::max(a, std::numeric_limits<float>::lowest());
+        b = std::min(b, std::numeric_limits<float>::max());
+      }
+      const dnnl::algorithm alg = use_dst_ ? *dst_alg : src_alg;
+      md_ = plain_desc(shape_, DType::Float);
+      dnnl::eltwise_forward::primitive_desc hint(
+          dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md_, a, b), cpu_engine());
+      pd_ = dnnl::eltwise_backward::primitive_desc(dnnl::eltwise_backward::desc(alg, md_, md_, a, b), cpu_engine(), hint);
+      primitive_ = dnnl::eltwise_backward(pd_);
+      dnnl_ = true;
+    }
+  }
+
+  void run(KernelContext& ctx) override {
+    const Tensor& dy = ctx.input(0);
+    const Tensor& v = ctx.input(1);
+    Tensor& dx = ctx.output(0, dtype_, dy.shape());
+    if (dy.numel() == 0) return;
+    if (dnnl_) {
+      execute(primitive_, {{DNNL_ARG_DIFF_DST, bind(md_, dy)},
+                           {use_dst_ ? DNNL_ARG_DST : DNNL_ARG_SRC, bind(md_, v)},
+                           {DNNL_ARG_DIFF_SRC, bind(md_, dx)}});
+      return;
+    }
+    double a = alpha_, b = beta_;
+    if (runtime_bound_[0] && ctx.has_input(2) && ctx.input(2).numel()) a = scalar_value(ctx.input(2));
+    if (runtime_bound_[1] && ctx.has_input(3) && ctx.input(3).numel()) b = scalar_value(ctx.input(3));
+    const int64_t n = dy.numel();
+    auto same = [](auto x) { return x; };
+    if (use_dst_) dispatch<true>(n, dy, v, dx, a, b, same);
+    else dispatch<false>(n, dy, v, dx, a, b, same);
+  }
+
+ private:
+  template <bool kUseDst, typename Same>
+  void dispatch(int64_t n, const Tensor& dy, const Tensor& v, Tensor& dx, double a, double b, Same same) {
+    switch (dtype_) {
+      case DType::Double: eltwise_grad_loop<D, kUseDst, double>(n, dy.raw(), v.raw(), dx.raw(), a, b, same, same); break;
+      case DType::Float: eltwise_grad_loop<D, kUseDst, float>(n, dy.raw(), v.raw(), dx.raw(), a, b, same, same); break;
+      case DType::Float16:
+        eltwise_grad_loop<D, kUseDst, uint16_t>(n, dy.raw(), v.raw(), dx.raw(), a, b, half_to_float, float_to_half);
+        break;
+      case DType::BFloat16:
+        eltwise_grad_loop<D, kUseDst, uint16_t>(n, dy.raw(), v.raw(), dx.raw(), a, b, bfloat16_to_float,
+                                                float_to_bfloat16);
+        break;
+      default: break;
+    }
+  }
+
+  DType dtype_;
+  Shape shape_;
+  bool use_dst_ = false;
+  double alpha_ = 0, beta_ = 0;
+  bool runtime_bound_[2] = {false, false};
+  bool dnnl_ = false;
+  dnnl::memory::desc md_;
+  dnnl::eltwise_backward::primitive_desc pd_;
+  dnnl::eltwise_backward primitive_;
+};
+
+template <typename D>
+void add_eltwise_grad(Registry& r, const char* name, dnnl::algorithm src_alg, std::optional<dnnl::algorithm> dst_alg,
+                      bool clip = false) {
+  r.add({graph::kTrainingDomain, name, 1, INT_MAX,
+         [=](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+           return std::make_unique<EltwiseGradKernel<D>>(node, in, src_alg, dst_alg, clip);
+         },
+         "oneDNN eltwise_backward"});
+}
+
+// dX = <grad_op>(dY, Y or X). `use_output` picks Y (the forward input then need not be kept).
+void emit_eltwise_grad(GradientBuilder& b, const char* grad_op, bool use_output, Attributes attrs = {}) {
+  attrs["use_output"] = int64_t{use_output ? 1 : 0};
+  b.GI(0, b.train_op(grad_op, {b.GO(0), use_output ? b.O(0) : b.I(0)}, std::move(attrs)));
+}
+
+template <const char* kGradOp, bool kUseOutput>
+void simple_gradient(GradientBuilder& b) {
+  emit_eltwise_grad(b, kGradOp, kUseOutput);
+}
+
+constexpr char kReluGrad[] = "ReluGrad", kSigmoidGrad[] = "SigmoidGrad", kTanhGrad[] = "TanhGrad",
+               kSoftplusGrad[] = "SoftplusGrad", kHardSwishGrad[] = "HardSwishGrad", kExpGrad[] = "ExpGrad",
+               kLogGrad[] = "LogGrad", kSqrtGrad[] = "SqrtGrad", kAbsGrad[] = "AbsGrad";
+
+// LeakyRelu/Elu: the sign of Y tells the branch only for alpha >= 0 (oneDNN's use_dst forms
+// require it too); a negative alpha reads X.
+void leaky_relu_gradient(GradientBuilder& b) {
+  float alpha = b.node().attr_float("alpha", 0.01f);
+  emit_eltwise_grad(b, "LeakyReluGrad", alpha >= 0, {{"alpha", alpha}});
+}
+
+void elu_gradient(GradientBuilder& b) {
+  float alpha = b.node().attr_float("alpha", 1.0f);
+  emit_eltwise_grad(b, "EluGrad", alpha >= 0, {{"alpha", alpha}});
+}
+
+void neg_gradient(GradientBuilder& b) { b.GI(0, b.neg(b.GO(0))); }
+
+// Clip: dX = dY strictly inside (min, max), read from Y; no gradient to min/max.
+void clip_gradient(GradientBuilder& b) {
+  const Node& n = b.node();
+  Attributes attrs{{"use_output", int64_t{1}}};
+  std::vector<Value*> inputs{b.GO(0), b.O(0)};
+  if (n.opset < 11) {
+    attrs["alpha"] = n.attr_float("min", std::numeric_limits<float>::lowest());
+    attrs["beta"] = n.attr_float("max", std::numeric_limits<float>::max());
+  } else {
+    inputs.push_back(n.has_input(1) ? n.inputs[1] : nullptr);
+    inputs.push_back(n.has_input(2) ? n.inputs[2] : nullptr);
+    while (!inputs.back()) inputs.pop_back();
+  }
+  b.GI(0, b.train_op("ClipGrad", std::move(inputs), std::move(attrs)));
+}
+
 }  // namespace
 
 void register_activation_ops(Registry& r) {
   using A = dnnl::algorithm;
-  add_eltwise(r, "Relu", 1, fixed(A::eltwise_relu), [](double x, double, double) { return x > 0 ? x : 0.0; },
-              IntegerOp::Relu);
-  add_eltwise(r, "LeakyRelu", 1, with_alpha(A::eltwise_relu, 0.01f),
-              [](double x, double a, double) { return x > 0 ? x : a * x; });
-  add_eltwise(r, "Elu", 1, with_alpha(A::eltwise_elu, 1.0f),
-              [](double x, double a, double) { return x > 0 ? x : a * (std::exp(x) - 1); });
-  add_eltwise(r, "Sigmoid", 1, fixed(A::eltwise_logistic), [](double x, double, double) { return 1 / (1 + std::exp(-x)); });
-  add_eltwise(r, "Tanh", 1, fixed(A::eltwise_tanh), [](double x, double, double) { return std::tanh(x); });
-  add_eltwise(r, "Softplus", 1, fixed(A::eltwise_soft_relu), [](double x, double, double) {
+  auto add = [&r](const char* op, int since, ParamsFn params, ReferenceFn reference, GradientRule gradient,
+                  IntegerOp integer_op = IntegerOp::None) {
+    r.add({"", op, since, INT_MAX, eltwise_factory(std::move(params), reference, integer_op), "oneDNN eltwise",
+           std::move(gradient)});
+  };
+  add("Relu", 1, fixed(A::eltwise_relu), [](double x, double, double) { return x > 0 ? x : 0.0; },
+      simple_gradient<kReluGrad, true>, IntegerOp::Relu);
+  add("LeakyRelu", 1, with_alpha(A::eltwise_relu, 0.01f), [](double x, double a, double) { return x > 0 ? x : a * x; },
+      leaky_relu_gradient);
+  add("Elu", 1, with_alpha(A::eltwise_elu, 1.0f),
+      [](double x, double a, double) { return x > 0 ? x : a * (std::exp(x) - 1); }, elu_gradient);
+  add("Sigmoid", 1, fixed(A::eltwise_logistic), [](double x, double, double) { return 1 / (1 + std::exp(-x)); },
+      simple_gradient<kSigmoidGrad, true>);
+  add("Tanh", 1, fixed(A::eltwise_tanh), [](double x, double, double) { return std::tanh(x); },
+      simple_gradient<kTanhGrad, true>);
+  add("Softplus", 1, fixed(A::eltwise_soft_relu), [](double x, double, double) {
     return x > 0 ? x + std::log1p(std::exp(-x)) : std::log1p(std::exp(x));
-  });
-  add_eltwise(r, "HardSwish", 14, fixed(A::eltwise_hardswish),
-              [](double x, double, double) { return x * std::min(std::max(x / 6 + 0.5, 0.0), 1.0); });
-  add_eltwise(r, "Exp", 1, fixed(A::eltwise_exp), [](double x, double, double) { return std::exp(x); });
-  r.add({"", "Log", 1, INT_MAX, make_log, "own"});
-  add_eltwise(r, "Sqrt", 1, fixed(A::eltwise_sqrt), [](double x, double, double) { return std::sqrt(x); });
-  add_eltwise(r, "Abs", 1, fixed(A::eltwise_abs), [](double x, double, double) { return std::abs(x); }, IntegerOp::Abs);
-  add_eltwise(r, "Neg", 1, fixed(A::eltwise_linear, -1.f, 0.f), [](double x, double, double) { return -x; },
-              IntegerOp::Neg);
-  r.add({"", "Clip", 1, INT_MAX, make_clip, "oneDNN eltwise"});
+  }, simple_gradient<kSoftplusGrad, false>);
+  add("HardSwish", 14, fixed(A::eltwise_hardswish),
+      [](double x, double, double) { return x * std::min(std::max(x / 6 + 0.5, 0.0), 1.0); },
+      simple_gradient<kHardSwishGrad, false>);
+  add("Exp", 1, fixed(A::eltwise_exp), [](double x, double, double) { return std::exp(x); },
+      simple_gradient<kExpGrad, true>);
+  r.add({"", "Log", 1, INT_MAX, make_log, "own", simple_gradient<kLogGrad, false>});
+  add("Sqrt", 1, fixed(A::eltwise_sqrt), [](double x, double, double) { return std::sqrt(x); },
+      simple_gradient<kSqrtGrad, true>);
+  add("Abs", 1, fixed(A::eltwise_abs), [](double x, double, double) { return std::abs(x); },
+      simple_gradient<kAbsGrad, false>, IntegerOp::Abs);
+  add("Neg", 1, fixed(A::eltwise_linear, -1.f, 0.f), [](double x, double, double) { return -x; }, neg_gradient,
+      IntegerOp::Neg);
+  // min/max get no gradient.
+  r.add({"", "Clip", 1, INT_MAX, make_clip, "oneDNN eltwise", clip_gradient, {1, 2}});
+
+  add_eltwise_grad<ReluD>(r, "ReluGrad", A::eltwise_relu, A::eltwise_relu_use_dst_for_bwd);
+  add_eltwise_grad<ReluD>(r, "LeakyReluGrad", A::eltwise_relu, A::eltwise_relu_use_dst_for_bwd);
+  add_eltwise_grad<EluD>(r, "EluGrad", A::eltwise_elu, A::eltwise_elu_use_dst_for_bwd);
+  add_eltwise_grad<SigmoidD>(r, "SigmoidGrad", A::eltwise_logistic, A::eltwise_logistic_use_dst_for_bwd);
+  add_eltwise_grad<TanhD>(r, "TanhGrad", A::eltwise_tanh, A::eltwise_tanh_use_dst_for_bwd);
+  add_eltwise_grad<SoftplusD>(r, "SoftplusGrad", A::eltwise_soft_relu, std::nullopt);
+  add_eltwise_grad<HardSwishD>(r, "HardSwishGrad", A::eltwise_hardswish, std::nullopt);
+  add_eltwise_grad<ExpD>(r, "ExpGrad", A::eltwise_exp, A::eltwise_exp_use_dst_for_bwd);
+  add_eltwise_grad<LogD>(r, "LogGrad", A::eltwise_log, std::nullopt);
+  add_eltwise_grad<SqrtD>(r, "SqrtGrad", A::eltwise_sqrt, A::eltwise_sqrt_use_dst_for_bwd);
+  add_eltwise_grad<AbsD>(r, "AbsGrad", A::eltwise_abs, std::nullopt);
+  add_eltwise_grad<ClipD>(r, "ClipGrad", A::eltwise_clip_v2, A::eltwise_clip_v2_use_dst_for_bwd, true);
 }
 
 }  // namespace onnxtrain::ops

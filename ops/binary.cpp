@@ -572,6 +572,13 @@ void require_numpy_broadcast(GradientBuilder& b) {
     throw UnsupportedOp(n.describe() + ": no gradient for legacy broadcasting with an 'axis' attribute");
 }
 
+// Emitted binary ops in a graph older than opset 7 need broadcast=1 to broadcast their
+// second operand (suffix-aligned); the rules below put the full-size operand first.
+Attributes legacy_broadcast(const GradientBuilder& b) {
+  if (b.node().opset < 7) return {{"broadcast", int64_t{1}}};
+  return {};
+}
+
 void add_gradient(GradientBuilder& b) {
   require_numpy_broadcast(b);
   if (b.needs_grad(0)) b.GI_broadcast(0, b.GO(0));
@@ -586,15 +593,195 @@ void sub_gradient(GradientBuilder& b) {
 
 void mul_gradient(GradientBuilder& b) {
   require_numpy_broadcast(b);
-  if (b.needs_grad(0)) b.GI_broadcast(0, b.mul(b.GO(0), b.I(1)));
-  if (b.needs_grad(1)) b.GI_broadcast(1, b.mul(b.GO(0), b.I(0)));
+  const Attributes bc = legacy_broadcast(b);
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.op("Mul", {b.GO(0), b.I(1)}, bc));
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.op("Mul", {b.GO(0), b.I(0)}, bc));
 }
 
 // d(a/b)/da = 1/b, d(a/b)/db = -a/b^2 = -y/b.
 void div_gradient(GradientBuilder& b) {
   require_numpy_broadcast(b);
-  if (b.needs_grad(0)) b.GI_broadcast(0, b.div(b.GO(0), b.I(1)));
-  if (b.needs_grad(1)) b.GI_broadcast(1, b.neg(b.div(b.mul(b.GO(0), b.O(0)), b.I(1))));
+  const Attributes bc = legacy_broadcast(b);
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.op("Div", {b.GO(0), b.I(1)}, bc));
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.neg(b.op("Div", {b.mul(b.GO(0), b.O(0)), b.I(1)}, bc)));
+}
+
+
+// ---- gradients of Pow, Max/Min, Sum/Mean, Where, PRelu, Mod ----------------------------
+
+// A scalar constant of a float dtype (float16/bfloat16 included).
+Value* scalar_of(GradientBuilder& b, double value, DType dtype) {
+  switch (dtype) {
+    case DType::Double: return b.constant(Tensor::scalar<double>(value));
+    case DType::Float: return b.constant(Tensor::scalar<float>(static_cast<float>(value)));
+    case DType::Float16:
+    case DType::BFloat16: {
+      Tensor t(dtype, Shape{});
+      float f = static_cast<float>(value);
+      *static_cast<uint16_t*>(t.raw()) = dtype == DType::Float16 ? float_to_half(f) : float_to_bfloat16(f);
+      return b.constant(t);
+    }
+    default:
+      throw UnsupportedOp(b.node().describe() + ": gradient needs a float scalar of type " + dtype_name(dtype));
+  }
+}
+
+
+Value* cast_to(GradientBuilder& b, Value* v, DType dtype) {
+  if (v->dtype == dtype || dtype == DType::Undefined || v->dtype == DType::Undefined) return v;
+  return b.op("Cast", {v}, {{"to", static_cast<int64_t>(dtype)}});
+}
+
+// Pow(A, B): dA = dY * B * A^(B-1) (0 where B == 0); dB = dY * Y * log(A), only meaningful
+// for A > 0: at A == 0 it is set to 0 (as PyTorch does; log(A) is replaced by log(1)), for
+// A < 0 it is NaN (log of a negative number: the exponent has no real derivative there).
+// An integer exponent gets no gradient (the driver does not ask).
+void pow_gradient(GradientBuilder& b) {
+  require_numpy_broadcast(b);
+  Value *base = b.I(0), *exponent = b.I(1), *y = b.O(0);
+  const DType t = base->dtype;
+  const Attributes bc = legacy_broadcast(b);
+  if (b.needs_grad(0)) {
+    // B - 1, or 0 where B == 0: then dA = 0 instead of 0 * 0^-1 = NaN at A == 0 (as PyTorch).
+    // These ops run on B's shape (usually a scalar).
+    Value* e = cast_to(b, exponent, t);
+    Value* e_is_zero = b.op("Cast", {b.op("Equal", {e, scalar_of(b, 0.0, t)}, bc)}, {{"to", static_cast<int64_t>(t)}});
+    Value* e_minus_1 = b.add(b.op("Sub", {e, scalar_of(b, 1.0, t)}, bc), e_is_zero);
+    Value* p = b.op("Pow", {base, e_minus_1}, bc);
+    b.GI_broadcast(0, b.mul(b.GO(0), b.op("Mul", {p, e}, bc)));
+  }
+  if (b.needs_grad(1)) {
+    Value* zero_mask = b.op("Cast", {b.op("Equal", {base, scalar_of(b, 0.0, t)}, bc)}, {{"to", static_cast<int64_t>(t)}});
+    Value* log_base = b.op("Log", {b.add(base, zero_mask)});
+    Value* g = b.op("Mul", {b.mul(b.GO(0), y), log_base}, bc);
+    b.GI_broadcast(1, cast_to(b, g, exponent->dtype));
+  }
+}
+
+// Max/Min: the gradient goes to the input(s) equal to the output; ties split it evenly
+// (as PyTorch's maximum/minimum do for two tensors). Where the output is NaN the gradients
+// are NaN.
+void select_gradient(GradientBuilder& b) {
+  const size_t n = b.node().inputs.size();
+  if (n == 1) {
+    b.GI(0, b.GO(0));
+    return;
+  }
+  Value* y = b.O(0);
+  const auto to = static_cast<int64_t>(y->dtype);
+  std::vector<Value*> masks;
+  for (size_t i = 0; i < n; ++i) masks.push_back(b.op("Cast", {b.op("Equal", {y, b.I(i)})}, {{"to", to}}));
+  Value* share = b.div(b.GO(0), b.op("Sum", masks));
+  for (size_t i = 0; i < n; ++i)
+    if (b.needs_grad(i)) b.GI_broadcast(i, b.mul(share, masks[i]));
+}
+
+void sum_gradient(GradientBuilder& b) {
+  for (size_t i = 0; i < b.node().inputs.size(); ++i)
+    if (b.needs_grad(i)) b.GI_broadcast(i, b.GO(0));
+}
+
+void mean_gradient(GradientBuilder& b) {
+  const size_t n = b.node().inputs.size();
+  Value* g = b.GO(0);
+  if (n > 1) g = b.op("Mul", {g, scalar_of(b, 1.0 / static_cast<double>(n), b.O(0)->dtype)}, legacy_broadcast(b));
+  for (size_t i = 0; i < n; ++i)
+    if (b.needs_grad(i)) b.GI_broadcast(i, g);
+}
+
+// Where(C, X, Y): dX = Where(C, dY, 0), dY = Where(C, 0, dY); no gradient to C.
+void where_gradient(GradientBuilder& b) {
+  Value* zero = scalar_of(b, 0.0, b.O(0)->dtype);
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.op("Where", {b.I(0), b.GO(0), zero}));
+  if (b.needs_grad(2)) b.GI_broadcast(2, b.op("Where", {b.I(0), zero, b.GO(0)}));
+}
+
+// Mod with fmod=1 (float): Y = A - trunc(A/B) * B, so dA = dY and dB = -trunc(A/B) * dY
+// = dY * (Y - A) / B. Integer Mod has no float values to differentiate.
+void mod_gradient(GradientBuilder& b) {
+  if (b.needs_grad(0)) b.GI_broadcast(0, b.GO(0));
+  if (b.needs_grad(1)) b.GI_broadcast(1, b.mul(b.GO(0), b.div(b.sub(b.O(0), b.I(0)), b.I(1))));
+}
+
+// ai.onnxtrain.PReluGrad(dY, X, slope) -> (dX, dSlope). dX = dY * (X < 0 ? slope : 1);
+// dSlope = dY * X where X < 0, summed over the broadcast dims to slope's own shape in the
+// kernel (in double). legacy_channel=1: the opset < 7 per-channel slope ([C] against dim 1).
+std::unique_ptr<Kernel> make_prelu_grad(const Node& node, const std::vector<InputInfo>& in) {
+  if (in.size() != 3 || !in[0].present || !in[1].present || !in[2].present) fail(node, "expects dY, X and slope");
+  if (in[0].dtype != in[1].dtype || in[1].dtype != in[2].dtype) fail(node, "input types differ");
+  if (in[0].shape != in[1].shape) fail_shape(node, "dY and X differ in shape");
+  dispatch(FloatTypes{}, in[0].dtype, node, [](auto) {});
+  const Shape x_shape = in[1].shape;
+  Shape slope = in[2].shape;
+  if (node.attr_int("legacy_channel", 0) && slope.size() == 1 && slope[0] != 1 && x_shape.size() >= 2 &&
+      slope[0] == x_shape[1]) {
+    slope = Shape(x_shape.size() - 1, 1);
+    slope[0] = x_shape[1];
+  }
+  if (broadcast_shapes({x_shape, slope}, node) != x_shape)
+    fail_shape(node, "slope " + shape_str(in[2].shape) + " does not broadcast to X " + shape_str(x_shape));
+  Plan plan = make_plan({x_shape, x_shape, slope}, x_shape);
+  const Shape slope_out = in[2].shape;
+  return make_function_kernel([plan, slope_out](KernelContext& ctx) {
+    const Tensor& dy = ctx.input(0);
+    const Tensor& x = ctx.input(1);
+    const Tensor& s = ctx.input(2);
+    dispatch(FloatTypes{}, x.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      using C = compute_t<T>;
+      const T *gd = cdata<T>(dy), *xd = cdata<T>(x), *sd = cdata<T>(s);
+      Tensor& dx = ctx.output(0, x.dtype(), x.shape());
+      T* dxd = mdata<T>(dx);
+      const int64_t ss = plan.contiguous[2];
+      for_each_span(plan, [&](const Strides& off, int64_t o, int64_t n) {
+        const T* sp = sd + off[2];
+        for (int64_t i = 0; i < n; ++i) {
+          C xv = load(xd[o + i]), gv = load(gd[o + i]);
+          dxd[o + i] = store<T>(xv < 0 ? gv * load(sp[i * ss]) : gv);
+        }
+      });
+      if (!ctx.wants_output(1)) return;
+      Tensor& ds = ctx.output(1, x.dtype(), slope_out);
+      std::vector<double> acc(static_cast<size_t>(ds.numel()), 0.0);
+      auto contribution = [&](int64_t k) -> double {
+        C xv = load(xd[k]);
+        return xv < 0 ? static_cast<double>(load(gd[k])) * static_cast<double>(xv) : 0.0;
+      };
+      const int64_t rows = plan.rows(), inner = plan.inner;
+      if (plan.numel > 0 && ss) {
+        // slope varies along the inner dim: fold rows serially (vectorisable inner loop).
+        Strides off;
+        for (int64_t r = 0; r < rows; ++r) {
+          plan.offsets(r, off);
+          double* a = acc.data() + off[2];
+          for (int64_t i = 0; i < inner; ++i) a[i] += contribution(r * inner + i);
+        }
+      } else if (plan.numel > 0) {
+        // one slope element per row: row sums in parallel, then folded.
+        std::vector<double> part(static_cast<size_t>(rows));
+        parallel_for(rows, [&](int64_t r) {
+          double sum = 0;
+          for (int64_t i = 0; i < inner; ++i) sum += contribution(r * inner + i);
+          part[r] = sum;
+        }, std::max<int64_t>(1, kBlock / inner));
+        Strides off;
+        for (int64_t r = 0; r < rows; ++r) {
+          plan.offsets(r, off);
+          acc[off[2]] += part[r];
+        }
+      }
+      T* dsd = mdata<T>(ds);
+      for (size_t k = 0; k < acc.size(); ++k) dsd[k] = store<T>(acc[k]);
+    });
+  });
+}
+
+void prelu_gradient(GradientBuilder& b) {
+  Attributes attrs{{"legacy_channel", int64_t{b.node().opset < 7 ? 1 : 0}}};
+  const bool slope = b.needs_grad(1);
+  auto outs = b.op_n("PReluGrad", {b.GO(0), b.I(0), b.I(1)}, slope ? 2 : 1, std::move(attrs), graph::kTrainingDomain);
+  if (b.needs_grad(0)) b.GI(0, outs[0]);
+  if (slope) b.GI(1, outs[1]);
 }
 
 }  // namespace
@@ -610,38 +797,39 @@ void register_binary_ops(Registry& r) {
          "oneDNN binary", mul_gradient});
   r.add({"", "Div", 1, INT_MAX, arithmetic(A::binary_div, false, [](auto a, auto b) { return safe_div(a, b); }),
          "oneDNN binary", div_gradient});
-  r.add({"", "Pow", 1, INT_MAX, make_pow, "own"});
-  r.add({"", "Mod", 10, INT_MAX, binary<false>(NumericTypes{}, make_mod_core), "own"});
-  r.add({"", "BitShift", 11, INT_MAX, binary<false>(UnsignedTypes{}, make_bitshift_core), "own"});
+  r.add({"", "Pow", 1, INT_MAX, make_pow, "own", pow_gradient});
+  r.add({"", "Mod", 10, INT_MAX, binary<false>(NumericTypes{}, make_mod_core), "own", mod_gradient});
+  r.add({"", "BitShift", 11, INT_MAX, binary<false>(UnsignedTypes{}, make_bitshift_core), "own", {}, {}, true});
 
   // NaN wins in Max and Min, as in numpy.
   auto max = [](auto a, auto b) { return (a > b || a != a) ? a : b; };
   auto min = [](auto a, auto b) { return (a < b || a != a) ? a : b; };
   auto add = [](auto a, auto b) { return a + b; };
-  r.add({"", "Max", 1, INT_MAX, variadic(NumericTypes{}, max, false), "own"});
-  r.add({"", "Min", 1, INT_MAX, variadic(NumericTypes{}, min, false), "own"});
-  r.add({"", "Sum", 1, INT_MAX, variadic(FloatTypes{}, add, false), "own"});
-  r.add({"", "Mean", 1, INT_MAX, variadic(FloatTypes{}, add, true), "own"});
+  r.add({"", "Max", 1, INT_MAX, variadic(NumericTypes{}, max, false), "own", select_gradient});
+  r.add({"", "Min", 1, INT_MAX, variadic(NumericTypes{}, min, false), "own", select_gradient});
+  r.add({"", "Sum", 1, INT_MAX, variadic(FloatTypes{}, add, false), "own", sum_gradient});
+  r.add({"", "Mean", 1, INT_MAX, variadic(FloatTypes{}, add, true), "own", mean_gradient});
 
-  r.add({"", "Equal", 1, INT_MAX, binary<true>(AllTypes{}, both([](auto a, auto b) { return a == b; })), "own"});
-  r.add({"", "Less", 1, INT_MAX, binary<true>(NumericTypes{}, both([](auto a, auto b) { return a < b; })), "own"});
-  r.add({"", "Greater", 1, INT_MAX, binary<true>(NumericTypes{}, both([](auto a, auto b) { return a > b; })), "own"});
+  r.add({"", "Equal", 1, INT_MAX, binary<true>(AllTypes{}, both([](auto a, auto b) { return a == b; })), "own", {}, {}, true});
+  r.add({"", "Less", 1, INT_MAX, binary<true>(NumericTypes{}, both([](auto a, auto b) { return a < b; })), "own", {}, {}, true});
+  r.add({"", "Greater", 1, INT_MAX, binary<true>(NumericTypes{}, both([](auto a, auto b) { return a > b; })), "own", {}, {}, true});
   r.add({"", "LessOrEqual", 12, INT_MAX, binary<true>(NumericTypes{}, both([](auto a, auto b) { return a <= b; })),
-         "own"});
+         "own", {}, {}, true});
   r.add({"", "GreaterOrEqual", 12, INT_MAX, binary<true>(NumericTypes{}, both([](auto a, auto b) { return a >= b; })),
-         "own"});
-  r.add({"", "And", 1, INT_MAX, binary<true>(BoolTypes{}, both([](bool a, bool b) { return a && b; })), "own"});
-  r.add({"", "Or", 1, INT_MAX, binary<true>(BoolTypes{}, both([](bool a, bool b) { return a || b; })), "own"});
-  r.add({"", "Xor", 1, INT_MAX, binary<true>(BoolTypes{}, both([](bool a, bool b) { return a != b; })), "own"});
+         "own", {}, {}, true});
+  r.add({"", "And", 1, INT_MAX, binary<true>(BoolTypes{}, both([](bool a, bool b) { return a && b; })), "own", {}, {}, true});
+  r.add({"", "Or", 1, INT_MAX, binary<true>(BoolTypes{}, both([](bool a, bool b) { return a || b; })), "own", {}, {}, true});
+  r.add({"", "Xor", 1, INT_MAX, binary<true>(BoolTypes{}, both([](bool a, bool b) { return a != b; })), "own", {}, {}, true});
 
-  r.add({"", "Where", 9, INT_MAX, make_where, "own"});
+  r.add({"", "Where", 9, INT_MAX, make_where, "own", where_gradient, {0}});
   r.add({"", "PRelu", 1, INT_MAX,
          binary<false>(NumericTypes{}, both([](auto x, auto slope) {
                          if constexpr (std::is_unsigned_v<decltype(x)>) return x;
                          else return x < 0 ? wrap_mul(x, slope) : x;
                        }),
                        prelu_shapes),
-         "own"});
+         "own", prelu_gradient});
+  r.add({graph::kTrainingDomain, "PReluGrad", 1, INT_MAX, make_prelu_grad, "own"});
 }
 
 }  // namespace onnxtrain::ops

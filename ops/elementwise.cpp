@@ -1,6 +1,11 @@
 // Unary elementwise operators that oneDNN has no exact primitive for (own loops), the ones
 // it has (Round for float32, on its eltwise primitive), and
 // Cast/CastLike. float16/bfloat16 are computed in float32 and rounded back to nearest even.
+//
+// Gradients: own single-pass backward kernels ai.onnxtrain.<Op>Grad(dY, V) -> dX (V is the
+// forward input X, or the output Y where that determines the derivative), one templated loop
+// per op (no per-element indirect calls). Cast/CastLike cast dY back; Floor, Ceil, Round and
+// Sign have explicit zero gradients; IsNaN, IsInf and Not are not differentiable.
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -8,6 +13,7 @@
 #include <type_traits>
 
 #include "ops/dnnl_utils.h"
+#include "ops/gradient.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
@@ -338,29 +344,194 @@ T sign_of(T v) {
 }
 
 template <typename F>
-void add_float_unary(Registry& r, const char* op, int since, F f) {
-  r.add({"", op, since, INT_MAX, unary<ONNXTRAIN_FLOAT_TYPES>(plain(f)), "own"});
+void add_float_unary(Registry& r, const char* op, int since, F f, GradientRule gradient) {
+  r.add({"", op, since, INT_MAX, unary<ONNXTRAIN_FLOAT_TYPES>(plain(f)), "own", std::move(gradient)});
+}
+
+
+// ---- backward ---------------------------------------------------------------------------
+
+// ai.onnxtrain.<Op>Grad(dY, V) -> dX, elementwise; make_f(node) returns f(dy, v) on compute
+// types (attributes captured).
+template <typename MakeF>
+KernelFactory unary_grad(MakeF make_f) {
+  return [make_f](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+    if (in.size() != 2 || !in[0].present || !in[1].present) fail(node, "expects inputs dY and X (or Y)");
+    if (in[0].dtype != in[1].dtype || in[0].shape != in[1].shape)
+      fail_shape(node, "dY and X/Y differ in type or shape");
+    dispatch<ONNXTRAIN_FLOAT_TYPES>(in[0].dtype, node, [](auto) {});
+    auto f = make_f(node);
+    return make_function_kernel([f](KernelContext& ctx) {
+      const Tensor& dy = ctx.input(0);
+      const Tensor& v = ctx.input(1);
+      Tensor& dx = ctx.output(0, dy.dtype(), dy.shape());
+      dispatch<ONNXTRAIN_FLOAT_TYPES>(dy.dtype(), ctx.node(), [&](auto tag) {
+        using T = decltype(tag);
+        const T* g = cdata<T>(dy);
+        const T* x = cdata<T>(v);
+        T* out = mdata<T>(dx);
+        parallel_for(dy.numel(), [&](int64_t i) {
+          auto r = f(load(g[i]), load(x[i]));
+          if constexpr (is_half_v<T>) out[i] = store_float<T>(static_cast<float>(r));
+          else out[i] = r;
+        }, 4096);
+      });
+    });
+  };
+}
+
+void add_grad(Registry& r, const char* name, KernelFactory factory) {
+  r.add({graph::kTrainingDomain, name, 1, INT_MAX, std::move(factory), "own"});
+}
+
+// dX = <grad_op>(dY, X) or (dY, Y).
+template <const char* kGradOp, bool kUseOutput>
+void unary_gradient(GradientBuilder& b) {
+  b.GI(0, b.train_op(kGradOp, {b.GO(0), kUseOutput ? b.O(0) : b.I(0)}));
+}
+
+constexpr char kErfGrad[] = "ErfGrad", kReciprocalGrad[] = "ReciprocalGrad", kSinGrad[] = "SinGrad",
+               kCosGrad[] = "CosGrad", kTanGrad[] = "TanGrad", kAsinGrad[] = "AsinGrad", kAcosGrad[] = "AcosGrad",
+               kAtanGrad[] = "AtanGrad", kSinhGrad[] = "SinhGrad", kCoshGrad[] = "CoshGrad",
+               kAsinhGrad[] = "AsinhGrad", kAcoshGrad[] = "AcoshGrad", kAtanhGrad[] = "AtanhGrad",
+               kSoftsignGrad[] = "SoftsignGrad";
+
+// Selu: from Y when its sign tells the branch (gamma > 0, alpha >= 0: the defaults), else X.
+void selu_gradient(GradientBuilder& b) {
+  const Node& n = b.node();
+  float alpha = n.attr_float("alpha", 1.67326319217681884765625f);
+  float gamma = n.attr_float("gamma", 1.05070102214813232421875f);
+  bool use_output = gamma > 0 && alpha >= 0;
+  b.GI(0, b.train_op("SeluGrad", {b.GO(0), use_output ? b.O(0) : b.I(0)},
+                     {{"alpha", alpha}, {"gamma", gamma}, {"use_output", int64_t{use_output ? 1 : 0}}}));
+}
+
+// HardSigmoid: dX = alpha * dY where 0 < Y < 1 (the linear part, strictly), from Y.
+void hard_sigmoid_gradient(GradientBuilder& b) {
+  b.GI(0, b.train_op("HardSigmoidGrad", {b.GO(0), b.O(0)}, {{"alpha", b.node().attr_float("alpha", 0.2f)}}));
+}
+
+// Celu: Y > 0 exactly when X > 0 (any alpha != 0), and exp(X/alpha) = Y/alpha + 1: from Y.
+void celu_gradient(GradientBuilder& b) {
+  b.GI(0, b.train_op("CeluGrad", {b.GO(0), b.O(0)}, {{"alpha", b.node().attr_float("alpha", 1.f)}}));
+}
+
+// ThresholdedRelu: dX = dY where X > alpha. For alpha >= 0, Y > alpha is the same test (Y is
+// X or 0), so Y is read; for a negative alpha, X.
+void thresholded_relu_gradient(GradientBuilder& b) {
+  float alpha = b.node().attr_float("alpha", 1.f);
+  b.GI(0, b.train_op("ThresholdedReluGrad", {b.GO(0), alpha >= 0 ? b.O(0) : b.I(0)}, {{"alpha", alpha}}));
+}
+
+// Shrink: dX = dY where |X| > lambd (the bias only shifts the value).
+void shrink_gradient(GradientBuilder& b) {
+  b.GI(0, b.train_op("ShrinkGrad", {b.GO(0), b.I(0)}, {{"lambd", b.node().attr_float("lambd", 0.5f)}}));
+}
+
+// Cast/CastLike: the gradient is dY cast back to the input's float type (the driver only
+// asks when input and output are both floating point).
+void cast_gradient(GradientBuilder& b) {
+  const DType from = b.I(0)->dtype;
+  if (!is_floating(from))
+    throw UnsupportedOp(b.node().describe() + ": the element type of input '" + b.I(0)->name +
+                        "' is unknown, so its gradient cannot be cast back");
+  b.GI(0, b.op("Cast", {b.GO(0)}, {{"to", static_cast<int64_t>(from)}}));
+}
+
+void zero_gradient(GradientBuilder& b) { b.GI(0, b.zeros_like(b.I(0))); }
+
+void register_elementwise_grads(Registry& r) {
+  add_grad(r, kErfGrad, unary_grad(plain([](auto dy, auto x) {
+             using C = decltype(x);
+             return dy * C(1.12837916709551257389615890312154517) * std::exp(-x * x);  // 2/sqrt(pi)
+           })));
+  add_grad(r, kReciprocalGrad, unary_grad(plain([](auto dy, auto y) { return -dy * y * y; })));
+  add_grad(r, kSinGrad, unary_grad(plain([](auto dy, auto x) { return dy * std::cos(x); })));
+  add_grad(r, kCosGrad, unary_grad(plain([](auto dy, auto x) { return -dy * std::sin(x); })));
+  add_grad(r, kTanGrad, unary_grad(plain([](auto dy, auto y) { return dy * (decltype(y)(1) + y * y); })));
+  add_grad(r, kAsinGrad, unary_grad(plain([](auto dy, auto x) {
+             using C = decltype(x);
+             return dy / std::sqrt((C(1) - x) * (C(1) + x));
+           })));
+  add_grad(r, kAcosGrad, unary_grad(plain([](auto dy, auto x) {
+             using C = decltype(x);
+             return -dy / std::sqrt((C(1) - x) * (C(1) + x));
+           })));
+  add_grad(r, kAtanGrad, unary_grad(plain([](auto dy, auto x) { return dy / (decltype(x)(1) + x * x); })));
+  add_grad(r, kSinhGrad, unary_grad(plain([](auto dy, auto x) { return dy * std::cosh(x); })));
+  add_grad(r, kCoshGrad, unary_grad(plain([](auto dy, auto x) { return dy * std::sinh(x); })));
+  add_grad(r, kAsinhGrad, unary_grad(plain([](auto dy, auto x) { return dy / std::hypot(x, decltype(x)(1)); })));
+  add_grad(r, kAcoshGrad, unary_grad(plain([](auto dy, auto x) {
+             using C = decltype(x);
+             return dy / std::sqrt((x - C(1)) * (x + C(1)));
+           })));
+  add_grad(r, kAtanhGrad, unary_grad(plain([](auto dy, auto x) {
+             using C = decltype(x);
+             return dy / ((C(1) - x) * (C(1) + x));
+           })));
+  add_grad(r, kSoftsignGrad, unary_grad(plain([](auto dy, auto x) {
+             auto d = decltype(x)(1) + std::abs(x);
+             return dy / (d * d);
+           })));
+  add_grad(r, "SeluGrad", unary_grad([](const Node& n) {
+             double alpha = n.attr_float("alpha", 1.67326319217681884765625f);
+             double gamma = n.attr_float("gamma", 1.05070102214813232421875f);
+             bool use_output = n.attr_int("use_output", 0) != 0;
+             return [alpha, gamma, use_output](auto dy, auto v) {
+               using C = decltype(v);
+               const C g = C(gamma), ga = C(gamma * alpha);
+               if (v > 0) return g * dy;
+               return use_output ? dy * (v + ga) : dy * ga * std::exp(v);
+             };
+           }));
+  add_grad(r, "HardSigmoidGrad", unary_grad([](const Node& n) {
+             double alpha = n.attr_float("alpha", 0.2f);
+             return [alpha](auto dy, auto y) {
+               using C = decltype(y);
+               return y > C(0) && y < C(1) ? C(alpha) * dy : C(0);
+             };
+           }));
+  add_grad(r, "CeluGrad", unary_grad([](const Node& n) {
+             double alpha = n.attr_float("alpha", 1.f);
+             if (alpha == 0) fail(n, "alpha must not be 0");
+             return [alpha](auto dy, auto y) {
+               using C = decltype(y);
+               return y > C(0) ? dy : dy * static_cast<C>(static_cast<double>(y) / alpha + 1.0);
+             };
+           }));
+  add_grad(r, "ThresholdedReluGrad", unary_grad([](const Node& n) {
+             double alpha = n.attr_float("alpha", 1.f);
+             return [alpha](auto dy, auto v) { return v > decltype(v)(alpha) ? dy : decltype(dy)(0); };
+           }));
+  add_grad(r, "ShrinkGrad", unary_grad([](const Node& n) {
+             double lambd = n.attr_float("lambd", 0.5f);
+             return [lambd](auto dy, auto x) {
+               using C = decltype(x);
+               return x < C(-lambd) || x > C(lambd) ? dy : C(0);
+             };
+           }));
 }
 
 }  // namespace
 
 void register_elementwise_ops(Registry& r) {
   using A = dnnl::algorithm;
-  add_float_unary(r, "Reciprocal", 1, [](auto x) { return decltype(x)(1) / x; });
-  add_float_unary(r, "Floor", 1, [](auto x) { return std::floor(x); });
-  add_float_unary(r, "Ceil", 1, [](auto x) { return std::ceil(x); });
-  add_float_unary(r, "Sin", 7, [](auto x) { return std::sin(x); });
-  add_float_unary(r, "Cos", 7, [](auto x) { return std::cos(x); });
-  add_float_unary(r, "Tan", 7, [](auto x) { return std::tan(x); });
-  add_float_unary(r, "Asin", 7, [](auto x) { return std::asin(x); });
-  add_float_unary(r, "Acos", 7, [](auto x) { return std::acos(x); });
-  add_float_unary(r, "Atan", 7, [](auto x) { return std::atan(x); });
-  add_float_unary(r, "Sinh", 9, [](auto x) { return std::sinh(x); });
-  add_float_unary(r, "Cosh", 9, [](auto x) { return std::cosh(x); });
-  add_float_unary(r, "Asinh", 9, [](auto x) { return std::asinh(x); });
-  add_float_unary(r, "Acosh", 9, [](auto x) { return std::acosh(x); });
-  add_float_unary(r, "Atanh", 9, [](auto x) { return std::atanh(x); });
-  add_float_unary(r, "Softsign", 1, [](auto x) { return x / (decltype(x)(1) + std::abs(x)); });
+  add_float_unary(r, "Reciprocal", 1, [](auto x) { return decltype(x)(1) / x; }, unary_gradient<kReciprocalGrad, true>);
+  add_float_unary(r, "Floor", 1, [](auto x) { return std::floor(x); }, zero_gradient);
+  add_float_unary(r, "Ceil", 1, [](auto x) { return std::ceil(x); }, zero_gradient);
+  add_float_unary(r, "Sin", 7, [](auto x) { return std::sin(x); }, unary_gradient<kSinGrad, false>);
+  add_float_unary(r, "Cos", 7, [](auto x) { return std::cos(x); }, unary_gradient<kCosGrad, false>);
+  add_float_unary(r, "Tan", 7, [](auto x) { return std::tan(x); }, unary_gradient<kTanGrad, true>);
+  add_float_unary(r, "Asin", 7, [](auto x) { return std::asin(x); }, unary_gradient<kAsinGrad, false>);
+  add_float_unary(r, "Acos", 7, [](auto x) { return std::acos(x); }, unary_gradient<kAcosGrad, false>);
+  add_float_unary(r, "Atan", 7, [](auto x) { return std::atan(x); }, unary_gradient<kAtanGrad, false>);
+  add_float_unary(r, "Sinh", 9, [](auto x) { return std::sinh(x); }, unary_gradient<kSinhGrad, false>);
+  add_float_unary(r, "Cosh", 9, [](auto x) { return std::cosh(x); }, unary_gradient<kCoshGrad, false>);
+  add_float_unary(r, "Asinh", 9, [](auto x) { return std::asinh(x); }, unary_gradient<kAsinhGrad, false>);
+  add_float_unary(r, "Acosh", 9, [](auto x) { return std::acosh(x); }, unary_gradient<kAcoshGrad, false>);
+  add_float_unary(r, "Atanh", 9, [](auto x) { return std::atanh(x); }, unary_gradient<kAtanhGrad, false>);
+  add_float_unary(r, "Softsign", 1, [](auto x) { return x / (decltype(x)(1) + std::abs(x)); },
+                  unary_gradient<kSoftsignGrad, false>);
 
   // Erf and Sign accept every numeric type.
   r.add({"", "Erf", 9, INT_MAX,
@@ -370,18 +541,18 @@ void register_elementwise_ops(Registry& r) {
                if constexpr (std::is_floating_point_v<C>) return std::erf(x);
                else return convert<C>(std::erf(static_cast<double>(x)));
              })),
-         "own"});
+         "own", unary_gradient<kErfGrad, false>});
   r.add({"", "Sign", 9, INT_MAX,
          unary<ONNXTRAIN_FLOAT_TYPES, int64_t, int32_t, int16_t, int8_t, uint64_t, uint32_t, uint16_t, uint8_t>(
              plain([](auto x) { return sign_of(x); })),
-         "own"});
-  r.add({"", "Not", 1, INT_MAX, unary<bool>(plain([](bool x) { return !x; })), "own"});
+         "own", zero_gradient});
+  r.add({"", "Not", 1, INT_MAX, unary<bool>(plain([](bool x) { return !x; })), "own", {}, {}, true});
 
   // oneDNN's round uses the default (to nearest even) rounding mode, as nearbyint does.
   r.add({"", "Round", 11, INT_MAX,
          with_dnnl_float(A::eltwise_round,
                          unary<ONNXTRAIN_FLOAT_TYPES>(plain([](auto x) { return std::nearbyint(x); }))),
-         "oneDNN eltwise"});
+         "oneDNN eltwise", zero_gradient});
 
   // oneDNN has elu and linear/clip, but chaining them as eltwise post-ops gives wrong
   // results in oneDNN 2.6's reference implementation (small tensors), so own loops.
@@ -393,7 +564,7 @@ void register_elementwise_ops(Registry& r) {
              return x > 0 ? C(gamma) * x : C(gamma) * C(alpha) * std::expm1(x);
            };
          }),
-         "own"});
+         "own", selu_gradient});
   r.add({"", "HardSigmoid", 1, INT_MAX, unary<ONNXTRAIN_FLOAT_TYPES>([](const Node& n) {
            float alpha = n.attr_float("alpha", 0.2f), beta = n.attr_float("beta", 0.5f);
            return [alpha, beta](auto x) {
@@ -401,7 +572,7 @@ void register_elementwise_ops(Registry& r) {
              return std::min(std::max(C(alpha) * x + C(beta), C(0)), C(1));
            };
          }),
-         "own"});
+         "own", hard_sigmoid_gradient});
   r.add({"", "Celu", 12, INT_MAX, unary<ONNXTRAIN_FLOAT_TYPES>([](const Node& n) {
            double alpha = n.attr_float("alpha", 1.f);
            if (alpha == 0) fail(n, "alpha must not be 0");
@@ -410,17 +581,20 @@ void register_elementwise_ops(Registry& r) {
              return x > 0 ? x : static_cast<C>(alpha * std::expm1(static_cast<double>(x) / alpha));
            };
          }),
-         "own"});
+         "own", celu_gradient});
   r.add({"", "ThresholdedRelu", 10, INT_MAX, unary<ONNXTRAIN_FLOAT_TYPES>([](const Node& n) {
            float alpha = n.attr_float("alpha", 1.f);
            return [alpha](auto x) { return x > decltype(x)(alpha) ? x : decltype(x)(0); };
          }),
-         "own"});
-  r.add({"", "Shrink", 9, INT_MAX, make_shrink, "own"});
-  r.add({"", "IsNaN", 9, INT_MAX, make_isnan, "own"});
-  r.add({"", "IsInf", 10, INT_MAX, make_isinf, "own"});
-  r.add({"", "Cast", 1, INT_MAX, make_cast, "own"});
-  r.add({"", "CastLike", 15, INT_MAX, make_cast, "own"});
+         "own", thresholded_relu_gradient});
+  r.add({"", "Shrink", 9, INT_MAX, make_shrink, "own", shrink_gradient});
+  r.add({"", "IsNaN", 9, INT_MAX, make_isnan, "own", {}, {}, true});
+  r.add({"", "IsInf", 10, INT_MAX, make_isinf, "own", {}, {}, true});
+  r.add({"", "Cast", 1, INT_MAX, make_cast, "own", cast_gradient});
+  // CastLike's second input only gives the target type.
+  r.add({"", "CastLike", 15, INT_MAX, make_cast, "own", cast_gradient, {1}});
+
+  register_elementwise_grads(r);
 }
 
 }  // namespace onnxtrain::ops
