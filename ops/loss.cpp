@@ -4,7 +4,7 @@
 // SoftmaxCrossEntropyLoss first computes log-probabilities over C (oneDNN softmax_v2 with
 // softmax_log for float32, an own loop for double) into its log_prob output, or into a
 // kernel-owned buffer when that output is unused, then applies the NLL gather. The
-// backward pass can reuse those log-probabilities (softmax = exp(log_prob)).
+// backward pass reuses those log-probabilities (softmax = exp(log_prob)): see Gradients.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -204,11 +204,137 @@ std::unique_ptr<Kernel> make_sce(const Node& node, const std::vector<InputInfo>&
   return std::make_unique<SoftmaxCrossEntropyKernel>(spec, in[0].dtype, in[0].shape);
 }
 
+
+// --- Gradients ---------------------------------------------------------------------------
+//
+// ai.onnxtrain.SoftmaxCrossEntropyLossGrad(dLoss, log_prob, labels, [weight]) and
+// ai.onnxtrain.NegativeLogLikelihoodLossGrad(dLoss, input, target, [weight]), attributes
+// reduction and ignore_index as in the forward. With w = weight[t] (1 without weights, 0
+// for ignored targets) and s = dLoss[n, d] ("none"), dLoss ("sum") or dLoss / sum(w)
+// ("mean"; 0 when every weight is 0, where the forward gives NaN):
+//   SCE: dX[n, c, d] = (exp(log_prob[n, c, d]) - [c == t]) * w * s
+//   NLL: dX[n, c, d] = -[c == t] * w * s
+// One pass over the [N, C, D] gradient, parallel over (sample, chunk of D).
+
+template <typename T, typename I>
+void loss_grad(const Node& node, const LossSpec& s, const T* dloss, const T* logp, const I* target, const T* weight,
+               T* dx) {
+  check_targets(node, s, target);
+  const int64_t count = s.n * s.d, c = s.c, d = s.d;
+  const bool has_ignore = s.ignore_index.has_value();
+  const int64_t ignore = s.ignore_index.value_or(0);
+  auto w_of = [&](int64_t k) -> double {
+    const int64_t t = static_cast<int64_t>(target[k]);
+    if (has_ignore && t == ignore) return 0.0;
+    return weight ? static_cast<double>(weight[t]) : 1.0;
+  };
+  double scale = 0.0;
+  if (s.reduction == Reduction::Sum) {
+    scale = static_cast<double>(dloss[0]);
+  } else if (s.reduction == Reduction::Mean) {
+    double weight_sum = 0.0;
+#pragma omp parallel for reduction(+ : weight_sum) if (count >= 16384)
+    for (int64_t k = 0; k < count; ++k) weight_sum += w_of(k);
+    scale = weight_sum == 0.0 ? 0.0 : static_cast<double>(dloss[0]) / weight_sum;
+  }
+  const bool none = s.reduction == Reduction::None;
+  constexpr int64_t kChunk = 1024;
+  const int64_t chunks = (d + kChunk - 1) / kChunk;
+  const int64_t tasks = s.n * chunks;
+#pragma omp parallel if (count * c >= 16384 && tasks > 1)
+  {
+    std::vector<T> coef(static_cast<size_t>(std::min(d, kChunk)));
+#pragma omp for schedule(static)
+    for (int64_t task = 0; task < tasks; ++task) {
+      const int64_t n = task / chunks, j0 = (task % chunks) * kChunk, len = std::min(kChunk, d - j0);
+      const int64_t k0 = n * d + j0;
+      for (int64_t j = 0; j < len; ++j)
+        coef[j] = static_cast<T>(w_of(k0 + j) * (none ? static_cast<double>(dloss[k0 + j]) : scale));
+      T* out = dx + n * c * d + j0;
+      if (logp) {
+        const T* lp = logp + n * c * d + j0;
+        for (int64_t k = 0; k < c; ++k)
+          for (int64_t j = 0; j < len; ++j) out[k * d + j] = std::exp(lp[k * d + j]) * coef[j];
+      } else {
+        for (int64_t k = 0; k < c; ++k) std::fill(out + k * d, out + k * d + len, T{0});
+      }
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t t = static_cast<int64_t>(target[k0 + j]);
+        if (has_ignore && t == ignore) continue;  // coef is 0 there; t may be outside [0, C)
+        out[t * d + j] -= coef[j];
+      }
+    }
+  }
+}
+
+// in: dLoss, log_prob (SCE) or input (NLL), target, [weight].
+KernelFactory loss_grad_factory(bool softmax) {
+  return [softmax](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+    if (in.size() < 3 || !in[0].present) fail(node, "needs the inputs dLoss, " + std::string(softmax ? "log_prob" : "input") + " and target");
+    const LossSpec spec = loss_spec(node, std::vector<InputInfo>(in.begin() + 1, in.end()));
+    if (in[0].dtype != in[1].dtype) fail(node, "dLoss must have the element type of the input");
+    if (shape_numel(in[0].shape) != shape_numel(spec.loss_shape))
+      fail_shape(node, "dLoss has shape " + shape_str(in[0].shape) + ", the loss " + shape_str(spec.loss_shape));
+    const Shape shape = in[1].shape;
+    return make_function_kernel([spec, shape, softmax](KernelContext& ctx) {
+      const Tensor& dloss = ctx.input(0);
+      const Tensor& x = ctx.input(1);
+      const Tensor& target = ctx.input(2);
+      const Tensor* weight = spec.has_weight && ctx.has_input(3) ? &ctx.input(3) : nullptr;
+      Tensor& dx = ctx.output(0, x.dtype(), shape);
+      dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
+        using T = decltype(tag);
+        dispatch_types<int32_t, int64_t>(target.dtype(), ctx.node(), [&](auto itag) {
+          using I = decltype(itag);
+          loss_grad<T, I>(ctx.node(), spec, dloss.data<T>(), softmax ? x.data<T>() : nullptr, target.data<I>(),
+                          weight ? weight->data<T>() : nullptr, dx.data<T>());
+        });
+      });
+    });
+  };
+}
+
+Attributes loss_grad_attributes(const Node& n) {
+  Attributes a{{"reduction", n.attr_string("reduction", "mean")}};
+  if (n.has_attr("ignore_index")) a["ignore_index"] = n.attr_int("ignore_index");
+  return a;
+}
+
+void sce_gradient(GradientBuilder& b) {
+  const Node& n = b.node();
+  // The forward kernel writes log_prob into this output (created when the model omitted it).
+  Value* logp = b.saved_output(1, b.I(0)->dtype);
+  Value* weight = n.has_input(2) ? n.inputs[2] : nullptr;
+  Value* grad = nullptr;
+  if (b.has_GO(0)) {
+    std::vector<Value*> ins{b.GO(0), logp, b.I(1)};
+    if (weight) ins.push_back(weight);
+    grad = b.train_op("SoftmaxCrossEntropyLossGrad", ins, loss_grad_attributes(n));
+  }
+  if (b.has_GO(1)) {  // log_prob used downstream: LogSoftmax's gradient over C
+    Value* g = b.train_op("LogSoftmaxGrad", {b.GO(1), logp}, {{"axis", int64_t{1}}, {"coerce_2d", int64_t{0}}});
+    grad = grad ? b.add(grad, g) : g;
+  }
+  if (!grad) grad = b.zeros_like(b.I(0));
+  b.GI(0, grad);
+}
+
+void nll_gradient(GradientBuilder& b) {
+  const Node& n = b.node();
+  std::vector<Value*> ins{b.GO(0), b.I(0), b.I(1)};
+  if (n.has_input(2)) ins.push_back(n.inputs[2]);
+  b.GI(0, b.train_op("NegativeLogLikelihoodLossGrad", ins, loss_grad_attributes(n)));
+}
+
 }  // namespace
 
 void register_loss_ops(Registry& r) {
-  r.add({"", "NegativeLogLikelihoodLoss", 12, INT_MAX, make_nll, "own"});
-  r.add({"", "SoftmaxCrossEntropyLoss", 12, INT_MAX, make_sce, "oneDNN softmax_v2"});
+  // Targets and weights get no gradient.
+  r.add({"", "NegativeLogLikelihoodLoss", 12, INT_MAX, make_nll, "own", nll_gradient, {1, 2}});
+  r.add({"", "SoftmaxCrossEntropyLoss", 12, INT_MAX, make_sce, "oneDNN softmax_v2", sce_gradient, {1, 2}});
+  const char* d = graph::kTrainingDomain;
+  r.add({d, "SoftmaxCrossEntropyLossGrad", 1, INT_MAX, loss_grad_factory(true), "own"});
+  r.add({d, "NegativeLogLikelihoodLossGrad", 1, INT_MAX, loss_grad_factory(false), "own"});
 }
 
 }  // namespace onnxtrain::ops
