@@ -14,6 +14,10 @@ namespace {
 
 bool is_float_value(const Value* v) { return v && is_floating(v->dtype); }
 
+// Old schemas without type inference leave outputs Undefined: treat them as possibly
+// float while propagating, so a path through them fails loudly instead of giving zeros.
+bool maybe_float(const Value* v) { return v && (v->dtype == DType::Undefined || is_floating(v->dtype)); }
+
 bool known_equal_shapes(const Value* a, const Value* b) {
   if (!a->dims || !b->dims || a->dims->size() != b->dims->size()) return false;
   for (size_t i = 0; i < a->dims->size(); ++i) {
@@ -46,7 +50,8 @@ std::map<std::string, Value*> differentiate(Graph& graph, const std::vector<Node
 
 }  // namespace
 
-GradientGraph build_gradient_graph(Graph& graph, const std::string& loss_name, const std::vector<std::string>& wrt) {
+GradientGraph build_gradient_graph(Graph& graph, const std::string& loss_name, const std::vector<std::string>& wrt,
+                                   bool warn_unreachable) {
   Value& loss = graph.value(loss_name);
   std::vector<Node*> forward;
   for (const auto& n : graph.nodes()) forward.push_back(n.get());
@@ -66,7 +71,7 @@ GradientGraph build_gradient_graph(Graph& graph, const std::string& loss_name, c
     graph.outputs.push_back(named);
     result.gradient_of[name] = named->name;
   }
-  if (!unreachable.empty()) {
+  if (warn_unreachable && !unreachable.empty()) {
     std::string list;
     for (const auto& u : unreachable) list += (list.empty() ? "" : ", ") + u;
     spdlog::warn("the loss '{}' does not depend on: {}", loss_name, list);
@@ -133,7 +138,7 @@ std::map<std::string, Value*> differentiate(Graph& graph, const std::vector<Node
       any = any || (n->inputs[i] && varying.count(n->inputs[i]) && input_is_differentiable(def, i));
     if (!any) continue;
     for (Value* out : n->outputs)
-      if (is_float_value(out)) varying.insert(out);
+      if (maybe_float(out)) varying.insert(out);
   }
   // Values the loss depends on.
   std::unordered_set<const Value*> needed{&loss};

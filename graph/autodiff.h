@@ -19,7 +19,8 @@ struct GradientGraph {
 // loss does not depend on get no gradient output and are listed in a warning.
 // Throws UnsupportedOp naming the node, op and opset when a float op on the path from a
 // wrt value to the loss has no gradient rule.
-GradientGraph build_gradient_graph(Graph& graph, const std::string& loss, const std::vector<std::string>& wrt);
+GradientGraph build_gradient_graph(Graph& graph, const std::string& loss, const std::vector<std::string>& wrt,
+                                   bool warn_unreachable = true);
 
 // Replaces every ai.onnx.preview.training Gradient node (attributes xs, y) by the backward
 // nodes that compute d y / d xs (the seed is ones, so a non-scalar y means d sum(y) / d xs).

@@ -60,7 +60,17 @@ void export_graph(const Graph& graph, onnx::ModelProto& model) {
   model.Clear();
   model.set_ir_version(8);
   model.set_producer_name("onnxtrain");
-  for (const auto& [domain, version] : graph.opsets) {
+  // One version per domain in a file: nodes added at a newer opset than the graph's (the
+  // loss ops run at 13 or later) are only exportable when the graph is at least that new.
+  std::map<std::string, int> opsets = graph.opsets;
+  for (const auto& n : graph.nodes()) {
+    auto [it, inserted] = opsets.try_emplace(n->domain, n->opset);
+    if (!inserted && n->opset > it->second && n->domain == kOnnxDomain)
+      throw ModelError(n->describe() + " needs opset " + std::to_string(n->opset) + " but the graph is at opset " +
+                       std::to_string(it->second) + "; convert the model to opset " + std::to_string(n->opset) +
+                       " or newer to export this graph");
+  }
+  for (const auto& [domain, version] : opsets) {
     auto* op = model.add_opset_import();
     op->set_domain(domain);
     op->set_version(version);

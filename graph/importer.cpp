@@ -132,7 +132,10 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
   if (options.infer_shapes) {
     inferred = model;
     try {
-      onnx::shape_inference::InferShapes(inferred);
+      // Data propagation folds Shape -> Gather -> Concat chains, so PyTorch exports keep
+      // their ranks through computed Reshapes (gradient rules need ranks).
+      onnx::ShapeInferenceOptions inference_options(false, 0, true);
+      onnx::shape_inference::InferShapes(inferred, onnx::OpSchemaRegistry::Instance(), inference_options);
       typed = &inferred;
     } catch (const std::exception& e) {
       spdlog::warn("{}: ONNX shape inference failed ({}); continuing with declared shapes", source, e.what());

@@ -73,6 +73,33 @@ std::string Node::describe() const {
   return d + " '" + name + "' (opset " + std::to_string(opset) + ")";
 }
 
+std::unique_ptr<Graph> Graph::clone() const {
+  auto g = std::make_unique<Graph>();
+  g->name = name;
+  g->opsets = opsets;
+  g->name_counter_ = name_counter_;
+  std::unordered_map<const Value*, Value*> map;
+  for (const auto& v : values_) {
+    Value* c = g->add_value(v->name, v->dtype, v->dims);
+    c->kind = v->kind;
+    c->data = v->data;
+    map[v.get()] = c;
+  }
+  auto remap = [&](const std::vector<Value*>& list) {
+    std::vector<Value*> out;
+    for (Value* v : list) out.push_back(v ? map.at(v) : nullptr);
+    return out;
+  };
+  for (const auto& n : nodes_) {
+    Node* c = g->add_node(n->op_type, remap(n->inputs), remap(n->outputs), n->domain, n->name);
+    c->opset = n->opset;
+    c->attributes = n->attributes;
+  }
+  g->inputs = remap(inputs);
+  g->outputs = remap(outputs);
+  return g;
+}
+
 Value* Graph::add_value(const std::string& value_name, DType dtype, std::optional<Dims> dims) {
   if (by_name_.count(value_name))
     throw ModelError("value '" + value_name + "' is defined more than once");

@@ -79,6 +79,9 @@ class Graph {
   Graph() = default;
   Graph(const Graph&) = delete;
   Graph& operator=(const Graph&) = delete;
+  // A structural copy; constant tensors share storage with this graph's (Tensor copies
+  // are shallow), so parameters updated in place are seen by both.
+  std::unique_ptr<Graph> clone() const;
 
   std::string name;
   std::map<std::string, int> opsets;  // domain -> version

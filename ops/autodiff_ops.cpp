@@ -28,15 +28,7 @@ std::unique_ptr<Kernel> make_reduce_sum_to(const Node& node, const std::vector<I
     Tensor& y = ctx.output(0, x.dtype(), target);
     dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
       using T = decltype(tag);
-      const T* src = x.data<T>();
-      T* dst = y.data<T>();
-      const int64_t n_out = y.numel();
-      std::vector<double> acc(static_cast<size_t>(n_out), 0.0);
-      BroadcastIterator it(xs, {padded});
-      it.seek(0);
-      const int64_t n = x.numel();
-      for (int64_t i = 0; i < n; ++i, it.next()) acc[it.offset(0)] += src[i];
-      for (int64_t i = 0; i < n_out; ++i) dst[i] = static_cast<T>(acc[i]);
+      sum_to<T>(x.data<T>(), xs, y.data<T>(), padded);
     });
   });
 }
@@ -54,7 +46,7 @@ std::unique_ptr<Kernel> make_filled_like(const Node& node, const std::vector<Inp
 }
 
 // The inverse of ReduceSumTo: broadcast the gradient back to the input's shape.
-void reduce_sum_to_gradient(GradientBuilder& b) { b.GI(0, b.op("Expand", {b.GO(0), b.shape_of(b.I(0))})); }
+void reduce_sum_to_gradient(GradientBuilder& b) { b.GI(0, b.expand_like(b.GO(0), b.I(0))); }
 
 }  // namespace
 

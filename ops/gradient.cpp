@@ -1,5 +1,7 @@
 #include "ops/gradient.h"
 
+#include <set>
+
 #include "onnxtrain/errors.h"
 
 namespace onnxtrain::ops {
@@ -57,8 +59,22 @@ std::string GradientBuilder::fresh_name(const std::string& hint) {
 
 std::vector<Value*> GradientBuilder::op_n(const std::string& op_type, std::vector<Value*> inputs, size_t outputs,
                                           Attributes attrs, const std::string& domain) {
+  // Before opset 7 the arithmetic ops broadcast only when asked to.
+  static const std::set<std::string> kLegacyBroadcast = {"Add", "Sub", "Mul", "Div", "Pow"};
+  if (domain.empty() && graph_.opset("") < 7 && kLegacyBroadcast.count(op_type) && !attrs.count("broadcast"))
+    attrs["broadcast"] = int64_t{1};
   std::vector<Value*> outs;
   for (size_t k = 0; k < outputs; ++k) outs.push_back(graph_.add_value(fresh_name(op_type)));
+  graph::Node* n = graph_.add_node(op_type, std::move(inputs), outs, domain, fresh_name(op_type + "_node"));
+  n->attributes = std::move(attrs);
+  return outs;
+}
+
+std::vector<Value*> GradientBuilder::op_masked(const std::string& op_type, std::vector<Value*> inputs,
+                                               const std::vector<bool>& wanted, Attributes attrs,
+                                               const std::string& domain) {
+  std::vector<Value*> outs;
+  for (bool w : wanted) outs.push_back(w ? graph_.add_value(fresh_name(op_type)) : nullptr);
   graph::Node* n = graph_.add_node(op_type, std::move(inputs), outs, domain, fresh_name(op_type + "_node"));
   n->attributes = std::move(attrs);
   return outs;
@@ -103,6 +119,7 @@ Value* GradientBuilder::reduce_sum(Value* v, std::vector<int64_t> axes, bool kee
 }
 
 Value* GradientBuilder::reshape(Value* v, std::vector<int64_t> shape) {
+  if (graph_.opset("") < 5) return op("Reshape", {v}, {{"shape", shape}});
   return op("Reshape", {v, constant(Tensor::from_vector<int64_t>({static_cast<int64_t>(shape.size())}, shape))});
 }
 
@@ -111,6 +128,12 @@ size_t GradientBuilder::rank(const Value* v) const {
     throw ShapeError(node_.describe() + ": the gradient rule needs the rank of '" + v->name +
                      "', which shape inference could not determine");
   return v->dims->size();
+}
+
+Value* GradientBuilder::expand_like(Value* v, Value* like) {
+  if (graph_.opset("") >= 8) return op("Expand", {v, shape_of(like)});
+  // Legacy broadcasting (opset < 7) broadcasts the second operand onto the first.
+  return add(zeros_like(like), v);
 }
 
 Value* GradientBuilder::zeros_like(Value* v) { return train_op("ZerosLike", {v}); }

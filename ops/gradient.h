@@ -49,6 +49,10 @@ class GradientBuilder {
   // Emits a node with several outputs.
   std::vector<Value*> op_n(const std::string& op_type, std::vector<Value*> inputs, size_t outputs,
                            Attributes attrs = {}, const std::string& domain = graph::kOnnxDomain);
+  // Emits a node whose output i exists only where wanted[i] (others are omitted, so the
+  // kernel can skip them); returns nullptr for the omitted ones.
+  std::vector<Value*> op_masked(const std::string& op_type, std::vector<Value*> inputs, const std::vector<bool>& wanted,
+                                Attributes attrs = {}, const std::string& domain = graph::kTrainingDomain);
   // Emits an ai.onnxtrain node.
   Value* train_op(const std::string& op_type, std::vector<Value*> inputs, Attributes attrs = {}) {
     return op(op_type, std::move(inputs), std::move(attrs), graph::kTrainingDomain);
@@ -70,6 +74,9 @@ class GradientBuilder {
   Value* shape_of(Value* v);                                  // Shape(v)
   Value* sum_to_shape_of(Value* grad, Value* like);           // ai.onnxtrain.ReduceSumTo
   Value* zeros_like(Value* v);                                // ai.onnxtrain.ZerosLike
+  Value* ones_like(Value* v) { return train_op("OnesLike", {v}); }
+  // Broadcasts `v` to the shape of `like` (Expand from opset 8, an Add of zeros before).
+  Value* expand_like(Value* v, Value* like);
   Value* mul(Value* a, Value* b) { return op("Mul", {a, b}); }
   Value* add(Value* a, Value* b) { return op("Add", {a, b}); }
   Value* sub(Value* a, Value* b) { return op("Sub", {a, b}); }

@@ -470,47 +470,146 @@ std::function<void(const Tensor&, const Tensor&, const Tensor&)> plan_batched_ma
 
 namespace {
 
-// Swaps the last two axes of a value of rank >= 2.
-Value* transpose_last_two(GradientBuilder& b, Value* v, size_t rank) {
-  std::vector<int64_t> perm(rank);
-  for (size_t i = 0; i < rank; ++i) perm[i] = static_cast<int64_t>(i);
-  std::swap(perm[rank - 1], perm[rank - 2]);
-  return b.transpose(v, perm);
+// ---------------------------------------------------------------------------------------------
+// MatMulGrad(dY, A, B) -> (dA, dB): dA = dY @ B^T, dB = A^T @ dY, summed over the batch
+// dims each operand was broadcast along. Shapes are only known at plan time (attention
+// exports often defeat shape inference), so one fused kernel does what a rule would need
+// static ranks for; transposes are strides, never copies.
+
+// Row-major strides of `shape` with the last two swapped: a transposed view.
+Shape transposed_strides(const Shape& shape) {
+  Shape st = strides_of(shape);
+  std::swap(st[st.size() - 1], st[st.size() - 2]);
+  return st;
 }
 
-// Y = A @ B with numpy semantics: 1-D operands are promoted to matrices (and the promoted
-// axis removed from Y), batch dims broadcast. dA = dY @ B^T, dB = A^T @ dY, each summed
-// back over broadcast batch dims by the driver.
+Shape swap_last_two(Shape s) {
+  std::swap(s[s.size() - 1], s[s.size() - 2]);
+  return s;
+}
+
+// One batched product c[batch] = a[batch] @ b[batch] where a and b may be strided and
+// broadcast along batch (size-1 dims); c is plain and full.
+class BatchedProduct {
+ public:
+  BatchedProduct() = default;
+  BatchedProduct(DType dtype, const Shape& a_dims, const Shape& a_strides, const Shape& b_dims, const Shape& b_strides,
+                 const Shape& c_dims)
+      : dtype_(dtype), a_dims_(a_dims), a_strides_(a_strides), b_dims_(b_dims), b_strides_(b_strides), c_dims_(c_dims) {
+    if (dtype == DType::Float && c_dims.size() <= kMaxDnnlRank && all_positive(c_dims) && a_dims.back() > 0) {
+      a_md_ = strided_desc(a_dims, dtype, a_strides);
+      b_md_ = strided_desc(b_dims, dtype, b_strides);
+      c_md_ = plain_desc(c_dims, dtype);
+      primitive_ = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md_, b_md_, c_md_), cpu_engine()));
+      use_dnnl_ = true;
+    }
+  }
+  void run(const Tensor& a, const Tensor& b, Tensor& c, const Node& node) const {
+    if (c.numel() == 0) return;
+    if (use_dnnl_) {
+      execute(primitive_, {{DNNL_ARG_SRC, bind(a_md_, a)}, {DNNL_ARG_WEIGHTS, bind(b_md_, b)}, {DNNL_ARG_DST, bind(c_md_, c)}});
+      return;
+    }
+    dispatch_types<float, double, int32_t, int64_t, uint32_t, uint64_t>(dtype_, node, [&](auto tag) {
+      using T = decltype(tag);
+      const size_t r = c_dims_.size();
+      const int64_t m = c_dims_[r - 2], n = c_dims_[r - 1], k = a_dims_[r - 1];
+      const Shape batch(c_dims_.begin(), c_dims_.end() - 2);
+      const int64_t batches = shape_numel(batch);
+      const T* pa = a.data<T>();
+      const T* pb = b.data<T>();
+      T* pc = c.data<T>();
+      parallel_for(batches * m, [&](int64_t row) {
+        int64_t rest = row / m, oa = 0, ob = 0;
+        for (int d = static_cast<int>(batch.size()) - 1; d >= 0; --d) {
+          const int64_t idx = rest % batch[d];
+          rest /= batch[d];
+          if (a_dims_[d] != 1) oa += idx * a_strides_[d];
+          if (b_dims_[d] != 1) ob += idx * b_strides_[d];
+        }
+        const int64_t i = row % m;
+        gemm_loop(pa + oa + i * a_strides_[r - 2], a_strides_[r - 2], a_strides_[r - 1], pb + ob, b_strides_[r - 2],
+                  b_strides_[r - 1], pc + row * n, 1, n, k);
+      }, std::max<int64_t>(1, 32768 / std::max<int64_t>(1, n * k)));
+    });
+  }
+
+ private:
+  DType dtype_ = DType::Undefined;
+  Shape a_dims_, a_strides_, b_dims_, b_strides_, c_dims_;
+  bool use_dnnl_ = false;
+  dnnl::memory::desc a_md_, b_md_, c_md_;
+  dnnl::matmul primitive_;
+};
+
+class MatMulGradKernel final : public Kernel {
+ public:
+  MatMulGradKernel(const Node& node, const std::vector<InputInfo>& in)
+      : plan_(plan_matmul(node, in[1].shape, in[2].shape)), a_shape_(in[1].shape), b_shape_(in[2].shape) {
+    const DType dt = in[1].dtype;
+    Shape y_full = plan_.batch;
+    y_full.push_back(plan_.m);
+    y_full.push_back(plan_.n);
+    a_full_ = plan_.batch;
+    a_full_.push_back(plan_.m);
+    a_full_.push_back(plan_.k);
+    b_full_ = plan_.batch;
+    b_full_.push_back(plan_.k);
+    b_full_.push_back(plan_.n);
+    a_reduce_ = shape_numel(a_full_) != shape_numel(a_shape_);
+    b_reduce_ = shape_numel(b_full_) != shape_numel(b_shape_);
+    // dA = dY @ B^T (B broadcast along batch inside the product).
+    da_ = BatchedProduct(dt, y_full, strides_of(y_full), swap_last_two(plan_.b), transposed_strides(plan_.b), a_full_);
+    // dB = A^T @ dY. The usual linear layer (weights without batch dims, activations with
+    // full batch) folds the batch into one GEMM: [K, batch*M] @ [batch*M, N].
+    const bool a_batch_full = std::equal(plan_.batch.begin(), plan_.batch.end(), plan_.a.begin());
+    const int64_t rows = shape_numel(plan_.batch) * plan_.m;
+    if (b_reduce_ && a_batch_full && shape_numel(Shape(plan_.b.begin(), plan_.b.end() - 2)) == 1) {
+      db_ = BatchedProduct(dt, {plan_.k, rows}, {1, plan_.k}, {rows, plan_.n}, {plan_.n, 1}, {plan_.k, plan_.n});
+      b_reduce_ = false;
+    } else {
+      db_ = BatchedProduct(dt, swap_last_two(plan_.a), transposed_strides(plan_.a), y_full, strides_of(y_full), b_full_);
+    }
+  }
+
+  void run(KernelContext& ctx) override {
+    const Tensor& dy = ctx.input(0);
+    const Tensor& a = ctx.input(1);
+    const Tensor& b = ctx.input(2);
+    if (ctx.wants_output(0)) produce(ctx, 0, da_, dy, b, a_full_, a_shape_, a_reduce_, plan_.a, scratch_a_);
+    if (ctx.wants_output(1)) produce(ctx, 1, db_, a, dy, b_full_, b_shape_, b_reduce_, plan_.b, scratch_b_);
+  }
+
+ private:
+  // Without a batch reduction the product has the operand's element count and is written
+  // straight into the output; otherwise into a reused scratch, then summed down.
+  static void produce(KernelContext& ctx, size_t out, const BatchedProduct& product, const Tensor& x,
+                      const Tensor& y, const Shape& full, const Shape& shape, bool reduce, const Shape& padded,
+                      Tensor& scratch) {
+    Tensor& result = ctx.output(out, x.dtype(), shape);
+    if (!reduce) {
+      product.run(x, y, result, ctx.node());
+      return;
+    }
+    if (scratch.shape() != full || scratch.dtype() != x.dtype()) scratch = Tensor(x.dtype(), full);
+    product.run(x, y, scratch, ctx.node());
+    dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      sum_to<T>(scratch.data<T>(), full, result.data<T>(), padded);
+    });
+  }
+
+  MatMulPlan plan_;
+  Shape a_shape_, b_shape_, a_full_, b_full_;
+  bool a_reduce_ = false, b_reduce_ = false;
+  BatchedProduct da_, db_;
+  Tensor scratch_a_, scratch_b_;
+};
+
 void matmul_gradient(GradientBuilder& b) {
-  Value* a = b.I(0);
-  Value* w = b.I(1);
-  const size_t ra = b.rank(a), rw = b.rank(w);
-  Value* gy = b.GO(0);
-  if (ra == 1 && rw == 1) gy = b.unsqueeze(gy, {0, 1});
-  else if (ra == 1) gy = b.unsqueeze(gy, {-2});
-  else if (rw == 1) gy = b.unsqueeze(gy, {-1});
-  Value* a2 = ra == 1 ? b.unsqueeze(a, {0}) : a;
-  Value* w2 = rw == 1 ? b.unsqueeze(w, {1}) : w;
-  const size_t ra2 = std::max<size_t>(ra, 2), rw2 = std::max<size_t>(rw, 2);
-  if (b.needs_grad(0)) {
-    Value* ga = b.op("MatMul", {gy, transpose_last_two(b, w2, rw2)});
-    if (ra == 1) {
-      // ga is [..., 1, K]: sum the batch dims away, then drop the promoted axis.
-      ga = b.sum_to_shape_of(ga, a2);
-      b.GI(0, b.squeeze(ga, {0}));
-    } else {
-      b.GI_broadcast(0, ga);
-    }
-  }
-  if (b.needs_grad(1)) {
-    Value* gw = b.op("MatMul", {transpose_last_two(b, a2, ra2), gy});
-    if (rw == 1) {
-      gw = b.sum_to_shape_of(gw, w2);
-      b.GI(1, b.squeeze(gw, {1}));
-    } else {
-      b.GI_broadcast(1, gw);
-    }
-  }
+  auto grads = b.op_masked("MatMulGrad", {b.GO(0), b.I(0), b.I(1)}, {b.needs_grad(0), b.needs_grad(1)});
+  if (b.needs_grad(0)) b.GI(0, grads[0]);
+  if (b.needs_grad(1)) b.GI(1, grads[1]);
 }
 
 // Y = alpha * A' @ B' + beta * C with A' = transA ? A^T : A (B' likewise). Each operand's
@@ -553,6 +652,11 @@ void register_matmul_ops(Registry& r) {
     return std::make_unique<GemmKernel>(node, in);
   };
   r.add({"", "MatMul", 1, INT_MAX, matmul, "oneDNN matmul", matmul_gradient});
+  r.add({graph::kTrainingDomain, "MatMulGrad", 1, INT_MAX,
+         [](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+           return std::make_unique<MatMulGradKernel>(node, in);
+         },
+         "oneDNN matmul"});
   r.add({"", "Gemm", 1, INT_MAX, gemm, "oneDNN matmul", gemm_gradient});
   r.add({"", "Det", 11, INT_MAX, make_det, "own", det_gradient});
   r.add({graph::kTrainingDomain, "DetGrad", 1, INT_MAX, make_det_grad, "own"});

@@ -74,4 +74,62 @@ void parallel_for(int64_t n, F&& f, int64_t grain = 16384) {
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
+// The inverse of broadcasting: sums x (shape `xs`) into y (shape `padded`, same rank,
+// each dim equal or 1), accumulating in double.
+// Many outputs: each output element sums its own reduced block (parallel over outputs).
+// Few outputs (bias-like gradients): threads take slices of x with private accumulators.
+template <typename T>
+void sum_to(const T* x, const Shape& xs, T* y, const Shape& padded) {
+  const int64_t n = shape_numel(xs), m = shape_numel(padded);
+  Shape x_strides = strides_of(xs);
+  std::vector<int64_t> kept_dims, kept_x_strides, reduced_dims, reduced_x_strides;
+  for (size_t d = 0; d < xs.size(); ++d) {
+    if (padded[d] == xs[d]) {
+      kept_dims.push_back(xs[d]);
+      kept_x_strides.push_back(x_strides[d]);
+    } else {
+      reduced_dims.push_back(xs[d]);
+      reduced_x_strides.push_back(x_strides[d]);
+    }
+  }
+  const int64_t per_output = m ? n / m : 0;
+  auto offset_of = [](int64_t flat, const std::vector<int64_t>& dims, const std::vector<int64_t>& strides) {
+    int64_t off = 0;
+    for (int d = static_cast<int>(dims.size()) - 1; d >= 0; --d) {
+      off += (flat % dims[d]) * strides[d];
+      flat /= dims[d];
+    }
+    return off;
+  };
+  if (m >= 64 || per_output < 4096) {
+    parallel_for(m, [&](int64_t o) {
+      const int64_t base = offset_of(o, kept_dims, kept_x_strides);
+      double acc = 0;
+      for (int64_t r = 0; r < per_output; ++r) acc += x[base + offset_of(r, reduced_dims, reduced_x_strides)];
+      y[o] = static_cast<T>(acc);
+    }, std::max<int64_t>(1, 16384 / std::max<int64_t>(per_output, 1)));
+    return;
+  }
+  // Few outputs, long reductions: split x into contiguous chunks per thread.
+  std::vector<double> total(static_cast<size_t>(m), 0.0);
+#pragma omp parallel
+  {
+    std::vector<double> local(static_cast<size_t>(m), 0.0);
+    BroadcastIterator it(xs, {padded});
+    bool started = false;
+#pragma omp for schedule(static) nowait
+    for (int64_t i = 0; i < n; ++i) {
+      if (!started) {
+        it.seek(i);
+        started = true;
+      }
+      local[it.offset(0)] += x[i];
+      it.next();
+    }
+#pragma omp critical
+    for (int64_t o = 0; o < m; ++o) total[o] += local[o];
+  }
+  for (int64_t o = 0; o < m; ++o) y[o] = static_cast<T>(total[o]);
+}
+
 }  // namespace onnxtrain::ops

@@ -5,3 +5,4 @@
 #include "onnxtrain/npy.h"
 #include "onnxtrain/operators.h"
 #include "onnxtrain/tensor.h"
+#include "onnxtrain/training.h"

@@ -1,10 +1,7 @@
 // Gradient checks for the activation, elementwise (unary) and binary/variadic families:
 // float64 through the own loops (tight tolerances) and float32 through oneDNN's
 // eltwise_backward for the activations (four-point differences, loose tolerances).
-//
-// Models older than opset 8 cannot be checked yet: check_gradients appends a ReduceSumTo
-// whose gradient rule (ops/autodiff_ops.cpp) emits Expand, which exists from opset 8 only.
-// The legacy-form tests below (opset 6 broadcasting) are DISABLED_ for that reason.
+// The legacy-form tests (opset 6 broadcasting) check the rules' broadcast=1 handling.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -330,7 +327,7 @@ TEST(BinaryGradFamily, PowFloat32) {
   EXPECT_EQ(test::check_gradients(c), "");
 }
 
-TEST(BinaryGradFamily, DISABLED_PowLegacyBroadcastOpset6) {
+TEST(BinaryGradFamily, PowLegacyBroadcastOpset6) {
   GradCase c;
   c.model_text = binary_model("Pow<broadcast = 1>(A, B)", {2, 3, 4}, {4}, "[2,3,4]", 6);
   c.inputs = {{"A", test::random_tensor(DType::Double, {2, 3, 4}, 1, 0.3, 2.0)},
@@ -385,7 +382,7 @@ TEST(BinaryGradFamily, VariadicMaxMinSumMean) {
   }
 }
 
-TEST(BinaryGradFamily, DISABLED_ArithmeticLegacyBroadcastOpset6) {
+TEST(BinaryGradFamily, ArithmeticLegacyBroadcastOpset6) {
   for (const char* op : {"Add", "Sub", "Mul", "Div"}) {
     GradCase c;
     c.model_text = binary_model(std::string(op) + "<broadcast = 1>(A, B)", {2, 3, 4}, {4}, "[2,3,4]", 6);
@@ -395,7 +392,7 @@ TEST(BinaryGradFamily, DISABLED_ArithmeticLegacyBroadcastOpset6) {
   }
 }
 
-TEST(BinaryGradFamily, DISABLED_VariadicLegacyOpset6) {
+TEST(BinaryGradFamily, VariadicLegacyOpset6) {
   for (const char* op : {"Max", "Min", "Sum", "Mean"}) {
     // opset 6: no broadcasting (equal shapes), legacy scalar broadcast in Mean's rule
     GradCase c;
@@ -440,7 +437,7 @@ TEST(BinaryGradFamily, PRelu) {
 }
 
 // fmod: values with A/B kept away from integers (where fmod jumps).
-TEST(BinaryGradFamily, DISABLED_PReluLegacyPerChannelOpset6) {
+TEST(BinaryGradFamily, PReluLegacyPerChannelOpset6) {
   GradCase c;
   c.model_text = R"(<ir_version: 8, opset_import: ["" : 6]> g (double[2,3,4,5] X, double[3] S) => (double[2,3,4,5] Y) {
       Y = PRelu(X, S) })";

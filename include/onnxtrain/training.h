@@ -1,0 +1,68 @@
+#pragma once
+// Training: a loss attached to a model output, gradients of every trainable parameter from
+// the backward graph that onnxtrain's autodiff pass builds.
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "onnxtrain/model.h"
+
+namespace onnxtrain {
+
+struct LossOptions {
+  // cross_entropy (class-index targets), nll (log-probability outputs), mse, l1.
+  std::string kind = "cross_entropy";
+  std::string output;              // model output; default: the first
+  std::string target = "label";    // feed name of the targets
+  std::string reduction = "mean";  // mean | sum
+  int64_t ignore_index = -100;
+};
+
+struct TrainingOptions {
+  LossOptions loss;
+  // Parameters are the float initializers on a differentiable path to the loss (BatchNorm
+  // running statistics, integer initializers and shape constants never are). These
+  // ECMAScript regexes narrow the set: a name must match `trainable` (when set) and must
+  // not match `freeze` (when set).
+  std::string trainable;
+  std::string freeze;
+  int threads = 0;
+  uint64_t seed = 0;
+};
+
+struct StepGradients {
+  double loss = 0;
+  std::map<std::string, Tensor> gradients;  // parameter name -> gradient (same shape)
+};
+
+class TrainingSession {
+ public:
+  // The session trains `model`'s initializers in place; the model must outlive it.
+  TrainingSession(Model& model, TrainingOptions options = {});
+  ~TrainingSession();
+  TrainingSession(TrainingSession&&) noexcept;
+
+  // Forward and backward on one batch (model inputs and the loss target by name).
+  StepGradients compute_gradients(const std::map<std::string, Tensor>& feeds);
+
+  // Writes the training graph (model + loss + backward, our ai.onnxtrain ops included) as
+  // an ONNX file: its outputs are the model's, the loss and "<parameter>_grad" for each
+  // trainable parameter. Loading it with Model::load and running it gives the same values.
+  void export_training_graph(const std::string& path) const;
+  // The name of the loss value in the training graph.
+  const std::string& loss_name() const;
+
+  const std::vector<std::string>& trainable() const;
+  int64_t trainable_elements() const;
+  // Number of nodes the autodiff pass added (backward + loss).
+  size_t backward_nodes() const;
+  // Peak bytes of activations and gradients held at once during the runs so far.
+  size_t peak_activation_bytes() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace onnxtrain
