@@ -17,16 +17,11 @@
 
 #include "ops/dnnl_utils.h"
 #include "ops/gradient.h"
+#include "ops/half.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
-
-// Defined in ops/elementwise.cpp.
-float half_to_float(uint16_t h);
-uint16_t float_to_half(float f);
-float bfloat16_to_float(uint16_t h);
-uint16_t float_to_bfloat16(float f);
 
 namespace {
 

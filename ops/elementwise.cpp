@@ -14,50 +14,11 @@
 
 #include "ops/dnnl_utils.h"
 #include "ops/gradient.h"
+#include "ops/half.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::ops {
-
-// 16-bit float conversions. ops/binary.cpp declares and uses them too; they are not in
-// op_utils.h because that shared header is not this family's to edit.
-float half_to_float(uint16_t h) {
-  uint32_t sign = static_cast<uint32_t>(h & 0x8000) << 16;
-  uint32_t exponent = (h >> 10) & 0x1f, mantissa = h & 0x3ff;
-  if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24 is exact in float
-    float v = std::ldexp(static_cast<float>(mantissa), -24);
-    return sign ? -v : v;
-  }
-  uint32_t bits = exponent == 31 ? sign | 0x7f800000u | (mantissa << 13)
-                                 : sign | ((exponent + 112) << 23) | (mantissa << 13);
-  return std::bit_cast<float>(bits);
-}
-
-// Round to nearest even with the usual bias trick; subnormals are rounded by the FPU by
-// adding 0.5, whose ulp (2^-24) is exactly the half subnormal step.
-uint16_t float_to_half(float f) {
-  uint32_t x = std::bit_cast<uint32_t>(f);
-  uint16_t sign = static_cast<uint16_t>((x >> 16) & 0x8000);
-  uint32_t ax = x & 0x7fffffffu;
-  if (ax > 0x7f800000u) return sign | 0x7e00 | static_cast<uint16_t>((ax >> 13) & 0x3ff);  // NaN stays NaN
-  if (ax >= 0x477ff000u) return sign | 0x7c00;  // >= 65520 rounds to infinity
-  if (ax < 0x38800000u) {                       // below 2^-14: half subnormal (or zero)
-    float v = std::bit_cast<float>(ax) + 0.5f;
-    return sign | static_cast<uint16_t>(std::bit_cast<uint32_t>(v) - 0x3f000000u);
-  }
-  uint32_t odd = (ax >> 13) & 1;
-  ax += 0xc8000fffu + odd;  // rebias the exponent (127 -> 15) and round
-  return sign | static_cast<uint16_t>(ax >> 13);
-}
-
-float bfloat16_to_float(uint16_t h) { return std::bit_cast<float>(static_cast<uint32_t>(h) << 16); }
-
-uint16_t float_to_bfloat16(float f) {
-  uint32_t x = std::bit_cast<uint32_t>(f);
-  if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((x >> 16) | 0x40);  // quiet NaN
-  x += 0x7fffu + ((x >> 16) & 1);
-  return static_cast<uint16_t>(x >> 16);
-}
 
 namespace {
 
@@ -84,54 +45,6 @@ uint16_t double_to_small_float(double d) {
   return sign | static_cast<uint16_t>(std::min(bits, inf));
 }
 
-// Storage types of the 16-bit floats (Tensor::data<T> has no C++ type for them).
-struct Half {
-  uint16_t bits;
-};
-struct BFloat16 {
-  uint16_t bits;
-};
-
-template <typename T>
-constexpr bool is_half_v = std::is_same_v<T, Half> || std::is_same_v<T, BFloat16>;
-template <typename T>
-constexpr bool is_float_v = std::is_floating_point_v<T> || is_half_v<T>;
-// The type arithmetic happens in.
-template <typename T>
-using compute_t = std::conditional_t<is_half_v<T>, float, T>;
-
-template <typename T>
-compute_t<T> load(T v) {
-  if constexpr (std::is_same_v<T, Half>) return half_to_float(v.bits);
-  else if constexpr (std::is_same_v<T, BFloat16>) return bfloat16_to_float(v.bits);
-  else return v;
-}
-
-template <typename T>
-T store_float(float v) {
-  if constexpr (std::is_same_v<T, Half>) return Half{float_to_half(v)};
-  else if constexpr (std::is_same_v<T, BFloat16>) return BFloat16{float_to_bfloat16(v)};
-  else return static_cast<T>(v);
-}
-
-template <typename T>
-constexpr DType dtype_for() {
-  if constexpr (std::is_same_v<T, Half>) return DType::Float16;
-  else if constexpr (std::is_same_v<T, BFloat16>) return DType::BFloat16;
-  else return dtype_of<T>();
-}
-
-template <typename T>
-const T* cdata(const Tensor& t) {
-  if constexpr (is_half_v<T>) return static_cast<const T*>(t.raw());
-  else return t.data<T>();
-}
-template <typename T>
-T* mdata(Tensor& t) {
-  if constexpr (is_half_v<T>) return static_cast<T*>(t.raw());
-  else return t.data<T>();
-}
-
 template <typename... Ts, typename F>
 void dispatch(DType dtype, const Node& node, F&& f) {
   bool done = false;
@@ -149,7 +62,7 @@ void map_elements(const Tensor& x, Tensor& y, F f) {
   Out* out = mdata<Out>(y);
   parallel_for(x.numel(), [&](int64_t i) {
     auto r = f(load(in[i]));
-    if constexpr (is_half_v<Out>) out[i] = store_float<Out>(static_cast<float>(r));
+    if constexpr (is_half_v<Out>) out[i] = store<Out>(static_cast<float>(r));
     else out[i] = static_cast<Out>(r);
   });
 }
@@ -325,7 +238,7 @@ std::unique_ptr<Kernel> make_shrink(const Node& node, const std::vector<InputInf
             if constexpr (std::is_floating_point_v<C>) {
               C l = static_cast<C>(lambd), b = static_cast<C>(bias);
               C r = v < -l ? v + b : v > l ? v - b : C(0);
-              if constexpr (is_half_v<T>) out[i] = store_float<T>(r);
+              if constexpr (is_half_v<T>) out[i] = store<T>(r);
               else out[i] = r;
             } else {
               double d = static_cast<double>(v);
@@ -372,7 +285,7 @@ KernelFactory unary_grad(MakeF make_f) {
         T* out = mdata<T>(dx);
         parallel_for(dy.numel(), [&](int64_t i) {
           auto r = f(load(g[i]), load(x[i]));
-          if constexpr (is_half_v<T>) out[i] = store_float<T>(static_cast<float>(r));
+          if constexpr (is_half_v<T>) out[i] = store<T>(static_cast<float>(r));
           else out[i] = r;
         }, 4096);
       });

@@ -113,4 +113,12 @@ TEST_F(Cli, MissingDataFileIsAClearError) {
   EXPECT_NE(r.output.find("nope.npz"), std::string::npos) << r.output;
 }
 
+TEST_F(Cli, OperatorDocsAreCurrent) {
+  Result r = run_cli("ops --markdown");
+  ASSERT_EQ(r.code, 0) << r.output;
+  std::ifstream in(test::source_dir() + "/docs/operators.md");
+  std::string doc((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(r.output, doc) << "docs/operators.md is stale: regenerate it with `onnxtrain ops --markdown`";
+}
+
 }  // namespace
