@@ -131,6 +131,13 @@ void store_any(Tensor& t, const std::vector<double>& values, const Node& node) {
 }
 
 dnnl::memory::desc f32_vector(int64_t n) { return plain_desc({n}, DType::Float); }
+
+// oneDNN 2.6 has jit batch normalization for 4-D/5-D (ncsp) data only: a 3-D
+// [N, C, S] view falls back to its reference kernel (~50x slower backward), so views get
+// a trailing unit dimension.
+dnnl::memory::desc ncsp_desc(int64_t n, int64_t c, int64_t spatial) {
+  return plain_desc({n, c, spatial, 1}, DType::Float);
+}
 dnnl::memory bind_ptr(const dnnl::memory::desc& md, const void* p) {
   return dnnl::memory(md, cpu_engine(), const_cast<void*>(p));
 }
@@ -309,7 +316,7 @@ class InstanceNormKernel final : public Kernel {
     const int64_t spatial = shape_numel(Shape(xs.begin() + 2, xs.end()));
     layout_ = make_layout({instances_, spatial}, {false, true});
     if (in[0].dtype == DType::Float && shape_numel(xs) > 0) {
-      md_ = plain_desc({1, instances_, spatial}, DType::Float);
+      md_ = ncsp_desc(1, instances_, spatial);
       dnnl::batch_normalization_forward::desc d(prop_kind::forward_training, md_, epsilon_,
                                                 normalization_flags::use_scale | normalization_flags::use_shift);
       pd_ = dnnl::batch_normalization_forward::primitive_desc(d, cpu_engine());
@@ -690,7 +697,7 @@ class BatchNormGradKernel final : public Kernel {
     if (total == 0) return;
     layout_ = make_layout(work_, {true, false, true});
     if (in[1].dtype == DType::Float) {
-      md_ = plain_desc(work_, DType::Float);
+      md_ = ncsp_desc(work_[0], work_[1], work_[2]);
       auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
       if (!training_) flags = flags | normalization_flags::use_global_stats;
       dnnl::batch_normalization_forward::desc fd(prop_kind::forward_training, md_, epsilon_, flags);
@@ -812,7 +819,7 @@ class InstanceNormGradKernel final : public Kernel {
     if (shape_numel(xs) == 0) return;
     layout_ = make_layout({instances_, spatial}, {false, true});
     if (in[1].dtype == DType::Float) {
-      md_ = plain_desc({1, instances_, spatial}, DType::Float);
+      md_ = ncsp_desc(1, instances_, spatial);
       auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
       dnnl::batch_normalization_forward::desc fd(prop_kind::forward_training, md_, epsilon_, flags);
       dnnl::batch_normalization_forward::primitive_desc hint(fd, cpu_engine());

@@ -2,6 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_set>
@@ -51,6 +55,8 @@ std::vector<int64_t> signature_of(const std::vector<const Tensor*>& inputs) {
 
 Executor::Executor(const graph::Graph& graph, std::vector<std::string> fetches, ExecutorOptions options)
     : graph_(graph), fetch_names_(std::move(fetches)), rng_(options.seed) {
+  const char* profile = std::getenv("ONNXTRAIN_PROFILE");
+  profile_ = profile && *profile && std::string(profile) != "0";
   auto slot = [&](const Value* v) {
     auto [it, inserted] = slot_of_.try_emplace(v, static_cast<int>(slot_values_.size()));
     if (inserted) slot_values_.push_back(v);
@@ -109,7 +115,17 @@ Executor::Executor(const graph::Graph& graph, std::vector<std::string> fetches, 
       if (out >= 0 && last_use[out] < 0 && !keep.count(out)) steps_[s]->release.push_back(out);
 }
 
-Executor::~Executor() = default;
+Executor::~Executor() {
+  if (!profile_ || op_time_.empty()) return;
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows(op_time_.begin(), op_time_.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
+  double total = 0;
+  for (const auto& r : rows) total += r.second.first;
+  std::fprintf(stderr, "onnxtrain profile: %.3f ms in kernels\n", total);
+  for (const auto& [op, t] : rows)
+    std::fprintf(stderr, "  %-40s %10.3f ms %5.1f%% %8lld calls\n", op.c_str(), t.first, 100 * t.first / total,
+                 static_cast<long long>(t.second));
+}
 
 void Executor::check_feed(const Value& input, const Tensor& t) const {
   auto expected = [&] {
@@ -171,6 +187,7 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
     }
     outputs.assign(step->outputs.size(), Tensor());
     ops::KernelContext ctx(node, inputs, outputs, pool_, rng_);
+    const auto start = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     try {
       step->last->run(ctx);
     } catch (const dnnl::error& e) {
@@ -179,6 +196,11 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
       throw;
     } catch (const std::exception& e) {
       throw BackendError(node.describe() + ": " + e.what());
+    }
+    if (profile_) {
+      auto& entry = op_time_[node.domain.empty() ? node.op_type : node.domain + "." + node.op_type];
+      entry.first += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+      ++entry.second;
     }
     for (size_t i = 0; i < step->outputs.size(); ++i) {
       if (step->outputs[i] < 0) continue;

@@ -43,6 +43,9 @@ class Executor {
   std::vector<std::unique_ptr<Step>> steps_;
   MemoryPool pool_;
   std::mt19937_64 rng_;
+  // ONNXTRAIN_PROFILE=1: time per op type, printed when the executor is destroyed.
+  bool profile_ = false;
+  std::unordered_map<std::string, std::pair<double, int64_t>> op_time_;
 };
 
 }  // namespace onnxtrain
