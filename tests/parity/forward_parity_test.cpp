@@ -2,6 +2,8 @@
 // in TRAINING and EVAL mode) gives PyTorch's outputs on the golden input.
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include "onnxtrain/onnxtrain.h"
 #include "tests/support/test_support.h"
 
@@ -35,6 +37,27 @@ TEST_P(ForwardParity, MatchesPyTorch) {
   auto out = session.run({{"input", golden.at("input.input")}});
   std::string diff = test::compare_tensors(out.at("output"), golden.at(v.name() + ".output"), 1e-4, 1e-5);
   EXPECT_TRUE(diff.empty()) << v.name() << ": " << diff;
+}
+
+// Dynamic batch: one session runs batch 4 and then batch 2 (a new input signature: new
+// kernels, same plan) and batch 4 again (cached kernels); every run matches PyTorch.
+TEST(ForwardParity, DynamicBatchReusesTheSession) {
+  const std::string dir = test::source_dir() + "/models/resnet/";
+  Model model = Model::load(dir + "resnet_op17_eval.onnx");
+  auto golden = read_npz(dir + "golden.npz");
+  const Tensor& x = golden.at("input.input");
+  const Tensor& want = golden.at("resnet_op17_eval.output");
+  InferenceSession session(model);
+  auto first_two = [](const Tensor& t) {
+    Shape s = t.shape();
+    s[0] = 2;
+    Tensor out(t.dtype(), s);
+    std::memcpy(out.raw(), t.raw(), out.nbytes());
+    return out;
+  };
+  EXPECT_EQ(test::compare_tensors(session.run({{"input", x}}).at("output"), want, 1e-4, 1e-5), "");
+  EXPECT_EQ(test::compare_tensors(session.run({{"input", first_two(x)}}).at("output"), first_two(want), 1e-4, 1e-5), "");
+  EXPECT_EQ(test::compare_tensors(session.run({{"input", x}}).at("output"), want, 1e-4, 1e-5), "");
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ForwardParity, ::testing::ValuesIn(all_variants()),
