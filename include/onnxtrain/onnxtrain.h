@@ -1,8 +1,10 @@
 #pragma once
 // The public API of onnxtrain: the only header tools, examples and users include.
+#include "onnxtrain/clipping.h"
 #include "onnxtrain/errors.h"
 #include "onnxtrain/model.h"
 #include "onnxtrain/npy.h"
 #include "onnxtrain/operators.h"
+#include "onnxtrain/schedule.h"
 #include "onnxtrain/tensor.h"
 #include "onnxtrain/training.h"
