@@ -24,6 +24,7 @@ const Registry& Registry::instance() {
     register_rnn_ops(r);
     register_random_ops(r);
     register_autodiff_ops(r);
+    register_optimizer_ops(r);
     return r;
   }();
   return registry;
