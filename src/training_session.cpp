@@ -1,10 +1,13 @@
 #include <onnx/onnx_pb.h>
 
+#include <cmath>
 #include <regex>
+#include <set>
 
 #include "graph/autodiff.h"
 #include "graph/exporter.h"
 #include "graph/loss.h"
+#include "onnxtrain/clipping.h"
 #include "onnxtrain/training.h"
 #include "src/executor.h"
 
@@ -19,7 +22,109 @@ struct TrainingSession::Impl {
   int64_t trainable_elements = 0;
   size_t backward_nodes = 0;
   std::unique_ptr<Executor> executor;
+
+  // The optimizer stage: a graph of one fused ai.onnxtrain update node whose parameter
+  // and state inputs share storage with the training graph's initializers, updated in place.
+  std::unique_ptr<graph::Graph> optimizer_graph;
+  std::unique_ptr<Executor> optimizer;
+  std::vector<std::string> optimizer_fetches;
+  std::optional<LrSchedule> schedule;
+  int64_t step = 0;
+
+  void build_optimizer();
 };
+
+namespace {
+
+struct OptimizerSpec {
+  const char* op;
+  std::vector<std::string> states;
+  graph::Node* node = nullptr;
+};
+
+OptimizerSpec optimizer_spec(const OptimizerOptions& o, std::map<std::string, graph::AttributeValue>& attrs) {
+  auto f = [](double v) { return graph::AttributeValue(static_cast<float>(v)); };
+  auto b = [](bool v) { return graph::AttributeValue(static_cast<int64_t>(v)); };
+  if (o.eps) attrs["eps"] = f(*o.eps);
+  attrs["weight_decay"] = f(o.weight_decay);
+  if (o.kind == "sgd") {
+    attrs["momentum"] = f(o.momentum);
+    attrs["dampening"] = f(o.dampening);
+    attrs["nesterov"] = b(o.nesterov);
+    attrs.erase("eps");
+    if (o.momentum != 0) return {"SGD", {"momentum_buffer"}};
+    return {"SGD", {}};
+  }
+  if (o.kind == "adam" || o.kind == "adamw") {
+    attrs["beta1"] = f(o.beta1);
+    attrs["beta2"] = f(o.beta2);
+    attrs["amsgrad"] = b(o.amsgrad);
+    std::vector<std::string> states{"exp_avg", "exp_avg_sq"};
+    if (o.amsgrad) states.push_back("max_exp_avg_sq");
+    return {o.kind == "adam" ? "Adam" : "AdamW", states};
+  }
+  if (o.kind == "adagrad") {
+    attrs["lr_decay"] = f(o.lr_decay);
+    attrs["initial_accumulator_value"] = f(o.initial_accumulator_value);
+    return {"Adagrad", {"sum"}};
+  }
+  if (o.kind == "rmsprop") {
+    attrs["alpha"] = f(o.alpha);
+    attrs["momentum"] = f(o.momentum);
+    attrs["centered"] = b(o.centered);
+    std::vector<std::string> states{"square_avg"};
+    if (o.centered) states.push_back("grad_avg");
+    if (o.momentum > 0) states.push_back("momentum_buffer");
+    return {"RMSprop", states};
+  }
+  throw DataError("unknown optimizer '" + o.kind + "' (sgd, adam, adamw, adagrad, rmsprop)");
+}
+
+}  // namespace
+
+void TrainingSession::Impl::build_optimizer() {
+  std::map<std::string, graph::AttributeValue> attrs;
+  OptimizerSpec spec = optimizer_spec(options.optimizer, attrs);
+  auto g = std::make_unique<graph::Graph>();
+  g->opsets = {{"", 17}, {graph::kTrainingDomain, 1}};
+  auto input = [&](const std::string& name, DType dtype) {
+    graph::Value* v = g->add_value(name, dtype, graph::Dims{});
+    v->kind = graph::ValueKind::Input;
+    g->inputs.push_back(v);
+    return v;
+  };
+  std::vector<graph::Value*> inputs{input("lr", DType::Double), input("step", DType::Int64)};
+  std::vector<graph::Value*> params, grads, outputs;
+  for (const auto& name : trainable) {
+    // Shares storage with the training graph (and the model): updates land in place.
+    graph::Value* p = g->add_constant(name, *graph->value(name).data);
+    p->kind = graph::ValueKind::Initializer;
+    params.push_back(p);
+    const graph::Value& pv = graph->value(name);
+    grads.push_back(g->add_value(name + "_grad", pv.dtype, pv.dims));
+    grads.back()->kind = graph::ValueKind::Input;
+    g->inputs.push_back(grads.back());
+  }
+  inputs.insert(inputs.end(), params.begin(), params.end());
+  inputs.insert(inputs.end(), grads.begin(), grads.end());
+  for (const auto& state : spec.states)
+    for (const auto& name : trainable) {
+      const Tensor& p = *graph->value(name).data;
+      graph::Value* s = g->add_constant(name + "." + state, Tensor(p.dtype(), p.shape()));
+      s->kind = graph::ValueKind::Initializer;
+      inputs.push_back(s);
+    }
+  for (const auto& name : trainable) outputs.push_back(g->add_value(name + ".updated"));
+  for (const auto& state : spec.states)
+    for (const auto& name : trainable) outputs.push_back(g->add_value(name + "." + state + ".updated"));
+  graph::Node* n = g->add_node(spec.op, inputs, outputs, graph::kTrainingDomain, "optimizer");
+  n->attributes = attrs;
+  for (auto* o : outputs) optimizer_fetches.push_back(o->name);
+  g->outputs = outputs;
+  optimizer_graph = std::move(g);
+  optimizer = std::make_unique<Executor>(*optimizer_graph, optimizer_fetches);
+  schedule.emplace(options.schedule, options.optimizer.lr, options.total_steps);
+}
 
 TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->model = &model;
@@ -63,6 +168,7 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   fetches.insert(fetches.end(), impl_->gradient_values.begin(), impl_->gradient_values.end());
   impl_->graph = std::move(g);
   impl_->executor = std::make_unique<Executor>(*impl_->graph, fetches, ExecutorOptions{options.seed});
+  impl_->build_optimizer();
 }
 
 TrainingSession::~TrainingSession() = default;
@@ -89,6 +195,32 @@ void TrainingSession::export_training_graph(const std::string& path) const {
 }
 
 const std::string& TrainingSession::loss_name() const { return impl_->loss; }
+
+StepResult TrainingSession::train_step(const std::map<std::string, Tensor>& feeds) {
+  StepGradients grads = compute_gradients(feeds);
+  if (!std::isfinite(grads.loss))
+    throw DataError("the loss is " + std::to_string(grads.loss) + " at step " + std::to_string(impl_->step + 1) +
+                    "; parameters were not updated (try a lower learning rate)");
+  StepResult result;
+  result.loss = grads.loss;
+  // Two parameters may receive one shared gradient tensor (e.g. both operands of an Add):
+  // give each its own storage before anything scales or reads them in place.
+  std::set<const void*> seen;
+  for (auto& [name, g] : grads.gradients)
+    if (!seen.insert(g.raw()).second) g = g.clone();
+  if (impl_->options.clip_grad_norm > 0) result.grad_norm = clip_grad_norm(grads.gradients, impl_->options.clip_grad_norm);
+  const int64_t step = impl_->step + 1;
+  result.lr = impl_->schedule->lr(step - 1);
+  result.step = step;
+  std::unordered_map<std::string, Tensor> opt_feeds{{"lr", Tensor::scalar<double>(result.lr)},
+                                                    {"step", Tensor::scalar<int64_t>(step)}};
+  for (auto& [name, g] : grads.gradients) opt_feeds[name + "_grad"] = std::move(g);
+  impl_->optimizer->run(opt_feeds);
+  impl_->step = step;
+  return result;
+}
+
+int64_t TrainingSession::step() const { return impl_->step; }
 
 const std::vector<std::string>& TrainingSession::trainable() const { return impl_->trainable; }
 int64_t TrainingSession::trainable_elements() const { return impl_->trainable_elements; }

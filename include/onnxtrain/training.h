@@ -3,10 +3,12 @@
 // the backward graph that onnxtrain's autodiff pass builds.
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "onnxtrain/model.h"
+#include "onnxtrain/schedule.h"
 
 namespace onnxtrain {
 
@@ -19,8 +21,31 @@ struct LossOptions {
   int64_t ignore_index = -100;
 };
 
+// torch.optim's optimizers with torch's formulas and defaults (an unset eps takes the
+// optimizer's default: 1e-8, Adagrad 1e-10).
+struct OptimizerOptions {
+  std::string kind = "sgd";  // sgd | adam | adamw | adagrad | rmsprop
+  double lr = 0.01;
+  double momentum = 0, dampening = 0;  // sgd, rmsprop (momentum)
+  bool nesterov = false;               // sgd
+  double weight_decay = 0;             // all (adamw: decoupled)
+  double beta1 = 0.9, beta2 = 0.999;   // adam, adamw
+  bool amsgrad = false;                // adam, adamw
+  std::optional<double> eps;
+  double alpha = 0.99;                 // rmsprop
+  bool centered = false;               // rmsprop
+  double lr_decay = 0, initial_accumulator_value = 0;  // adagrad
+};
+
 struct TrainingOptions {
   LossOptions loss;
+  OptimizerOptions optimizer;
+  // Learning rate per optimizer step from optimizer.lr; total_steps is what cosine, linear
+  // and onecycle anneal over.
+  ScheduleOptions schedule;
+  int64_t total_steps = 0;
+  // > 0: gradients are scaled so their global 2-norm is at most this (torch's clip_grad_norm_).
+  double clip_grad_norm = 0;
   // Parameters are the float initializers on a differentiable path to the loss (BatchNorm
   // running statistics, integer initializers and shape constants never are). These
   // ECMAScript regexes narrow the set: a name must match `trainable` (when set) and must
@@ -29,6 +54,13 @@ struct TrainingOptions {
   std::string freeze;
   int threads = 0;
   uint64_t seed = 0;
+};
+
+struct StepResult {
+  double loss = 0;
+  double lr = 0;          // the learning rate this step used
+  int64_t step = 0;       // 1-based number of the optimizer step just taken
+  double grad_norm = -1;  // global gradient 2-norm before clipping (when clipping is on)
 };
 
 struct StepGradients {
@@ -45,6 +77,10 @@ class TrainingSession {
 
   // Forward and backward on one batch (model inputs and the loss target by name).
   StepGradients compute_gradients(const std::map<std::string, Tensor>& feeds);
+  // One training step: forward, backward, optional clipping, then the optimizer updates
+  // the model's parameters in place (Model::save then writes the trained values).
+  StepResult train_step(const std::map<std::string, Tensor>& feeds);
+  int64_t step() const;
 
   // Writes the training graph (model + loss + backward, our ai.onnxtrain ops included) as
   // an ONNX file: its outputs are the model's, the loss and "<parameter>_grad" for each
