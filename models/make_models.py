@@ -186,11 +186,19 @@ def write_gradients(name, model, state, inputs, rng, out_dir):
         probe = model(*args)
     model.load_state_dict(state)  # undo the probe's BatchNorm statistics update
     target = sample_targets(name, rng, probe)
+    # The TRAINING export stores running statistics after its own tracing pass, so the
+    # values this step starts from are saved too.
+    before = {f"buffer_before.{b}": v.numpy().copy() for b, v in model.named_buffers() if "running_" in b}
     loss = loss_of(name, model(*args), torch.from_numpy(target))
     loss.backward()
-    out = {"target": target, "loss": np.array(loss.item(), dtype=np.float32)}
+    out = {"target": target, "loss": np.array(loss.item(), dtype=np.float32), **before}
     for pname, p in model.named_parameters():
         out[f"grad.{pname}"] = p.grad.numpy()
+    # BatchNorm running statistics after this one training-mode forward (PyTorch's update:
+    # unbiased batch variance).
+    for bname, buf in model.named_buffers():
+        if bname.endswith("running_mean") or bname.endswith("running_var"):
+            out[f"buffer.{bname}"] = buf.numpy()
     np.savez_compressed(os.path.join(out_dir, "grads.npz"), **out)
 
 

@@ -1,6 +1,7 @@
 #include <onnx/onnx_pb.h>
 
 #include <cmath>
+#include <cstring>
 #include <regex>
 #include <set>
 
@@ -22,6 +23,17 @@ struct TrainingSession::Impl {
   int64_t trainable_elements = 0;
   size_t backward_nodes = 0;
   std::unique_ptr<Executor> executor;
+
+  // BatchNormalization running statistics: graph output -> the initializer it replaces.
+  struct RunningStat {
+    std::string output, initializer, input_shape;  // input_shape: Shape(X), for N
+    double momentum = 0.9;
+    bool variance = false;
+  };
+  std::vector<RunningStat> running_stats;
+  size_t running_stat_fetch = 0;  // index of the first running-stat fetch
+  void find_running_stats();
+  void write_back_running_stats(const std::vector<Tensor>& values);
 
   // The optimizer stage: a graph of one fused ai.onnxtrain update node whose parameter
   // and state inputs share storage with the training graph's initializers, updated in place.
@@ -81,6 +93,63 @@ OptimizerSpec optimizer_spec(const OptimizerOptions& o, std::map<std::string, gr
 }
 
 }  // namespace
+
+void TrainingSession::Impl::find_running_stats() {
+  std::vector<graph::Node*> bns;
+  for (const auto& n : graph->nodes())
+    if (n->domain.empty() && n->op_type == "BatchNormalization") bns.push_back(n.get());
+  for (graph::Node* n : bns) {
+    const bool training = n->opset >= 14 ? n->attr_int("training_mode", 0) != 0 : n->outputs.size() > 1;
+    if (!training || n->inputs.size() < 5) continue;
+    for (int i = 1; i <= 2; ++i) {
+      graph::Value* stat = n->inputs[2 + i];
+      if (!stat || stat->kind != graph::ValueKind::Initializer) continue;
+      // The running-stat outputs exist (training form); make them fetchable.
+      if (i >= static_cast<int>(n->outputs.size()) || !n->outputs[i]) continue;
+      RunningStat rs;
+      rs.output = n->outputs[i]->name;
+      rs.initializer = stat->name;
+      rs.momentum = n->attr_float("momentum", 0.9f);
+      rs.variance = i == 2;
+      if (rs.variance) {
+        graph::Value* shape = graph->add_value(graph->unique_name(n->name + "/input_shape"), DType::Int64);
+        graph->add_node("Shape", {n->inputs[0]}, {shape}, graph::kOnnxDomain, graph->unique_name(n->name + "/shape"));
+        rs.input_shape = shape->name;
+      }
+      running_stats.push_back(rs);
+    }
+  }
+}
+
+void TrainingSession::Impl::write_back_running_stats(const std::vector<Tensor>& values) {
+  const bool unbiased = options.bn_running_var == "pytorch";
+  size_t k = running_stat_fetch;
+  for (const RunningStat& rs : running_stats) {
+    const Tensor& updated = values[k++];
+    Tensor& target = *graph->value(rs.initializer).data;
+    if (updated.dtype() != target.dtype() || updated.numel() != target.numel())
+      throw ModelError("BatchNormalization running statistic '" + rs.initializer + "' changed type or size");
+    if (!rs.variance || !unbiased) {
+      std::memcpy(target.raw(), updated.raw(), target.nbytes());
+      if (rs.variance) ++k;
+      continue;
+    }
+    // ONNX: new = m*old + (1-m)*var_pop. torch: new = m*old + (1-m)*var_pop*N/(N-1).
+    auto shape = values[k++].as_int64();
+    const int64_t channels = target.numel();
+    int64_t total = 1;
+    for (int64_t d : shape) total *= d;
+    const double n = channels ? static_cast<double>(total) / static_cast<double>(channels) : 0;
+    const double factor = n > 1 ? n / (n - 1) : 1;
+    const double m = rs.momentum;
+    auto blend = [&](auto* dst, const auto* src) {
+      for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<std::remove_reference_t<decltype(dst[c])>>(
+          m * dst[c] + (src[c] - m * dst[c]) * factor);
+    };
+    if (target.dtype() == DType::Double) blend(target.data<double>(), updated.data<double>());
+    else blend(target.data<float>(), updated.data<float>());
+  }
+}
 
 void TrainingSession::Impl::build_optimizer() {
   std::map<std::string, graph::AttributeValue> attrs;
@@ -164,9 +233,17 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   if (impl_->trainable.empty())
     throw DataError("no trainable parameter reaches the loss (check the trainable/freeze patterns)");
   impl_->backward_nodes = g->nodes().size() - nodes_before;
+  if (options.bn_running_var != "onnx" && options.bn_running_var != "pytorch")
+    throw DataError("bn_running_var must be 'onnx' or 'pytorch', got '" + options.bn_running_var + "'");
+  impl_->graph = std::move(g);
+  impl_->find_running_stats();
   std::vector<std::string> fetches{loss->name};
   fetches.insert(fetches.end(), impl_->gradient_values.begin(), impl_->gradient_values.end());
-  impl_->graph = std::move(g);
+  impl_->running_stat_fetch = fetches.size();
+  for (const auto& rs : impl_->running_stats) {
+    fetches.push_back(rs.output);
+    if (!rs.input_shape.empty()) fetches.push_back(rs.input_shape);
+  }
   impl_->executor = std::make_unique<Executor>(*impl_->graph, fetches, ExecutorOptions{options.seed});
   impl_->build_optimizer();
 }
@@ -182,6 +259,7 @@ StepGradients TrainingSession::compute_gradients(const std::map<std::string, Ten
   }
   std::unordered_map<std::string, Tensor> feed_map(feeds.begin(), feeds.end());
   auto values = impl_->executor->run(feed_map);
+  impl_->write_back_running_stats(values);
   StepGradients out;
   out.loss = values[0].as_double().at(0);
   for (size_t i = 0; i < impl_->trainable.size(); ++i) out.gradients[impl_->trainable[i]] = std::move(values[i + 1]);

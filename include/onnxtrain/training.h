@@ -46,6 +46,10 @@ struct TrainingOptions {
   int64_t total_steps = 0;
   // > 0: gradients are scaled so their global 2-norm is at most this (torch's clip_grad_norm_).
   double clip_grad_norm = 0;
+  // BatchNormalization in training mode updates its running statistics, which each step
+  // writes back to the model's initializers. "onnx": the ONNX spec's update with the
+  // population batch variance; "pytorch": torch's, with the unbiased variance (N/(N-1)).
+  std::string bn_running_var = "onnx";
   // Parameters are the float initializers on a differentiable path to the loss (BatchNorm
   // running statistics, integer initializers and shape constants never are). These
   // ECMAScript regexes narrow the set: a name must match `trainable` (when set) and must

@@ -43,6 +43,11 @@ TEST_P(GradientParity, MatchesPyTorch) {
   auto grads = read_npz(dir + "grads.npz");
   TrainingOptions options;
   options.loss.kind = v.model == "unet" ? "mse" : "cross_entropy";
+  options.bn_running_var = "pytorch";
+  // Start BatchNorm from the statistics PyTorch's step started from (the TRAINING export
+  // stores them after its tracing pass).
+  for (const auto& [key, t] : grads)
+    if (key.rfind("buffer_before.", 0) == 0) model.set_initializer(key.substr(14), t);
   TrainingSession session(model, options);
 
   std::set<std::string> expected;
@@ -71,6 +76,16 @@ TEST_P(GradientParity, MatchesPyTorch) {
            << "\n";
     ok = ok && err <= 1e-4;
   }
+  // Running statistics after the step, written back to the model (PyTorch's unbiased update).
+  int buffers = 0;
+  for (const auto& [key, t] : grads) {
+    if (key.rfind("buffer.", 0) != 0 || key.find("num_batches") != std::string::npos) continue;
+    ++buffers;
+    double err = scaled_error(model.initializer(key.substr(7)), t);
+    report << "  " << (err <= 1e-5 ? "ok  " : "BAD ") << key << " scaled error " << err << "\n";
+    ok = ok && err <= 1e-5;
+  }
+  if (v.model == "resnet") EXPECT_EQ(buffers, 18) << "9 BatchNorm layers, mean and variance each";
   EXPECT_TRUE(ok) << v.name() << " gradients vs PyTorch:\n" << report.str();
 }
 
