@@ -46,13 +46,23 @@ Tensor make_tensor(DType dtype, const Shape& shape, const std::vector<double>& v
 
 std::vector<double> values(const Tensor& t) { return t.as_double(); }
 
+// prefix + index (GCC 12 warns falsely (-Wrestrict) about "literal" + std::string).
+std::string indexed(const char* prefix, int64_t i) {
+  std::string s = prefix;
+  s += std::to_string(i);
+  return s;
+}
+
 std::string type_name(DType dtype) { return dtype == DType::Float ? "float" : "double"; }
 
 // ONNX text dimensions; a scalar has none.
 std::string dims(const Shape& s) {
   if (s.empty()) return "";
   std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ',';
+    out += std::to_string(s[i]);
+  }
   return out + "]";
 }
 
@@ -82,20 +92,20 @@ class OptimizerNode {
     const std::string ty = type_name(dtype);
     std::string decl = type_name(lr_dtype) + " R, int64 T", outs, args = "R, T", results;
     auto add = [](std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; };
-    for (size_t j = 0; j < shapes_.size(); ++j) add(decl, ty + dims(shapes_[j]) + " X" + std::to_string(j));
-    for (size_t j = 0; j < shapes_.size(); ++j) add(decl, ty + dims(shapes_[j]) + " G" + std::to_string(j));
+    for (size_t j = 0; j < shapes_.size(); ++j) add(decl, ty + dims(shapes_[j]) + indexed(" X", j));
+    for (size_t j = 0; j < shapes_.size(); ++j) add(decl, ty + dims(shapes_[j]) + indexed(" G", j));
     for (size_t s = 0; s < states; ++s)
       for (size_t j = 0; j < shapes_.size(); ++j) add(decl, ty + dims(shapes_[j]) + " " + state(s, j));
     for (size_t j = 0; j < shapes_.size(); ++j) {
-      add(args, "X" + std::to_string(j));
-      add(results, "Xn" + std::to_string(j));
-      add(outs, ty + dims(shapes_[j]) + " Xn" + std::to_string(j));
+      add(args, indexed("X", j));
+      add(results, indexed("Xn", j));
+      add(outs, ty + dims(shapes_[j]) + indexed(" Xn", j));
     }
-    for (size_t j = 0; j < shapes_.size(); ++j) add(args, "G" + std::to_string(j));
+    for (size_t j = 0; j < shapes_.size(); ++j) add(args, indexed("G", j));
     for (size_t s = 0; s < states; ++s)
       for (size_t j = 0; j < shapes_.size(); ++j) {
         add(args, state(s, j));
-        add(results, "n" + state(s, j));
+        add(results, new_state(s, j));
         add(outs, ty + dims(shapes_[j]) + " n" + state(s, j));
       }
     text_ = "<ir_version: 8, opset_import: [\"\" : 17, \"" + domain + "\" : 1]>\ng (" + decl + ") => (" + outs +
@@ -105,15 +115,21 @@ class OptimizerNode {
     session_ = std::make_unique<InferenceSession>(*model_);
   }
 
-  static std::string state(size_t s, size_t j) { return "S" + std::to_string(s) + "_" + std::to_string(j); }
+  static std::string state(size_t s, size_t j) { return indexed("S", s) + indexed("_", j); }
+  // The output holding state s of tensor j after the update.
+  static std::string new_state(size_t s, size_t j) {
+    std::string name = "n";
+    name += state(s, j);
+    return name;
+  }
 
   // Runs one update; x and states are fed as given (in-place ops write into them).
   std::map<std::string, Tensor> run(const Tensor& lr, int64_t t, const std::vector<Tensor>& x,
                                     const std::vector<Tensor>& g, const std::vector<std::vector<Tensor>>& s) {
     std::map<std::string, Tensor> feeds{{"R", lr}, {"T", Tensor::scalar<int64_t>(t)}};
     for (size_t j = 0; j < x.size(); ++j) {
-      feeds["X" + std::to_string(j)] = x[j];
-      feeds["G" + std::to_string(j)] = g[j];
+      feeds[indexed("X", j)] = x[j];
+      feeds[indexed("G", j)] = g[j];
       for (size_t k = 0; k < s.size(); ++k) feeds[state(k, j)] = s[k][j];
     }
     return session_->run(feeds);
@@ -197,17 +213,17 @@ void run_torch_case(const TorchCase& c, DType dtype) {
   const double rtol = dtype == DType::Double ? 1e-10 : 2e-5, atol = dtype == DType::Double ? 1e-13 : 2e-6;
   const std::vector<double> lrs = get(c.name + ".lr").as_double();
   for (int64_t step = 1; step <= 5; ++step) {
-    SCOPED_TRACE("step " + std::to_string(step));
+    SCOPED_TRACE(indexed("step ", step));
     auto gs = split_row(get("g"), step - 1);
     std::vector<Tensor> g{make_tensor(dtype, shapes[0], gs[0]), make_tensor(dtype, shapes[1], gs[1])};
     auto out = node.run(Tensor::scalar<double>(lrs[step - 1]), step, x, g, s);
     auto expected_x = split_row(get(c.name + ".x"), step - 1);
     for (size_t j = 0; j < 2; ++j) {
-      const Tensor& xn = out.at("Xn" + std::to_string(j));
+      const Tensor& xn = out.at(indexed("Xn", j));
       EXPECT_EQ(xn.raw(), x[j].raw()) << "X" << j << " is not updated in place";
-      expect_close(xn, expected_x[j], rtol, atol, "X" + std::to_string(j));
+      expect_close(xn, expected_x[j], rtol, atol, indexed("X", j));
       for (size_t k = 0; k < c.states.size(); ++k) {
-        const Tensor& sn = out.at("n" + OptimizerNode::state(k, j));
+        const Tensor& sn = out.at(OptimizerNode::new_state(k, j));
         EXPECT_EQ(sn.raw(), s[k][j].raw()) << c.states[k] << " is not updated in place";
         expect_close(sn, split_row(get(c.name + "." + c.states[k]), step - 1)[j], rtol, atol, c.states[k]);
       }
@@ -365,10 +381,10 @@ TEST(TorchOptimizers, MatchDocumentedFormulasOnLargeAndSmallTensors) {
         node.run(lr, t, x, g, s);
         const double rtol = dtype == DType::Double ? 1e-10 : 1e-4, atol = dtype == DType::Double ? 1e-12 : 1e-5;
         for (size_t j = 0; j < shapes.size(); ++j) {
-          expect_close(x[j], ref_x[j], rtol, atol, "X" + std::to_string(j) + " step " + std::to_string(t));
+          expect_close(x[j], ref_x[j], rtol, atol, indexed("X", j) + indexed(" step ", t));
           for (size_t k = 0; k < c.states; ++k)
             expect_close(s[k][j], ref_s[k][j], rtol, atol,
-                         "state " + std::to_string(k) + "[" + std::to_string(j) + "] step " + std::to_string(t));
+                         indexed("state ", k) + "[" + std::to_string(j) + "] step " + std::to_string(t));
         }
       }
     }
@@ -396,8 +412,8 @@ TEST(TorchOptimizers, UpdatesInitializersInPlaceAcrossRuns) {
       b[i] = t == 1 ? gi : 0.5 * b[i] + gi;
       w[i] -= 0.1 * b[i];
     }
-    expect_close(out.at("Xn"), w, 1e-6, 1e-7, "W step " + std::to_string(t));
-    expect_close(buf, b, 1e-6, 1e-7, "momentum buffer step " + std::to_string(t));
+    expect_close(out.at("Xn"), w, 1e-6, 1e-7, indexed("W step ", t));
+    expect_close(buf, b, 1e-6, 1e-7, indexed("momentum buffer step ", t));
   }
 }
 
@@ -489,9 +505,9 @@ TEST(OnnxPreviewTraining, MatchSpecFormulasAtPositiveSteps) {
         auto out = node.run(Tensor::scalar<float>(0.1f), t, x, g, s);
         const double rtol = dtype == DType::Double ? 1e-7 : 1e-5, atol = dtype == DType::Double ? 1e-9 : 1e-6;
         for (size_t j = 0; j < shapes.size(); ++j) {
-          expect_close(out.at("Xn" + std::to_string(j)), want_x[j], rtol, atol, "X" + std::to_string(j));
+          expect_close(out.at(indexed("Xn", j)), want_x[j], rtol, atol, indexed("X", j));
           for (size_t k = 0; k < c.states; ++k)
-            expect_close(out.at("n" + OptimizerNode::state(k, j)), want_s[k][j], rtol, atol, "state");
+            expect_close(out.at(OptimizerNode::new_state(k, j)), want_s[k][j], rtol, atol, "state");
           EXPECT_EQ(values(x[j]), x_before[j]) << "the ONNX ops must not modify their inputs";
         }
       }
