@@ -4,11 +4,13 @@
 #include <cstring>
 #include <regex>
 #include <set>
+#include <sstream>
 
 #include "graph/autodiff.h"
 #include "graph/exporter.h"
 #include "graph/loss.h"
 #include "onnxtrain/clipping.h"
+#include "onnxtrain/npy.h"
 #include "onnxtrain/training.h"
 #include "src/executor.h"
 
@@ -299,6 +301,84 @@ StepResult TrainingSession::train_step(const std::map<std::string, Tensor>& feed
 }
 
 int64_t TrainingSession::step() const { return impl_->step; }
+
+namespace {
+
+constexpr const char* kCheckpointFormat = "onnxtrain-checkpoint-1";
+
+Tensor text_tensor(const std::string& text) {
+  Tensor t(DType::UInt8, {static_cast<int64_t>(text.size())});
+  std::memcpy(t.raw(), text.data(), text.size());
+  return t;
+}
+
+std::string tensor_text(const Tensor& t) {
+  return std::string(static_cast<const char*>(t.raw()), static_cast<size_t>(t.numel()));
+}
+
+// What must agree between the session that saved and the one that loads.
+std::string optimizer_signature(const TrainingOptions& o) {
+  std::ostringstream s;
+  s << o.optimizer.kind << " momentum=" << o.optimizer.momentum << " nesterov=" << o.optimizer.nesterov
+    << " amsgrad=" << o.optimizer.amsgrad << " centered=" << o.optimizer.centered;
+  return s.str();
+}
+
+}  // namespace
+
+void TrainingSession::save_checkpoint(const std::string& path) const {
+  std::map<std::string, Tensor> arrays;
+  arrays["meta.format"] = text_tensor(kCheckpointFormat);
+  arrays["meta.step"] = Tensor::scalar<int64_t>(impl_->step);
+  arrays["meta.optimizer"] = text_tensor(optimizer_signature(impl_->options));
+  std::ostringstream rng;
+  rng << impl_->executor->rng();
+  arrays["meta.rng"] = text_tensor(rng.str());
+  for (const graph::Value* v : impl_->graph->initializers())
+    if (is_floating(v->dtype)) arrays["init." + v->name] = *v->data;
+  for (const graph::Value* v : impl_->optimizer_graph->initializers())
+    if (v->name.find('.') != std::string::npos && !impl_->graph->find_value(v->name))
+      arrays["optim." + v->name] = *v->data;
+  write_npz(path, arrays, /*compress=*/false);
+}
+
+void TrainingSession::load_checkpoint(const std::string& path) {
+  auto arrays = read_npz(path);
+  auto need = [&](const std::string& key) -> const Tensor& {
+    auto it = arrays.find(key);
+    if (it == arrays.end()) throw DataError(path + " is not an onnxtrain checkpoint (no '" + key + "')");
+    return it->second;
+  };
+  if (tensor_text(need("meta.format")) != kCheckpointFormat)
+    throw DataError(path + ": unsupported checkpoint format '" + tensor_text(need("meta.format")) + "'");
+  const std::string saved_optimizer = tensor_text(need("meta.optimizer"));
+  if (saved_optimizer != optimizer_signature(impl_->options))
+    throw DataError(path + " was saved with optimizer '" + saved_optimizer + "', this session uses '" +
+                    optimizer_signature(impl_->options) + "'");
+  // Validate everything before changing anything, so a bad file leaves the session as it was.
+  std::vector<std::pair<Tensor*, const Tensor*>> copies;
+  auto plan_copy = [&](graph::Graph& g, const std::string& key, const std::string& name) {
+    const Tensor& src = need(key);
+    Tensor& dst = *g.value(name).data;
+    if (src.dtype() != dst.dtype() || src.shape() != dst.shape())
+      throw DataError(path + ": '" + name + "' is " + dtype_name(src.dtype()) + shape_str(src.shape()) +
+                      ", the model has " + dtype_name(dst.dtype()) + shape_str(dst.shape()));
+    copies.push_back({&dst, &src});
+  };
+  for (graph::Value* v : impl_->graph->all_values())
+    if (v->kind == graph::ValueKind::Initializer && is_floating(v->dtype)) plan_copy(*impl_->graph, "init." + v->name, v->name);
+  for (graph::Value* v : impl_->optimizer_graph->all_values())
+    if (v->kind == graph::ValueKind::Initializer && v->name.find('.') != std::string::npos &&
+        !impl_->graph->find_value(v->name))
+      plan_copy(*impl_->optimizer_graph, "optim." + v->name, v->name);
+  std::istringstream rng(tensor_text(need("meta.rng")));
+  std::mt19937_64 restored;
+  if (!(rng >> restored)) throw DataError(path + ": corrupt random generator state");
+  const int64_t step = need("meta.step").as_int64().at(0);
+  for (auto& [dst, src] : copies) std::memcpy(dst->raw(), src->raw(), dst->nbytes());
+  impl_->executor->rng() = restored;
+  impl_->step = step;
+}
 
 const std::vector<std::string>& TrainingSession::trainable() const { return impl_->trainable; }
 int64_t TrainingSession::trainable_elements() const { return impl_->trainable_elements; }

@@ -86,6 +86,14 @@ class TrainingSession {
   StepResult train_step(const std::map<std::string, Tensor>& feeds);
   int64_t step() const;
 
+  // A checkpoint holds everything needed to continue bit-identically: parameters,
+  // buffers (e.g. BatchNorm running statistics), optimizer state, the step count and the
+  // random generator state. It is an .npz written atomically (temporary file, fsync,
+  // rename): a failed or interrupted save leaves the previous checkpoint intact.
+  // Loading needs a session made from the same model with the same optimizer settings.
+  void save_checkpoint(const std::string& path) const;
+  void load_checkpoint(const std::string& path);
+
   // Writes the training graph (model + loss + backward, our ai.onnxtrain ops included) as
   // an ONNX file: its outputs are the model's, the loss and "<parameter>_grad" for each
   // trainable parameter. Loading it with Model::load and running it gives the same values.
