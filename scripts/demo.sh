@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The main job on bundled data: build onnxtrain, inspect the bundled ResNet-style model and
-# run it forward on a batch of 32 images, writing the logits to runs/demo/logits.npz.
+# The main job on bundled data: build onnxtrain, fine-tune the bundled digits CNN (exported
+# from PyTorch) on the 8x8 handwritten digits, export the trained ONNX model and evaluate
+# the exported file. Output goes to runs/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/build.sh
 mkdir -p runs/demo
-./build/onnxtrain info models/resnet/resnet_op17_train.onnx
-./build/onnxtrain run models/resnet/resnet_op17_eval.onnx --data models/resnet/batch32.npz --out runs/demo/logits.npz
+./build/onnxtrain info models/digits/digits_cnn_eval.onnx
+./build/onnxtrain train models/digits/digits_cnn_eval.onnx --data models/digits/train.npz --val models/digits/val.npz \
+  --optimizer adam --lr 3e-3 --epochs 8 --batch-size 32 --seed 0 --out runs/demo/digits_trained.onnx
+./build/onnxtrain eval runs/demo/digits_trained.onnx --data models/digits/val.npz

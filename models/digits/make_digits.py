@@ -56,6 +56,13 @@ def main():
                       training=torch.onnx.TrainingMode.TRAINING, do_constant_folding=False,
                       input_names=["input"], output_names=["logits"],
                       dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
+    # The EVAL export (BatchNorm folded into the convolutions, Dropout removed): what the
+    # README's fine-tuning demo trains, since its graph is the same in training and inference.
+    model.eval()
+    torch.onnx.export(model, (torch.from_numpy(x[:8]),), os.path.join(HERE, "digits_cnn_eval.onnx"), opset_version=17,
+                      training=torch.onnx.TrainingMode.EVAL, do_constant_folding=True,
+                      input_names=["input"], output_names=["logits"],
+                      dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     print("train", len(train), "val", len(val))
 
 

@@ -113,6 +113,25 @@ TEST_F(Cli, MissingDataFileIsAClearError) {
   EXPECT_NE(r.output.find("nope.npz"), std::string::npos) << r.output;
 }
 
+TEST_F(Cli, TrainExportsAModelThatEvaluates) {
+  const std::string digits = test::source_dir() + "/models/digits/";
+  Result r = run_cli("train " + digits + "digits_cnn_eval.onnx --data " + digits + "train.npz --val " + digits +
+                     "val.npz --epochs 2 --batch-size 64 --lr 3e-3 --threads 2 --out " + file("trained.onnx"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_NE(r.output.find("epoch 2/2"), std::string::npos) << r.output;
+  r = run_cli("eval " + file("trained.onnx") + " --data " + digits + "val.npz");
+  ASSERT_EQ(r.code, 0) << r.output;
+  const double accuracy = std::stod(r.output.substr(r.output.find("accuracy: ") + 10));
+  EXPECT_GT(accuracy, 0.8) << r.output;
+}
+
+TEST_F(Cli, TrainWithoutTheLabelArrayIsAClearError) {
+  const std::string digits = test::source_dir() + "/models/digits/";
+  Result r = run_cli("train " + digits + "digits_cnn_eval.onnx --data " + digits + "train.npz --label target");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_NE(r.output.find("no array named 'target'"), std::string::npos) << r.output;
+}
+
 TEST_F(Cli, OperatorDocsAreCurrent) {
   Result r = run_cli("ops --markdown");
   ASSERT_EQ(r.code, 0) << r.output;

@@ -26,6 +26,8 @@ int main(int argc, char** argv) {
       onnxtrain::cli::add_info_command(app),
       onnxtrain::cli::add_run_command(app),
       onnxtrain::cli::add_ops_command(app),
+      onnxtrain::cli::add_train_command(app),
+      onnxtrain::cli::add_eval_command(app),
   };
 
   try {
