@@ -156,11 +156,8 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
   for (const auto& in : g.input()) require_tensor(in, "input");
   for (const auto& out : g.output()) require_tensor(out, "output");
   for (const auto& in : g.input()) {
-    if (Value* existing = graph->find_value(in.name())) {
-      // IR < 4 lists initializers among the inputs; the initializer is the default value.
-      (void)existing;
-      continue;
-    }
+    // IR < 4 lists initializers among the inputs; the initializer is the default value.
+    if (graph->find_value(in.name())) continue;
     Value* v = graph->add_value(in.name(), dtype_of_type(in.type()), dims_of(in.type()));
     v->kind = ValueKind::Input;
     graph->inputs.push_back(v);

@@ -98,7 +98,7 @@ class Graph {
   Node* add_node(std::string op_type, std::vector<Value*> inputs, std::vector<Value*> outputs,
                  std::string domain = kOnnxDomain, std::string name = {});
   const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
-  // Removes nodes whose outputs are never used by a graph output.
+  // Removes the given nodes; their outputs lose their producer.
   void remove_nodes(const std::vector<Node*>& dead);
   std::vector<const Value*> initializers() const;
   std::vector<Value*> all_values() const;
