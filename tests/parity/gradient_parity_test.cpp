@@ -21,18 +21,6 @@ struct Variant {
 
 void PrintTo(const Variant& v, std::ostream* os) { *os << v.name(); }
 
-// max |a - e| / max |e|: the error relative to the tensor's scale (elementwise relative
-// error is meaningless for entries near zero).
-double scaled_error(const Tensor& a, const Tensor& e) {
-  auto av = a.as_double(), ev = e.as_double();
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < av.size(); ++i) {
-    diff = std::max(diff, std::abs(av[i] - ev[i]));
-    scale = std::max(scale, std::abs(ev[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
 class GradientParity : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(GradientParity, MatchesPyTorch) {
@@ -71,7 +59,7 @@ TEST_P(GradientParity, MatchesPyTorch) {
       ok = false;
       continue;
     }
-    double err = scaled_error(it->second, want);
+    double err = test::scaled_error(it->second, want);
     report << "  " << (err <= 1e-4 ? "ok  " : "BAD ") << name << shape_str(want.shape()) << " scaled error " << err
            << "\n";
     ok = ok && err <= 1e-4;
@@ -81,7 +69,7 @@ TEST_P(GradientParity, MatchesPyTorch) {
   for (const auto& [key, t] : grads) {
     if (key.rfind("buffer.", 0) != 0 || key.find("num_batches") != std::string::npos) continue;
     ++buffers;
-    double err = scaled_error(model.initializer(key.substr(7)), t);
+    double err = test::scaled_error(model.initializer(key.substr(7)), t);
     report << "  " << (err <= 1e-5 ? "ok  " : "BAD ") << key << " scaled error " << err << "\n";
     ok = ok && err <= 1e-5;
   }

@@ -33,16 +33,6 @@ OptimizerOptions optimizer_for(const std::string& config) {
   return o;
 }
 
-double scaled_error(const Tensor& a, const Tensor& e) {
-  auto av = a.as_double(), ev = e.as_double();
-  double diff = 0, scale = 0;
-  for (size_t i = 0; i < av.size(); ++i) {
-    diff = std::max(diff, std::abs(av[i] - ev[i]));
-    scale = std::max(scale, std::abs(ev[i]));
-  }
-  return scale > 0 ? diff / scale : diff;
-}
-
 class TrainParity : public ::testing::TestWithParam<TrainCase> {};
 
 TEST_P(TrainParity, TenStepsMatchPyTorch) {
@@ -77,7 +67,7 @@ TEST_P(TrainParity, TenStepsMatchPyTorch) {
     }
   }
   for (const auto& name : session.trainable()) {
-    double err = scaled_error(model.initializer(name), want.at(c.config + ".param." + name));
+    double err = test::scaled_error(model.initializer(name), want.at(c.config + ".param." + name));
     if (err > 1e-4) {
       ok = false;
       report << "  " << name << ": scaled error " << err << "\n";

@@ -52,6 +52,16 @@ std::string compare_tensors(const Tensor& actual, const Tensor& expected, double
   return out.str();
 }
 
+double scaled_error(const Tensor& actual, const Tensor& expected) {
+  auto av = actual.as_double(), ev = expected.as_double();
+  double diff = 0, scale = 0;
+  for (size_t i = 0; i < av.size() && i < ev.size(); ++i) {
+    diff = std::max(diff, std::abs(av[i] - ev[i]));
+    scale = std::max(scale, std::abs(ev[i]));
+  }
+  return scale > 0 ? diff / scale : diff;
+}
+
 Tensor read_tensor_proto_file(const std::string& path, std::string* name) {
   std::ifstream in(path, std::ios::binary);
   onnx::TensorProto proto;

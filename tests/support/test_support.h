@@ -13,6 +13,10 @@ namespace onnxtrain::test {
 std::string compare_tensors(const Tensor& actual, const Tensor& expected, double rtol = 1e-3,
                             double atol = 1e-7);
 
+// max |a - e| / max |e|: the error relative to the tensor's scale (elementwise relative
+// error is meaningless for entries near zero). Used for gradients and trained parameters.
+double scaled_error(const Tensor& actual, const Tensor& expected);
+
 // Reads a TensorProto file (ONNX backend test data).
 Tensor read_tensor_proto_file(const std::string& path, std::string* name = nullptr);
 
