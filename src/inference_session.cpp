@@ -1,6 +1,7 @@
 #include <map>
 
 #include "graph/ir.h"
+#include "graph/passes/inference_mode.h"
 #include "onnxtrain/model.h"
 #include "src/executor.h"
 
@@ -8,6 +9,7 @@ namespace onnxtrain {
 
 struct InferenceSession::Impl {
   const Model* model = nullptr;
+  std::unique_ptr<graph::Graph> inference_graph;  // set when inference_mode rewrote the graph
   SessionOptions options;
   std::map<std::vector<std::string>, std::unique_ptr<Executor>> executors;  // by fetch list
   size_t peak = 0;
@@ -17,6 +19,11 @@ InferenceSession::InferenceSession(const Model& model, SessionOptions options) :
   impl_->model = &model;
   impl_->options = options;
   set_num_threads(options.threads);
+  if (options.inference_mode) {
+    // A structural copy sharing the model's tensors, so later initializer updates are seen.
+    auto g = model.graph().clone();
+    if (graph::to_inference_mode(*g) > 0) impl_->inference_graph = std::move(g);
+  }
 }
 
 InferenceSession::~InferenceSession() = default;
@@ -24,7 +31,7 @@ InferenceSession::InferenceSession(InferenceSession&&) noexcept = default;
 
 std::map<std::string, Tensor> InferenceSession::run(const std::map<std::string, Tensor>& feeds,
                                                     const std::vector<std::string>& outputs) {
-  const graph::Graph& g = impl_->model->graph();
+  const graph::Graph& g = impl_->inference_graph ? *impl_->inference_graph : impl_->model->graph();
   std::vector<std::string> fetches = outputs;
   if (fetches.empty())
     for (const auto* v : g.outputs) fetches.push_back(v->name);

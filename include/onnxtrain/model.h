@@ -78,6 +78,9 @@ class Model {
 struct SessionOptions {
   int threads = 0;  // 0 = OpenMP's default
   uint64_t seed = 0;
+  // Evaluation semantics for models exported in training form: BatchNormalization uses
+  // its running statistics and Dropout is off. False runs the graph exactly as written.
+  bool inference_mode = false;
 };
 
 // Forward execution of a model. Plans and kernels are cached per input-shape signature.

@@ -60,6 +60,29 @@ TEST(ForwardParity, DynamicBatchReusesTheSession) {
   EXPECT_EQ(test::compare_tensors(session.run({{"input", x}}).at("output"), want, 1e-4, 1e-5), "");
 }
 
+// A TRAINING export evaluated with inference_mode: BatchNorm uses its running statistics,
+// as PyTorch's eval() does. The export stores statistics after its own tracing pass, so the
+// state PyTorch evaluated with is loaded first (grads.npz: buffer_before.*).
+TEST(ForwardParity, TrainingExportInInferenceModeMatchesEval) {
+  const std::string dir = test::source_dir() + "/models/resnet/";
+  auto golden = read_npz(dir + "golden.npz");
+  auto grads = read_npz(dir + "grads.npz");
+  for (const char* opset : {"13", "17"}) {
+    Model model = Model::load(dir + "resnet_op" + opset + "_train.onnx");
+    for (const auto& [key, t] : grads)
+      if (key.rfind("buffer_before.", 0) == 0) model.set_initializer(key.substr(14), t);
+    InferenceSession eval(model, SessionOptions{.inference_mode = true});
+    auto out = eval.run({{"input", golden.at("input.input")}}).at("output");
+    EXPECT_EQ(test::compare_tensors(out, golden.at(std::string("resnet_op") + opset + "_eval.output"), 1e-4, 1e-5), "")
+        << "opset " << opset;
+    // As written, the same file keeps computing batch statistics.
+    InferenceSession as_written(model);
+    auto train_out = as_written.run({{"input", golden.at("input.input")}}).at("output");
+    EXPECT_EQ(test::compare_tensors(train_out, golden.at(std::string("resnet_op") + opset + "_train.output"), 1e-4, 1e-5),
+              "");
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Models, ForwardParity, ::testing::ValuesIn(all_variants()),
                          [](const auto& info) { return info.param.name(); });
 

@@ -17,6 +17,7 @@ struct RunOptions {
   std::vector<std::string> outputs;
   int threads = 0;
   int repeat = 1;
+  bool train_mode = false;
 };
 
 std::string summary(const Tensor& t) {
@@ -47,6 +48,9 @@ Command add_run_command(CLI::App& app) {
   cmd->add_option("--output", opt->outputs, "Output names to compute (default: all model outputs)");
   cmd->add_option("--threads", opt->threads, "Threads (default: all cores)");
   cmd->add_option("--repeat", opt->repeat, "Run N times and report the fastest (benchmarking)")->check(CLI::PositiveNumber);
+  cmd->add_flag("--train-mode", opt->train_mode,
+                "Run the graph as written (training-form BatchNorm/Dropout stay in training mode); "
+                "the default evaluates with running statistics and no dropout");
   return {cmd, [opt]() {
     set_num_threads(opt->threads);
     Model model = Model::load(opt->model);
@@ -59,6 +63,15 @@ Command add_run_command(CLI::App& app) {
       Tensor only = arrays.begin()->second;
       arrays = {{inputs[0].name, only}};
     }
+    std::map<std::string, Tensor> feeds;
+    std::string ignored;
+    for (const auto& [name, t] : arrays) {
+      bool is_input = false;
+      for (const auto& in : inputs) is_input = is_input || in.name == name;
+      if (is_input) feeds[name] = t;
+      else ignored += (ignored.empty() ? "" : ", ") + name;
+    }
+    if (!ignored.empty()) std::cerr << "note: ignoring arrays that are not model inputs: " << ignored << "\n";
     for (const auto& in : inputs)
       if (!arrays.count(in.name)) {
         std::string have;
@@ -66,12 +79,12 @@ Command add_run_command(CLI::App& app) {
         throw DataError(opt->data + " has no array named '" + in.name + "' for the model input " + in.name + " (" +
                         dtype_name(in.dtype) + in.shape_str() + "); it has: " + (have.empty() ? "nothing" : have));
       }
-    InferenceSession session(model, SessionOptions{opt->threads});
+    InferenceSession session(model, SessionOptions{.threads = opt->threads, .inference_mode = !opt->train_mode});
     std::map<std::string, Tensor> outputs;
     double best_ms = 1e300, first_ms = 0;
     for (int i = 0; i < opt->repeat; ++i) {
       auto start = std::chrono::steady_clock::now();
-      outputs = session.run(arrays, opt->outputs);
+      outputs = session.run(feeds, opt->outputs);
       double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
       if (i == 0) first_ms = ms;
       best_ms = std::min(best_ms, ms);

@@ -31,7 +31,7 @@ std::vector<std::string> input_names(const Model& model) {
 // Accuracy of `model` on a dataset, in batches, through an inference session.
 double accuracy(const Model& model, const Dataset& data, const std::string& label, const std::string& output,
                 int threads) {
-  InferenceSession session(model, SessionOptions{threads});
+  InferenceSession session(model, SessionOptions{.threads = threads, .inference_mode = true});
   const std::string out = output.empty() ? model.outputs().at(0).name : output;
   int64_t correct = 0, total = 0;
   for (const auto& idx : data.batches(256, nullptr)) {
