@@ -6,6 +6,7 @@
 #include <cmath>
 #include <variant>
 
+#include "graph/passes/inference_mode.h"
 #include "ops/dnnl_utils.h"
 #include "ops/gradient.h"
 #include "ops/op_utils.h"
@@ -150,13 +151,7 @@ dnnl::memory bind_ptr(const dnnl::memory::desc& md, const void* p) {
 // running_var, saved_mean, saved_var) with the saved values the batch mean and the batch
 // (population) variance.
 // Whether a BatchNormalization node computes batch statistics (shared with its gradient rule).
-bool batchnorm_training(const Node& node) {
-  if (node.opset < 7) return node.attr_int("is_test", 0) == 0;
-  if (node.opset < 14)
-    return std::any_of(node.outputs.begin() + std::min<size_t>(1, node.outputs.size()), node.outputs.end(),
-                       [](const auto* v) { return v != nullptr; });
-  return node.attr_int("training_mode", 0) != 0;
-}
+bool batchnorm_training(const Node& node) { return graph::batchnorm_trains(node); }
 
 class BatchNormKernel final : public Kernel {
  public:

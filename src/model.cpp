@@ -6,6 +6,7 @@
 
 #include "graph/exporter.h"
 #include "graph/importer.h"
+#include "graph/passes/inference_mode.h"
 #include "ops/registry.h"
 #include "onnxtrain/model.h"
 
@@ -144,21 +145,33 @@ void Model::set_initializer(const std::string& name, const Tensor& value) {
   v->data = value.clone();
 }
 
-std::string Model::serialize() const {
-  onnx::ModelProto out = impl_->proto;
+namespace {
+
+// The original ModelProto with the current initializer values.
+onnx::ModelProto with_current_initializers(const onnx::ModelProto& proto, const Graph& g) {
+  onnx::ModelProto out = proto;
   std::map<std::string, Tensor> values;
-  for (const auto* v : impl_->graph->initializers()) values[v->name] = *v->data;
+  for (const auto* v : g.initializers()) values[v->name] = *v->data;
   graph::replace_initializers(out, values);
+  return out;
+}
+
+}  // namespace
+
+std::string Model::serialize() const {
+  onnx::ModelProto out = with_current_initializers(impl_->proto, *impl_->graph);
   std::string bytes;
   if (!out.SerializeToString(&bytes)) throw ModelError("cannot serialise " + impl_->source + " (over 2 GB?)");
   return bytes;
 }
 
 void Model::save(const std::string& path) const {
-  onnx::ModelProto out = impl_->proto;
-  std::map<std::string, Tensor> values;
-  for (const auto* v : impl_->graph->initializers()) values[v->name] = *v->data;
-  graph::replace_initializers(out, values);
+  graph::save_model_file(with_current_initializers(impl_->proto, *impl_->graph), path);
+}
+
+void Model::save_inference(const std::string& path) const {
+  onnx::ModelProto out = with_current_initializers(impl_->proto, *impl_->graph);
+  graph::to_inference_form(out);
   graph::save_model_file(out, path);
 }
 

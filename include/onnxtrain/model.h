@@ -65,6 +65,10 @@ class Model {
   void save(const std::string& path) const;
   // The same, serialised to memory.
   std::string serialize() const;
+  // Like save, for shipping a model trained from a training-form export (PyTorch TRAINING
+  // mode): BatchNormalization and Dropout nodes are rewritten to their inference form
+  // (running statistics, no dropout); what only they read is dropped.
+  void save_inference(const std::string& path) const;
 
   // Internal: the IR that sessions execute.
   const graph::Graph& graph() const;

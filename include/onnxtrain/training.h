@@ -21,6 +21,16 @@ struct LossOptions {
   int64_t ignore_index = -100;
 };
 
+// Parameters whose name matches `pattern` (ECMAScript regex, searched) get their own
+// learning rate and/or weight decay, like a torch.optim param group. The first matching
+// group wins. A group's lr follows the schedule in proportion: lr_group(t) =
+// schedule(t) * group.lr / OptimizerOptions::lr.
+struct ParamGroup {
+  std::string pattern;
+  std::optional<double> lr;
+  std::optional<double> weight_decay;
+};
+
 // torch.optim's optimizers with torch's formulas and defaults (an unset eps takes the
 // optimizer's default: 1e-8, Adagrad 1e-10).
 struct OptimizerOptions {
@@ -35,6 +45,10 @@ struct OptimizerOptions {
   double alpha = 0.99;                 // rmsprop
   bool centered = false;               // rmsprop
   double lr_decay = 0, initial_accumulator_value = 0;  // adagrad
+  std::vector<ParamGroup> groups;
+  // The usual convention: no weight decay on parameters of rank <= 1 (biases and the
+  // scales/shifts of normalization layers), unless a group sets it explicitly.
+  bool no_decay_on_bias_and_norm = false;
 };
 
 struct TrainingOptions {
@@ -50,6 +64,16 @@ struct TrainingOptions {
   // writes back to the model's initializers. "onnx": the ONNX spec's update with the
   // population batch variance; "pytorch": torch's, with the unbiased variance (N/(N-1)).
   std::string bn_running_var = "onnx";
+  // BatchNormalization during training: "auto" runs each node as exported (training-form
+  // nodes of a TRAINING export use batch statistics, inference-form nodes of an EVAL export
+  // use the running ones); "train" puts every BatchNormalization in training mode (batch
+  // statistics, running statistics updated); "frozen" uses the running statistics and
+  // never updates them (PyTorch's model.eval() for BatchNorm; scale and bias still train).
+  std::string batchnorm = "auto";
+  // Gradient accumulation: train_step applies the optimizer every `accumulate` calls, to
+  // the gradients of those micro-batches combined as one batch would give them (mean
+  // reduction: weighted by micro-batch size; sum: added).
+  int accumulate = 1;
   // Parameters are the float initializers on a differentiable path to the loss (BatchNorm
   // running statistics, integer initializers and shape constants never are). These
   // ECMAScript regexes narrow the set: a name must match `trainable` (when set) and must
@@ -61,10 +85,16 @@ struct TrainingOptions {
 };
 
 struct StepResult {
-  double loss = 0;
+  double loss = 0;        // of this call's batch
+  bool updated = true;    // the optimizer ran (false while accumulating micro-batches)
   double lr = 0;          // the learning rate this step used
   int64_t step = 0;       // 1-based number of the optimizer step just taken
   double grad_norm = -1;  // global gradient 2-norm before clipping (when clipping is on)
+};
+
+struct EvalResult {
+  double loss = 0;
+  std::map<std::string, Tensor> outputs;  // the requested model outputs
 };
 
 struct StepGradients {
@@ -83,8 +113,24 @@ class TrainingSession {
   StepGradients compute_gradients(const std::map<std::string, Tensor>& feeds);
   // One training step: forward, backward, optional clipping, then the optimizer updates
   // the model's parameters in place (Model::save then writes the trained values).
+  // With TrainingOptions::accumulate = k the optimizer runs on every k-th call.
   StepResult train_step(const std::map<std::string, Tensor>& feeds);
+  // The two halves of train_step, for custom loops: forward + backward on one batch, adding
+  // its gradients to the accumulated ones (returns the batch's loss) ...
+  double accumulate_gradients(const std::map<std::string, Tensor>& feeds);
+  // ... then clipping, the schedule and the optimizer update on the accumulated gradients,
+  // which are then cleared. Throws when nothing was accumulated.
+  StepResult optimizer_step();
+  // Discards accumulated gradients (e.g. after a skipped batch).
+  void lazy_reset_grad();
+  // Number of batches accumulated since the last optimizer step.
+  int pending_micro_batches() const;
+  // Loss and outputs with evaluation semantics (BatchNormalization on running statistics,
+  // Dropout off), no gradients. `outputs` empty: all model outputs.
+  EvalResult eval_step(const std::map<std::string, Tensor>& feeds, const std::vector<std::string>& outputs = {});
   int64_t step() const;
+  // The learning rate of the next optimizer step (base group).
+  double current_lr() const;
 
   // A checkpoint holds everything needed to continue bit-identically: parameters,
   // buffers (e.g. BatchNorm running statistics), optimizer state, the step count and the
@@ -98,6 +144,10 @@ class TrainingSession {
   // an ONNX file: its outputs are the model's, the loss and "<parameter>_grad" for each
   // trainable parameter. Loading it with Model::load and running it gives the same values.
   void export_training_graph(const std::string& path) const;
+  // Writes the trained model as an inference model: the original ModelProto with the
+  // trained parameters and running statistics, training-form BatchNormalization and
+  // Dropout turned into their inference form; everything else unchanged.
+  void export_inference_model(const std::string& path) const;
   // The name of the loss value in the training graph.
   const std::string& loss_name() const;
 

@@ -93,7 +93,7 @@ int run_train(const TrainArgs& a) {
     std::fflush(stdout);
   }
   if (!a.out.empty()) {
-    model.save(a.out);
+    model.save_inference(a.out);
     std::printf("wrote %s\n", a.out.c_str());
   }
   return 0;

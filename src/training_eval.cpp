@@ -1,0 +1,48 @@
+// TrainingSession evaluation (loss and outputs with evaluation semantics) and export of the
+// trained inference model.
+#include <algorithm>
+
+#include "graph/passes/inference_mode.h"
+#include "src/training_session_impl.h"
+
+namespace onnxtrain {
+
+EvalResult TrainingSession::eval_step(const std::map<std::string, Tensor>& feeds, const std::vector<std::string>& outputs) {
+  Impl& s = *impl_;
+  if (!s.eval_graph) {
+    // The clone shares parameter storage with the model, so it always sees trained values.
+    auto g = s.model->graph().clone();
+    graph::to_inference_mode(*g);
+    graph::Value* loss = add_configured_loss(*g, s.options.loss);
+    g->outputs.push_back(loss);
+    s.eval_loss = loss->name;
+    s.eval_graph = std::move(g);
+  }
+  std::vector<std::string> names = outputs;
+  if (names.empty())
+    for (const auto& o : s.model->outputs()) names.push_back(o.name);
+  for (const auto& name : names) {
+    const graph::Value* v = s.eval_graph->find_value(name);
+    if (!v || v->name == s.eval_loss) throw DataError("eval_step: the model has no value named '" + name + "'");
+  }
+  auto& executor = s.eval_executors[names];
+  if (!executor) {
+    std::vector<std::string> fetches{s.eval_loss};
+    fetches.insert(fetches.end(), names.begin(), names.end());
+    executor = std::make_unique<Executor>(*s.eval_graph, fetches, ExecutorOptions{s.options.seed});
+  }
+  for (const auto& [name, t] : feeds) {
+    const graph::Value* v = s.eval_graph->find_value(name);
+    if (!v || v->kind != graph::ValueKind::Input) throw DataError("the evaluation graph has no input named '" + name + "'");
+  }
+  std::unordered_map<std::string, Tensor> feed_map(feeds.begin(), feeds.end());
+  auto values = executor->run(feed_map);
+  EvalResult result;
+  result.loss = values[0].as_double().at(0);
+  for (size_t i = 0; i < names.size(); ++i) result.outputs[names[i]] = std::move(values[i + 1]);
+  return result;
+}
+
+void TrainingSession::export_inference_model(const std::string& path) const { impl_->model->save_inference(path); }
+
+}  // namespace onnxtrain
