@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 
 namespace onnxtrain::cli {
 
@@ -37,7 +38,10 @@ double steady_seconds() {
 
 ProgressMode progress_mode_for(bool quiet, std::FILE* stream) {
   if (quiet) return ProgressMode::Quiet;
-  return ::isatty(::fileno(stream)) ? ProgressMode::Bar : ProgressMode::Log;
+  // A dumb terminal (e.g. Emacs' shell) shows every carriage return as a new line.
+  const char* term = std::getenv("TERM");
+  const bool dumb = term && std::string_view(term) == "dumb";
+  return ::isatty(::fileno(stream)) && !dumb ? ProgressMode::Bar : ProgressMode::Log;
 }
 
 int terminal_columns(std::FILE* stream) {

@@ -18,7 +18,7 @@ enum class ProgressMode { Bar, Log, Quiet };
 using ProgressClock = std::function<double()>;
 double steady_seconds();
 
-// Quiet when asked, a bar when `stream` is a terminal, plain lines otherwise.
+// Quiet when asked, a bar when `stream` is a terminal (not TERM=dumb), plain lines otherwise.
 ProgressMode progress_mode_for(bool quiet, std::FILE* stream = stderr);
 // Width of the terminal behind `stream` in columns, 0 when unknown.
 int terminal_columns(std::FILE* stream = stderr);

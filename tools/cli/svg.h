@@ -12,7 +12,9 @@ namespace onnxtrain::cli {
 struct ChartSeries {
   std::string name;
   std::vector<double> x;  // empty: 1, 2, ..., y.size() (epochs); otherwise as many as y
-  std::vector<double> y;  // NaN or infinite values leave a gap in the line
+  // NaN or infinite values leave a gap in the line; a series measured only every few
+  // epochs should give its own x instead, so its points are joined.
+  std::vector<double> y;
   bool right_axis = false;  // plotted against the second y axis (drawn dashed)
 };
 
