@@ -2,6 +2,7 @@
 // The public API of onnxtrain: the only header tools, examples and users include.
 #include "onnxtrain/clipping.h"
 #include "onnxtrain/errors.h"
+#include "onnxtrain/metrics.h"
 #include "onnxtrain/model.h"
 #include "onnxtrain/npy.h"
 #include "onnxtrain/operators.h"
