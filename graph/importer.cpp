@@ -13,6 +13,7 @@
 
 #include "graph/autodiff.h"
 #include "graph/tensor_proto.h"
+#include "graph/training_info.h"
 #include "ops/registry.h"
 
 namespace onnxtrain::graph {
@@ -214,6 +215,7 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
   }
   graph->topological_sort();
   expand_gradient_ops(*graph);
+  if (model.training_info_size() > 0) validate_training_info(model, source);
   return graph;
 }
 

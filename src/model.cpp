@@ -124,6 +124,12 @@ ModelInfo Model::info() const {
   return info;
 }
 
+std::map<std::string, std::string> Model::metadata() const {
+  std::map<std::string, std::string> out;
+  for (const auto& p : impl_->proto.metadata_props()) out[p.key()] = p.value();
+  return out;
+}
+
 Tensor Model::initializer(const std::string& name) const {
   const graph::Value* v = impl_->graph->find_value(name);
   if (!v || v->kind != ValueKind::Initializer) throw ModelError(impl_->source + " has no initializer '" + name + "'");

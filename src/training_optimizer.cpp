@@ -121,7 +121,13 @@ void TrainingSession::Impl::build_optimizer() {
     for (const auto& state : spec.states)
       for (const auto& name : names) {
         const Tensor& p = *graph->value(name).data;
-        graph::Value* s = g->add_constant(name + "." + state, Tensor(p.dtype(), p.shape()));
+        const graph::Value* saved = resume_from_model ? graph->find_value(name + "." + state) : nullptr;
+        if (saved && saved->kind == graph::ValueKind::Initializer &&
+            (saved->data->dtype() != p.dtype() || saved->data->shape() != p.shape()))
+          throw ModelError("optimizer state '" + saved->name + "' in the model does not match its parameter");
+        graph::Value* s = g->add_constant(name + "." + state, saved && saved->kind == graph::ValueKind::Initializer
+                                                                  ? *saved->data
+                                                                  : Tensor(p.dtype(), p.shape()));
         s->kind = graph::ValueKind::Initializer;
         inputs.push_back(s);
       }

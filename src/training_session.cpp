@@ -136,6 +136,7 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
     if (!rs.input_shape.empty()) fetches.push_back(rs.input_shape);
   }
   impl_->executor = std::make_unique<Executor>(*impl_->graph, fetches, ExecutorOptions{options.seed});
+  impl_->restore_from_model();
   impl_->build_optimizer();
 }
 

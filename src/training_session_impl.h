@@ -51,6 +51,10 @@ struct TrainingSession::Impl {
   std::unique_ptr<Executor> optimizer;
   std::optional<LrSchedule> schedule;
   int64_t step = 0;
+  // Continuing from an exported training model: optimizer state comes from the model's
+  // "<parameter>.<state>" initializers (shared, so they stay current) and its step count.
+  bool resume_from_model = false;
+  void restore_from_model();  // step and random generator state, when the model has them
   void build_optimizer();
   // Clipping, schedule and the update; `gradients` follow `trainable`'s order.
   StepResult apply_update(std::vector<Tensor>& gradients);
@@ -67,6 +71,9 @@ struct TrainingSession::Impl {
   std::string eval_loss;
   std::map<std::vector<std::string>, std::unique_ptr<Executor>> eval_executors;
 };
+
+// The initializer holding the optimizer step count in exported training models.
+inline constexpr const char* kStepInitializer = "onnxtrain.step";
 
 // Adds the loss the options ask for to `g` (as a new output) and returns its value.
 graph::Value* add_configured_loss(graph::Graph& g, const LossOptions& loss);

@@ -54,6 +54,9 @@ class Model {
   std::vector<ValueInfo> inputs() const;
   std::vector<ValueInfo> outputs() const;
 
+  // The model's metadata_props (key -> value).
+  std::map<std::string, std::string> metadata() const;
+
   // Current value of an initializer (parameters, buffers).
   Tensor initializer(const std::string& name) const;
   std::vector<std::string> initializer_names() const;

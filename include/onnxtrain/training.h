@@ -148,6 +148,18 @@ class TrainingSession {
   // trained parameters and running statistics, training-form BatchNormalization and
   // Dropout turned into their inference form; everything else unchanged.
   void export_inference_model(const std::string& path) const;
+  // Writes the trained model with its training algorithm, as standard ONNX: the model as
+  // Model::save writes it (training-form nodes stay, so training continues as it ran),
+  // whose initializers also hold the optimizer state
+  // ("<parameter>.<state>") and the step count ("onnxtrain.step"), plus a
+  // TrainingInfoProto whose algorithm graph computes the loss (input "learning_rate" and
+  // the training inputs), the gradients and the optimizer update, with update_binding for
+  // parameters, optimizer state, step and BatchNorm running statistics (ONNX's update).
+  // The options are stored in metadata "onnxtrain.training". Loading the file and
+  // creating a TrainingSession from it continues training where this one stopped
+  // (bit-identically for the same options, the random generator state included).
+  // Gradient clipping and accumulation are applied by the session, not by the algorithm.
+  void export_training_model(const std::string& path) const;
   // The name of the loss value in the training graph.
   const std::string& loss_name() const;
 
@@ -162,5 +174,9 @@ class TrainingSession {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// The options a model written by TrainingSession::export_training_model was trained with
+// (nothing for other models).
+std::optional<TrainingOptions> training_options_of(const Model& model);
 
 }  // namespace onnxtrain
