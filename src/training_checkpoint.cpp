@@ -37,7 +37,7 @@ bool is_optimizer_state(const graph::Graph& training_graph, const graph::Value& 
 
 }  // namespace
 
-void TrainingSession::save_checkpoint(const std::string& path) const {
+void TrainingSession::save_checkpoint(const std::string& path, const std::map<std::string, std::string>& notes) const {
   const Impl& s = *impl_;
   std::map<std::string, Tensor> arrays;
   arrays["meta.format"] = text_tensor(kCheckpointFormat);
@@ -53,10 +53,11 @@ void TrainingSession::save_checkpoint(const std::string& path) const {
   arrays["meta.pending"] = Tensor::scalar<int64_t>(s.pending);
   arrays["meta.pending_weight"] = Tensor::scalar<double>(s.pending_weight);
   for (size_t i = 0; i < s.accumulated.size(); ++i) arrays["accum." + s.trainable[i]] = s.accumulated[i];
+  for (const auto& [key, text] : notes) arrays["note." + key] = text_tensor(text);
   write_npz(path, arrays, /*compress=*/false);
 }
 
-void TrainingSession::load_checkpoint(const std::string& path) {
+std::map<std::string, std::string> TrainingSession::load_checkpoint(const std::string& path) {
   Impl& s = *impl_;
   auto arrays = read_npz(path);
   auto need = [&](const std::string& key) -> const Tensor& {
@@ -112,6 +113,10 @@ void TrainingSession::load_checkpoint(const std::string& path) {
   s.accumulated = std::move(accumulated);
   s.pending = static_cast<int>(pending);
   s.pending_weight = pending_weight;
+  std::map<std::string, std::string> notes;
+  for (const auto& [key, value] : arrays)
+    if (key.rfind("note.", 0) == 0) notes[key.substr(5)] = tensor_text(value);
+  return notes;
 }
 
 }  // namespace onnxtrain

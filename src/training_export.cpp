@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "graph/passes/inference_mode.h"
 #include "graph/tensor_proto.h"
 #include "graph/training_info.h"
 #include "graph/exporter.h"
@@ -104,6 +105,18 @@ void put_initializer(onnx::GraphProto& g, const std::string& name, const Tensor&
 
 }  // namespace
 
+std::string format_training_options(const TrainingOptions& options) { return options_to_json(options).dump(2); }
+
+TrainingOptions parse_training_options(const std::string& json) {
+  try {
+    return options_from_json(nlohmann::json::parse(json));
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DataError(std::string("invalid training options: ") + e.what());
+  }
+}
+
 std::optional<TrainingOptions> training_options_of(const Model& model) {
   auto metadata = model.metadata();
   auto it = metadata.find(kMetadataKey);
@@ -129,6 +142,16 @@ void TrainingSession::Impl::restore_from_model() {
     if (!(state >> executor->rng())) throw ModelError("metadata '" + std::string(kMetadataKey) + "': corrupt random generator state");
   }
   spdlog::debug("continuing the training stored in the model from step {}", step);
+}
+
+void TrainingSession::export_eval_model(const std::string& path) const {
+  const Impl& s = *impl_;
+  auto g = s.model->graph().clone();
+  graph::to_inference_mode(*g);
+  g->outputs.push_back(add_configured_loss(*g, s.options.loss));
+  onnx::ModelProto proto;
+  graph::export_graph(*g, proto);
+  graph::save_model_file(proto, path);
 }
 
 void TrainingSession::export_training_model(const std::string& path) const {

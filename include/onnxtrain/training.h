@@ -137,8 +137,10 @@ class TrainingSession {
   // random generator state. It is an .npz written atomically (temporary file, fsync,
   // rename): a failed or interrupted save leaves the previous checkpoint intact.
   // Loading needs a session made from the same model with the same optimizer settings.
-  void save_checkpoint(const std::string& path) const;
-  void load_checkpoint(const std::string& path);
+  // `notes` are strings of the caller's (e.g. a training loop's position) stored with it
+  // and returned by load_checkpoint.
+  void save_checkpoint(const std::string& path, const std::map<std::string, std::string>& notes = {}) const;
+  std::map<std::string, std::string> load_checkpoint(const std::string& path);
 
   // Writes the training graph (model + loss + backward, our ai.onnxtrain ops included) as
   // an ONNX file: its outputs are the model's, the loss and "<parameter>_grad" for each
@@ -160,6 +162,9 @@ class TrainingSession {
   // (bit-identically for the same options, the random generator state included).
   // Gradient clipping and accumulation are applied by the session, not by the algorithm.
   void export_training_model(const std::string& path) const;
+  // Writes the evaluation graph: the model with evaluation semantics plus the loss as an
+  // extra output (inputs: the model's and the loss target).
+  void export_eval_model(const std::string& path) const;
   // The name of the loss value in the training graph.
   const std::string& loss_name() const;
 
@@ -178,5 +183,9 @@ class TrainingSession {
 // The options a model written by TrainingSession::export_training_model was trained with
 // (nothing for other models).
 std::optional<TrainingOptions> training_options_of(const Model& model);
+
+// TrainingOptions as JSON and back (every field; parse throws DataError naming the field).
+std::string format_training_options(const TrainingOptions& options);
+TrainingOptions parse_training_options(const std::string& json);
 
 }  // namespace onnxtrain
