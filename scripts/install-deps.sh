@@ -9,6 +9,7 @@ packages=(
   libdnnl-dev ocl-icd-opencl-dev opencl-headers libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev libstb-dev zlib1g-dev
   libonnx-testdata
+  python3-opencv python3-onnx python3-numpy  # tests/interop/opencv_check.py
 )
 # Only for regenerating goldens and benchmarks (models/, tools/bench); tests never need them.
 if [[ "${ONNXTRAIN_WITH_TORCH:-0}" == 1 ]]; then
