@@ -136,7 +136,7 @@ void check_inputs(const Dataset& data, const Model& model) {
     const std::string what = data.source() + ": array '" + a.name + "' ";
     if (!converts_to(a.dtype, in.dtype))
       throw DataError(what + "holds " + dtype_name(a.dtype) + " but the model input takes " + dtype_name(in.dtype) +
-                      ", and the conversion would change values");
+                      ", and the conversion would change values (convert the array when writing the file)");
     if (in.dims.empty()) continue;  // shape unknown to the model
     const std::vector<std::string> dims(in.dims.begin() + 1, in.dims.end());
     if (auto why = shape_mismatch(a.sample_shape, dims); !why.empty())

@@ -1,6 +1,7 @@
 // Datasets that re-index another one: subsets and the train/validation split.
 #include <algorithm>
 #include <cmath>
+#include <sstream>
 
 #include "onnxtrain/data.h"
 #include "src/data_internal.h"
@@ -52,11 +53,12 @@ DatasetPtr subset(DatasetPtr data, std::vector<int64_t> indices) {
 Split split(DatasetPtr data, double val_fraction, uint64_t seed) {
   if (!data) throw DataError("split: no dataset");
   const int64_t n = data->size();
+  const std::string fraction = (std::ostringstream() << val_fraction).str();
   if (!(val_fraction > 0 && val_fraction < 1))
-    throw DataError(data->source() + ": the validation fraction must be in (0, 1), got " + std::to_string(val_fraction));
+    throw DataError(data->source() + ": the validation fraction must be in (0, 1), got " + fraction);
   const auto val_count = static_cast<int64_t>(std::llround(static_cast<double>(n) * val_fraction));
   if (val_count < 1 || val_count > n - 1)
-    throw DataError(data->source() + ": a validation fraction of " + std::to_string(val_fraction) + " of " +
+    throw DataError(data->source() + ": a validation fraction of " + fraction + " of " +
                     std::to_string(n) + " samples leaves " + (val_count < 1 ? "no validation" : "no training") +
                     " samples");
   std::vector<int64_t> perm = data::permutation(n, data::combine(seed, 0x73706c6974ull /* "split" */));

@@ -352,6 +352,44 @@ TEST_F(ImageTest, RandomCropAndFlipDependOnSeedEpochSampleOnly) {
   for (int i = 0; i < 9; ++i) EXPECT_NEAR(got[i], center[i], 1e-6);
 }
 
+TEST_F(ImageTest, LoaderAugmentationIsReproducibleAfterSeekAndAcrossThreads) {
+  for (int i = 0; i < 4; ++i) image("l/c/" + std::to_string(i) + ".png", 6, 5, 3, ramp(90, i * 9, 2));
+  ImageOptions o;
+  o.height = o.width = 3;
+  o.resize_to = 5;
+  o.crop = ImageOptions::Crop::Random;
+  o.hflip = true;
+  auto d = open_image_folder(path("l"), o);
+  LoaderOptions lo;
+  lo.batch_size = 2;
+  lo.seed = 9;
+  DataLoader run(d, lo);
+  std::vector<std::vector<float>> pixels;
+  for (int i = 0; i < 6; ++i) pixels.push_back(run.next().arrays.at("input").to_vector<float>());
+  DataLoader resumed(d, lo);
+  resumed.seek(1, 1);
+  for (int i = 3; i < 6; ++i) EXPECT_EQ(resumed.next().arrays.at("input").to_vector<float>(), pixels[i]) << i;
+
+  // Several threads reading the same samples at once get the same values.
+  BatchOptions b;
+  b.augment = true;
+  const auto expected = d->batch(iota(4), b).at("input").to_vector<float>();
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int k = 0; k < 5; ++k) mismatches += d->batch(iota(4), b).at("input").to_vector<float>() != expected;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(mismatches.load(), 0);
+
+  // Without augmentation the loader reads center crops.
+  lo.augment = false;
+  lo.shuffle = false;
+  DataLoader plain(d, lo);
+  EXPECT_EQ(plain.next().arrays.at("input").to_vector<float>(), d->batch(iota(2)).at("input").to_vector<float>());
+}
+
 TEST_F(ImageTest, OpenTimeErrorsNameThePath) {
   ImageOptions o;
   o.height = o.width = 2;
