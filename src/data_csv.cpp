@@ -15,11 +15,6 @@
 namespace onnxtrain {
 namespace {
 
-struct Row {
-  int64_t line = 0;  // 1-based, as editors count
-  std::vector<std::string> cells;
-};
-
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
   while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
@@ -28,32 +23,38 @@ std::string_view trim(std::string_view s) {
 
 bool is_blank(std::string_view line) { return trim(line).empty(); }
 
+// The file's non-blank lines, split into cells on demand (cells of the whole file at once
+// would take many times the file's size).
 class CsvReader {
  public:
-  CsvReader(std::string path, const CsvOptions& options) : path_(std::move(path)), where_(data::quoted(path_)) {
-    std::ifstream in(path_, std::ios::binary);
+  CsvReader(const std::string& path, const CsvOptions& options) : where_(data::quoted(path)) {
+    std::ifstream in(path, std::ios::binary);
     if (!in) throw DataError("cannot read " + where_ + ": " + std::strerror(errno));
-    std::string text{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
-
-    std::vector<std::pair<int64_t, std::string_view>> lines;
-    std::string_view rest = text;
+    text_.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    std::string_view rest = text_;
+    if (rest.starts_with("\xEF\xBB\xBF")) rest.remove_prefix(3);  // a UTF-8 byte order mark
     for (int64_t number = 1; !rest.empty(); ++number) {
       const size_t end = rest.find('\n');
       std::string_view line = rest.substr(0, end);
       rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
       if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (!is_blank(line)) lines.emplace_back(number, line);
+      if (!is_blank(line)) lines_.emplace_back(number, line);
     }
-    if (lines.empty()) throw DataError(where_ + " is empty");
-
-    delimiter_ = options.delimiter ? options.delimiter : detect_delimiter(lines.front().second);
-    for (const auto& [number, line] : lines) rows_.push_back({number, split(line, number)});
+    if (lines_.empty()) throw DataError(where_ + " is empty");
+    delimiter_ = options.delimiter ? options.delimiter : detect_delimiter(lines_.front().second);
   }
 
-  const std::vector<Row>& rows() const { return rows_; }
-  const std::string& where() const { return where_; }
+  size_t lines() const { return lines_.size(); }
+  // 1-based, as editors count, blank lines included.
+  int64_t line_number(size_t i) const { return lines_[i].first; }
+  std::vector<std::string> cells(size_t i) const {
+    std::vector<std::string> out;
+    cells(i, out);
+    return out;
+  }
+  void cells(size_t i, std::vector<std::string>& out) const { split(lines_[i].second, lines_[i].first, out); }
 
+  const std::string& where() const { return where_; }
   [[noreturn]] void fail(int64_t line, const std::string& msg) const {
     throw DataError(where_ + " line " + std::to_string(line) + ": " + msg);
   }
@@ -70,8 +71,8 @@ class CsvReader {
   }
 
   // RFC 4180 cells: a quoted cell may hold the delimiter and doubled quotes.
-  std::vector<std::string> split(std::string_view line, int64_t number) const {
-    std::vector<std::string> cells;
+  void split(std::string_view line, int64_t number, std::vector<std::string>& cells) const {
+    cells.clear();
     size_t i = 0;
     while (true) {
       std::string cell;
@@ -104,12 +105,11 @@ class CsvReader {
       if (i >= line.size()) break;
       ++i;  // the delimiter
     }
-    return cells;
   }
 
-  std::string path_, where_;
+  std::string where_, text_;
   char delimiter_ = ',';
-  std::vector<Row> rows_;
+  std::vector<std::pair<int64_t, std::string_view>> lines_;
 };
 
 bool parse_float(std::string_view s, float* out) {
@@ -138,11 +138,11 @@ bool parse_class_index(std::string_view s, int64_t* out) {
   return true;
 }
 
-bool detect_header(const std::vector<Row>& rows) {
-  const auto& first = rows[0].cells;
+bool detect_header(const CsvReader& reader) {
+  const auto first = reader.cells(0);
   if (std::none_of(first.begin(), first.end(), [](const std::string& c) { return is_number(c); })) return true;
-  if (rows.size() < 2) return false;
-  const auto& second = rows[1].cells;
+  if (reader.lines() < 2) return false;
+  const auto second = reader.cells(1);
   for (size_t c = 0; c < first.size() && c < second.size(); ++c)
     if (!is_number(first[c]) && is_number(second[c])) return true;
   return false;
@@ -153,8 +153,6 @@ class Columns {
   Columns(const CsvReader& reader, std::vector<std::string> names, bool header)
       : reader_(reader), names_(std::move(names)), header_(header) {}
 
-  size_t count() const { return names_.size(); }
-  const std::string& name(size_t c) const { return names_[c]; }
   std::string describe(size_t c) const {
     return "column " + std::to_string(c + 1) + (header_ ? " ('" + names_[c] + "')" : "");
   }
@@ -190,23 +188,53 @@ class Columns {
   bool header_;
 };
 
+// The label column: float32 values, int64 class indices, or class names indexed in sorted
+// order (when any cell is not a number).
+Tensor parse_labels(const CsvReader& reader, const std::string& column, const std::vector<std::string>& cells,
+                    const std::vector<int64_t>& line, DType dtype, std::vector<std::string>* classes) {
+  const auto n = static_cast<int64_t>(cells.size());
+  auto fail = [&](int64_t r, const std::string& what) { reader.fail(line[r], column + ": " + what); };
+  for (int64_t r = 0; r < n; ++r)
+    if (cells[r].empty()) fail(r, "an empty label cell");
+  if (dtype == DType::Float) {
+    Tensor y(DType::Float, {n});
+    float* py = y.data<float>();
+    for (int64_t r = 0; r < n; ++r)
+      if (!parse_float(cells[r], &py[r]) || !std::isfinite(py[r]))
+        fail(r, "'" + cells[r] + "' is not a finite number (float labels)");
+    return y;
+  }
+  Tensor y(DType::Int64, {n});
+  int64_t* py = y.data<int64_t>();
+  if (std::any_of(cells.begin(), cells.end(), [](const std::string& c) { return !is_number(c); })) {
+    const std::set<std::string> unique(cells.begin(), cells.end());
+    classes->assign(unique.begin(), unique.end());
+    for (int64_t r = 0; r < n; ++r) py[r] = std::lower_bound(classes->begin(), classes->end(), cells[r]) - classes->begin();
+    return y;
+  }
+  for (int64_t r = 0; r < n; ++r)
+    if (!parse_class_index(cells[r], &py[r]))
+      fail(r, "'" + cells[r] + "' is not a class index (an integer); use float labels for regression");
+  return y;
+}
+
 }  // namespace
 
 DatasetPtr open_csv(const std::string& path, const CsvOptions& options) {
-  CsvReader reader(path, options);
-  const auto& all = reader.rows();
-  const bool header = options.header == CsvOptions::Header::Auto ? detect_header(all)
+  if (options.label_dtype != DType::Int64 && options.label_dtype != DType::Float)
+    throw DataError(data::quoted(path) + ": CSV labels are int64 (classes) or float32 (regression), not " +
+                    dtype_name(options.label_dtype));
+  const CsvReader reader(path, options);
+  const bool header = options.header == CsvOptions::Header::Auto ? detect_header(reader)
                                                                    : options.header == CsvOptions::Header::Yes;
-  const size_t width = all[0].cells.size();
+  const std::vector<std::string> first = reader.cells(0);
+  const size_t width = first.size();
   std::vector<std::string> names;
-  for (size_t c = 0; c < width; ++c) names.push_back(header ? all[0].cells[c] : std::to_string(c));
+  for (size_t c = 0; c < width; ++c) names.push_back(header ? first[c] : std::to_string(c));
   const Columns columns(reader, names, header);
-  const std::span<const Row> rows(all.data() + (header ? 1 : 0), all.size() - (header ? 1 : 0));
-  if (rows.empty()) throw DataError(reader.where() + " has a header (line " + std::to_string(all[0].line) + ") but no rows");
-  for (const auto& row : rows)
-    if (row.cells.size() != width)
-      reader.fail(row.line, std::to_string(row.cells.size()) + " cells, but line " + std::to_string(all[0].line) +
-                                " has " + std::to_string(width));
+  const size_t begin = header ? 1 : 0;
+  if (reader.lines() == begin)
+    throw DataError(reader.where() + " has a header (line " + std::to_string(reader.line_number(0)) + ") but no rows");
 
   std::optional<size_t> label;
   if (!options.label.empty()) {
@@ -226,58 +254,34 @@ DatasetPtr open_csv(const std::string& path, const CsvOptions& options) {
   if (!options.label.empty() && options.input == options.label)
     throw DataError(reader.where() + ": the features and the labels are both named '" + options.input + "'");
 
-  const auto n = static_cast<int64_t>(rows.size());
+  const auto n = static_cast<int64_t>(reader.lines() - begin);
   const auto f = static_cast<int64_t>(features.size());
   Tensor x(DType::Float, {n, f});
   float* px = x.data<float>();
-  for (int64_t r = 0; r < n; ++r)
+  std::vector<std::string> cells, label_cells;
+  std::vector<int64_t> line(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    reader.cells(begin + r, cells);
+    line[r] = reader.line_number(begin + r);
+    if (cells.size() != width)
+      reader.fail(line[r], std::to_string(cells.size()) + " cells, but line " + std::to_string(reader.line_number(0)) +
+                               " has " + std::to_string(width));
     for (int64_t j = 0; j < f; ++j) {
-      const std::string& cell = rows[r].cells[features[j]];
-      if (!parse_float(cell, &px[r * f + j]))
-        reader.fail(rows[r].line, columns.describe(features[j]) + ": " +
-                                      (cell.empty() ? "an empty cell (missing value)" : "'" + cell + "' is not a number"));
-      if (!std::isfinite(px[r * f + j]))
-        reader.fail(rows[r].line, columns.describe(features[j]) + ": '" + cell + "' is not a finite float32");
+      const std::string& cell = cells[features[j]];
+      float& v = px[r * f + j];
+      if (!parse_float(cell, &v))
+        reader.fail(line[r], columns.describe(features[j]) + ": " +
+                                 (cell.empty() ? "an empty cell (missing value)" : "'" + cell + "' is not a number"));
+      if (!std::isfinite(v)) reader.fail(line[r], columns.describe(features[j]) + ": '" + cell + "' is not a finite float32");
     }
+    if (label) label_cells.push_back(std::move(cells[*label]));
+  }
 
   std::map<std::string, Tensor> arrays;
   arrays.emplace(options.input, std::move(x));
   std::vector<std::string> classes;
-  if (label) {
-    const size_t c = *label;
-    auto cell_error = [&](const Row& row, const std::string& what) { reader.fail(row.line, columns.describe(c) + ": " + what); };
-    for (const auto& row : rows)
-      if (row.cells[c].empty()) cell_error(row, "an empty label cell");
-    if (options.label_dtype == DType::Float) {
-      Tensor y(DType::Float, {n});
-      for (int64_t r = 0; r < n; ++r)
-        if (!parse_float(rows[r].cells[c], &y.data<float>()[r]) || !std::isfinite(y.data<float>()[r]))
-          cell_error(rows[r], "'" + rows[r].cells[c] + "' is not a finite number (float labels)");
-      arrays.emplace(options.label, std::move(y));
-    } else if (options.label_dtype == DType::Int64) {
-      Tensor y(DType::Int64, {n});
-      int64_t* py = y.data<int64_t>();
-      const bool names_as_labels = std::any_of(rows.begin(), rows.end(), [&](const Row& row) { return !is_number(row.cells[c]); });
-      if (names_as_labels) {
-        const std::set<std::string> unique = [&] {
-          std::set<std::string> s;
-          for (const auto& row : rows) s.insert(row.cells[c]);
-          return s;
-        }();
-        classes.assign(unique.begin(), unique.end());
-        for (int64_t r = 0; r < n; ++r)
-          py[r] = std::lower_bound(classes.begin(), classes.end(), rows[r].cells[c]) - classes.begin();
-      } else {
-        for (int64_t r = 0; r < n; ++r)
-          if (!parse_class_index(rows[r].cells[c], &py[r]))
-            cell_error(rows[r], "'" + rows[r].cells[c] + "' is not a class index (an integer); use float labels for regression");
-      }
-      arrays.emplace(options.label, std::move(y));
-    } else {
-      throw DataError(reader.where() + ": CSV labels are int64 (classes) or float32 (regression), not " +
-                      dtype_name(options.label_dtype));
-    }
-  }
+  if (label)
+    arrays.emplace(options.label, parse_labels(reader, columns.describe(*label), label_cells, line, options.label_dtype, &classes));
   return data::make_array_dataset(std::move(arrays), reader.where(), std::move(classes));
 }
 

@@ -2,6 +2,7 @@
 // optionally flipped and normalised into NCHW float32 batches.
 #include <algorithm>
 #include <array>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 #include <memory>
@@ -68,17 +69,16 @@ AxisWeights axis_weights(int in, int out, int begin, int count) {
     const double center = (o + 0.5) * scale;
     const int lo = std::max(0, static_cast<int>(center - support + 0.5));
     const int hi = std::min(in, static_cast<int>(center + support + 0.5));
-    std::vector<float> w;
+    std::vector<double> w;
     double total = 0;
-    std::vector<double> raw;
     for (int x = lo; x < hi; ++x) {
       const double t = std::fabs((x - center + 0.5) / filter_scale);
-      raw.push_back(t < 1 ? 1 - t : 0);
-      total += raw.back();
+      w.push_back(t < 1 ? 1 - t : 0);
+      total += w.back();
     }
-    for (double r : raw) w.push_back(static_cast<float>(total > 0 ? r / total : 0));
     aw.first.push_back(lo);
-    aw.weights.push_back(std::move(w));
+    aw.weights.emplace_back();
+    for (double v : w) aw.weights.back().push_back(static_cast<float>(v / total));
   }
   return aw;
 }
