@@ -101,7 +101,8 @@ struct ImageOptions {
   int channels = 3;             // 1 (luminance) or 3 (RGB); images are converted
   int height = 0, width = 0;    // the crop: required
   // The shorter side is resized to this (aspect ratio kept, bilinear with antialiasing as
-  // torchvision's Resize(antialias=True)) before cropping. 0 = max(height, width).
+  // torchvision's Resize(antialias=True)) before cropping. 0 = max(height, width), which
+  // fits every image; smaller values are checked per image at open time.
   int resize_to = 0;
   enum class Crop { Center, Random } crop = Crop::Center;  // Random only when augmenting
   bool hflip = false;                                      // random flip, only when augmenting
@@ -117,13 +118,15 @@ DatasetPtr open_image_folder(const std::string& dir, const ImageOptions& options
 
 // ---- Views --------------------------------------------------------------------------------
 
-// The samples `indices` of `data` (repeats allowed), in that order.
+// The samples `indices` of `data` (repeats allowed), in that order. Views read through to
+// `data` and augment a sample as `data` would (same sample index).
 DatasetPtr subset(DatasetPtr data, std::vector<int64_t> indices);
-// A seeded random partition: round(size * val_fraction) samples for validation, the rest for
-// training; both keep the original sample order. Both parts must be non-empty.
+
 struct Split {
   DatasetPtr train, val;
 };
+// A seeded random partition: round(size * val_fraction) samples for validation, the rest for
+// training; both keep the original sample order. Both parts must be non-empty.
 Split split(DatasetPtr data, double val_fraction, uint64_t seed);
 
 // ---- Fitting a model ----------------------------------------------------------------------
