@@ -1,6 +1,7 @@
 #pragma once
 // The public API of onnxtrain: the only header tools, examples and users include.
 #include "onnxtrain/clipping.h"
+#include "onnxtrain/data.h"
 #include "onnxtrain/errors.h"
 #include "onnxtrain/metrics.h"
 #include "onnxtrain/model.h"

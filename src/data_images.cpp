@@ -1,0 +1,262 @@
+// Image folders (torchvision's ImageFolder layout) decoded with stb_image, resized, cropped,
+// optionally flipped and normalised into NCHW float32 batches.
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cmath>
+#include <filesystem>
+#include <memory>
+
+#include "onnxtrain/data.h"
+#include "src/data_internal.h"
+
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+#pragma GCC diagnostic ignored "-Wunused-function"
+#pragma GCC diagnostic ignored "-Wsign-compare"
+#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
+#define STBI_FAILURE_USERMSG
+#define STB_IMAGE_IMPLEMENTATION
+#include <stb/stb_image.h>
+#pragma GCC diagnostic pop
+
+namespace onnxtrain {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::array<const char*, 10> kExtensions = {".png", ".jpg", ".jpeg", ".bmp", ".gif",
+                                                     ".tga", ".psd", ".pnm", ".ppm", ".pgm"};
+constexpr std::array<float, 3> kImageNetMean = {0.485f, 0.456f, 0.406f};
+constexpr std::array<float, 3> kImageNetStd = {0.229f, 0.224f, 0.225f};
+
+bool hidden(const fs::path& p) { return p.filename().string().starts_with("."); }
+
+bool image_extension(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return std::find(kExtensions.begin(), kExtensions.end(), ext) != kExtensions.end();
+}
+
+std::vector<fs::path> sorted_entries(const fs::path& dir, bool directories) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) throw DataError("cannot read the directory " + data::quoted(dir.string()) + ": " + ec.message());
+  for (const auto& entry : it) {
+    if (hidden(entry.path())) continue;
+    if (directories ? entry.is_directory(ec) : entry.is_regular_file(ec) && image_extension(entry.path()))
+      out.push_back(entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// One axis of a resize with a triangle (bilinear) filter widened by the downscale factor:
+// PIL's and torchvision's antialiased bilinear resize. Output pixel o reads source pixels
+// [first[o], first[o] + weights[o].size()).
+struct AxisWeights {
+  std::vector<int> first;
+  std::vector<std::vector<float>> weights;
+};
+
+AxisWeights axis_weights(int in, int out, int begin, int count) {
+  const double scale = static_cast<double>(in) / out;
+  const double filter_scale = std::max(scale, 1.0);
+  const double support = filter_scale;  // the triangle's support is 1
+  AxisWeights aw;
+  for (int o = begin; o < begin + count; ++o) {
+    const double center = (o + 0.5) * scale;
+    const int lo = std::max(0, static_cast<int>(center - support + 0.5));
+    const int hi = std::min(in, static_cast<int>(center + support + 0.5));
+    std::vector<double> w;
+    double total = 0;
+    for (int x = lo; x < hi; ++x) {
+      const double t = std::fabs((x - center + 0.5) / filter_scale);
+      w.push_back(t < 1 ? 1 - t : 0);
+      total += w.back();
+    }
+    aw.first.push_back(lo);
+    aw.weights.emplace_back();
+    for (double v : w) aw.weights.back().push_back(static_cast<float>(v / total));
+  }
+  return aw;
+}
+
+struct Entry {
+  std::string path;
+  int64_t label = 0;
+};
+
+class ImageFolder final : public Dataset {
+ public:
+  ImageFolder(const std::string& dir, const ImageOptions& options) : options_(options), source_(data::quoted(dir)) {
+    validate_options();
+    std::error_code ec;
+    if (!fs::is_directory(dir, ec)) throw DataError(source_ + " is not a directory");
+    for (const auto& class_dir : sorted_entries(dir, true)) {
+      const auto label = static_cast<int64_t>(classes_.size());
+      classes_.push_back(class_dir.filename().string());
+      const auto files = sorted_entries(class_dir, false);
+      if (files.empty())
+        throw DataError("the class folder " + data::quoted(class_dir.string()) + " holds no images (" +
+                        data::join_names({kExtensions.begin(), kExtensions.end()}) + ")");
+      for (const auto& file : files) {
+        // The header only: an unreadable file should stop the run now, not hours into it.
+        int w = 0, h = 0, comp = 0;
+        if (!stbi_info(file.c_str(), &w, &h, &comp))
+          throw DataError(data::quoted(file.string()) + " is not a readable image (" + stbi_failure_reason() + ")");
+        if (auto [rw, rh] = resized(w, h); rw < options_.width || rh < options_.height)
+          throw DataError(data::quoted(file.string()) + " is " + std::to_string(w) + "x" + std::to_string(h) +
+                          " (width x height), " + std::to_string(rw) + "x" + std::to_string(rh) +
+                          " once its shorter side is resized to " + std::to_string(options_.resize_to) +
+                          ": too small for a " + std::to_string(options_.width) + "x" + std::to_string(options_.height) +
+                          " crop");
+        entries_.push_back({file.string(), label});
+      }
+    }
+    if (classes_.empty())
+      throw DataError(source_ + " has no class folders (the layout is " + dir + "/<class>/<image>)");
+    const int c = options_.channels;
+    schema_ = {{options_.input, DType::Float, {c, options_.height, options_.width}}, {options_.label, DType::Int64, {}}};
+    std::sort(schema_.begin(), schema_.end(), [](const ArrayInfo& a, const ArrayInfo& b) { return a.name < b.name; });
+  }
+
+  int64_t size() const override { return static_cast<int64_t>(entries_.size()); }
+  const std::vector<ArrayInfo>& arrays() const override { return schema_; }
+  const std::string& source() const override { return source_; }
+  std::vector<std::string> class_names() const override { return classes_; }
+
+ protected:
+  std::map<std::string, Tensor> read(std::span<const int64_t> indices, const std::vector<std::string>& names,
+                                     const BatchOptions& batch) const override {
+    std::map<std::string, Tensor> out;
+    const auto n = static_cast<int64_t>(indices.size());
+    for (const auto& name : names) {
+      if (name == options_.label) {
+        Tensor labels(DType::Int64, {n});
+        for (int64_t i = 0; i < n; ++i) labels.data<int64_t>()[i] = entries_[indices[i]].label;
+        out.emplace(name, std::move(labels));
+      } else {
+        const int64_t c = options_.channels, h = options_.height, w = options_.width;
+        Tensor images(DType::Float, {n, c, h, w});
+        for (int64_t i = 0; i < n; ++i) {
+          data::Rng rng(sample_key(batch, indices[i]));
+          load(entries_[indices[i]].path, batch.augment ? &rng : nullptr, images.data<float>() + i * c * h * w);
+        }
+        out.emplace(name, std::move(images));
+      }
+    }
+    return out;
+  }
+
+ private:
+  void validate_options() {
+    ImageOptions& o = options_;
+    if (o.channels != 1 && o.channels != 3)
+      throw DataError(source_ + ": images have 1 or 3 channels, not " + std::to_string(o.channels));
+    if (o.height <= 0 || o.width <= 0)
+      throw DataError(source_ + ": the image height and width (the crop size) must be set and positive");
+    if (o.resize_to == 0) o.resize_to = std::max(o.height, o.width);
+    if (o.resize_to < std::min(o.height, o.width))
+      throw DataError(source_ + ": resizing the shorter side to " + std::to_string(o.resize_to) +
+                      " leaves too little for a " + std::to_string(o.height) + "x" + std::to_string(o.width) + " crop");
+    if (o.input.empty() || o.label.empty() || o.input == o.label)
+      throw DataError(source_ + ": the image and label arrays need two different, non-empty names");
+    auto fill = [&](std::vector<float>& v, const std::array<float, 3>& imagenet, float gray, const char* what) {
+      if (v.empty()) v = o.channels == 3 ? std::vector<float>(imagenet.begin(), imagenet.end()) : std::vector<float>{gray};
+      if (v.size() != static_cast<size_t>(o.channels))
+        throw DataError(source_ + ": " + std::to_string(v.size()) + " " + what + " values for " +
+                        std::to_string(o.channels) + " channels");
+    };
+    fill(o.mean, kImageNetMean, 0.0f, "mean");
+    fill(o.std, kImageNetStd, 1.0f, "std");
+    for (float s : o.std)
+      if (!(s > 0)) throw DataError(source_ + ": normalisation std values must be positive");
+  }
+
+  // torchvision's Resize(int): the shorter side becomes resize_to, the longer one scales
+  // with it (rounded down). Returns (width, height).
+  std::pair<int, int> resized(int w, int h) const {
+    const int64_t r = options_.resize_to;
+    return {static_cast<int>(w <= h ? r : r * w / h), static_cast<int>(w <= h ? r * h / w : r)};
+  }
+
+  // The randomness of one sample's augmentation: a function of (seed, epoch, sample) alone.
+  static uint64_t sample_key(const BatchOptions& b, int64_t sample) {
+    constexpr uint64_t kDomain = 0x696d616765ull;  // "image"
+    return data::combine(data::combine(data::combine(b.seed, kDomain), static_cast<uint64_t>(b.epoch)),
+                         static_cast<uint64_t>(sample));
+  }
+
+  // Decodes, resizes, crops (randomly and maybe flipped when `rng` is given, else centered)
+  // and normalises one image into `out` ([channels, height, width]).
+  void load(const std::string& path, data::Rng* rng, float* out) const;
+
+  ImageOptions options_;
+  std::string source_;
+  std::vector<std::string> classes_;
+  std::vector<Entry> entries_;
+  std::vector<ArrayInfo> schema_;
+};
+
+void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) const {
+  const int channels = options_.channels, height = options_.height, width = options_.width;
+  int w = 0, h = 0, file_channels = 0;
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &file_channels, channels),
+                                                  stbi_image_free);
+  if (!pixels) throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
+
+  const auto [rw, rh] = resized(w, h);
+  if (rw < width || rh < height)  // the file changed since the dataset was opened
+    throw DataError(data::quoted(path) + ": the image is too small for the crop (it changed since it was opened?)");
+  int top, left;
+  bool flip = false;
+  if (rng && options_.crop == ImageOptions::Crop::Random) {
+    top = static_cast<int>(rng->below(static_cast<uint64_t>(rh - height) + 1));
+    left = static_cast<int>(rng->below(static_cast<uint64_t>(rw - width) + 1));
+  } else {
+    // torchvision's CenterCrop: Python's round(), which rounds halves to even like nearbyint.
+    top = static_cast<int>(std::nearbyint((rh - height) / 2.0));
+    left = static_cast<int>(std::nearbyint((rw - width) / 2.0));
+  }
+  if (rng && options_.hflip) flip = rng->below(2) == 1;
+
+  // Only the cropped pixels are computed: columns first over the source rows the crop needs,
+  // then rows.
+  const AxisWeights wx = axis_weights(w, rw, left, width);
+  const AxisWeights wy = axis_weights(h, rh, top, height);
+  const int row_lo = wy.first.front();
+  const int row_hi = wy.first.back() + static_cast<int>(wy.weights.back().size());
+  std::vector<float> columns(static_cast<size_t>(row_hi - row_lo) * width * channels);
+  const stbi_uc* src = pixels.get();
+  for (int y = row_lo; y < row_hi; ++y)
+    for (int j = 0; j < width; ++j) {
+      float* dst = &columns[(static_cast<size_t>(y - row_lo) * width + j) * channels];
+      const auto& k = wx.weights[j];
+      const stbi_uc* p = src + (static_cast<size_t>(y) * w + wx.first[j]) * channels;
+      for (size_t t = 0; t < k.size(); ++t)
+        for (int c = 0; c < channels; ++c) dst[c] += k[t] * p[t * channels + c];
+    }
+  for (int c = 0; c < channels; ++c) {
+    const float scale = 1.0f / (255.0f * options_.std[c]);
+    const float shift = options_.mean[c] / options_.std[c];
+    for (int i = 0; i < height; ++i) {
+      const auto& k = wy.weights[i];
+      for (int j = 0; j < width; ++j) {
+        float v = 0;
+        for (size_t t = 0; t < k.size(); ++t)
+          v += k[t] * columns[(static_cast<size_t>(wy.first[i] - row_lo + static_cast<int>(t)) * width + j) * channels + c];
+        out[(static_cast<size_t>(c) * height + i) * width + (flip ? width - 1 - j : j)] = v * scale - shift;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+DatasetPtr open_image_folder(const std::string& dir, const ImageOptions& options) {
+  return std::make_shared<ImageFolder>(dir, options);
+}
+
+}  // namespace onnxtrain

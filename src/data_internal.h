@@ -1,0 +1,44 @@
+#pragma once
+// Helpers shared by the data_*.cpp files (not part of the public API).
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "onnxtrain/data.h"
+
+namespace onnxtrain::data {
+
+// splitmix64's finaliser: a bijective, well-mixed 64-bit function.
+uint64_t mix(uint64_t x);
+// A key for the stream of random numbers of one (a, b) pair, e.g. (seed, epoch).
+inline uint64_t combine(uint64_t a, uint64_t b) { return mix(mix(a) ^ (b + 0x9e3779b97f4a7c15ull)); }
+
+// splitmix64: small, fast, and (unlike the std:: distributions) the same on every platform,
+// which reproducible shuffles and augmentations across builds need.
+class Rng {
+ public:
+  explicit Rng(uint64_t key) : state_(key) {}
+  uint64_t next() { return mix(state_ += 0x9e3779b97f4a7c15ull); }
+  // Uniform in [0, n), n > 0, without modulo bias (Lemire's multiply-and-reject).
+  uint64_t below(uint64_t n);
+
+ private:
+  uint64_t state_;
+};
+
+// A uniformly random permutation of 0 .. n-1 (Fisher-Yates) determined by `key`.
+std::vector<int64_t> permutation(int64_t n, uint64_t key);
+
+std::string quoted(const std::string& path);
+// "a, b, c" (or "nothing").
+std::string join_names(const std::vector<std::string>& names);
+
+std::vector<std::string> array_names(const Dataset& data);
+[[noreturn]] void throw_no_array(const Dataset& data, const std::string& name);
+
+// An in-memory arrays dataset that also reports class names (CSV files with text labels).
+DatasetPtr make_array_dataset(std::map<std::string, Tensor> arrays, const std::string& source,
+                              std::vector<std::string> class_names);
+
+}  // namespace onnxtrain::data
