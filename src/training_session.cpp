@@ -175,7 +175,7 @@ namespace {
 
 void refuse_non_finite(double loss, int64_t step) {
   if (!std::isfinite(loss))
-    throw DataError("the loss is " + std::to_string(loss) + " at step " + std::to_string(step) +
+    throw NonFiniteLoss("the loss is " + std::to_string(loss) + " at step " + std::to_string(step) +
                     "; parameters were not updated (try a lower learning rate)");
 }
 

@@ -35,6 +35,13 @@ class DataError : public Error {
   using Error::Error;
 };
 
+// Training diverged: the loss of a step is NaN or infinite. The step's update was not
+// applied, so the parameters are those after the previous step.
+class NonFiniteLoss : public DataError {
+ public:
+  using DataError::DataError;
+};
+
 // A failure inside oneDNN or the operating system (allocation, I/O).
 class BackendError : public Error {
  public:

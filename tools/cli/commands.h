@@ -3,6 +3,7 @@
 // thin client of the public API in include/onnxtrain.
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
 
 namespace onnxtrain::cli {
 
@@ -14,10 +15,17 @@ struct Command {
   Action action;
 };
 
+// Global flags, set once the command line is parsed.
+bool quiet_mode();
+// The command line as typed, without --resume and its value (for "resume with: ..." hints).
+std::string command_line_for_resume();
+
 Command add_info_command(CLI::App& app);
 Command add_run_command(CLI::App& app);
 Command add_ops_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
+Command add_export_command(CLI::App& app);
+Command add_artifacts_command(CLI::App& app);
 
 }  // namespace onnxtrain::cli

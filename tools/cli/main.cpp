@@ -12,9 +12,38 @@ constexpr int kExitModel = 3;    // malformed model, unsupported operator
 constexpr int kExitData = 2;     // input data that does not fit the model
 constexpr int kExitRuntime = 1;  // backend or I/O failure
 
+bool g_quiet = false;
+std::vector<std::string> g_args;
+
+// Quotes an argument for a POSIX shell when it needs it.
+std::string shell_quote(const std::string& s) {
+  if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./=:,+@%") ==
+                        std::string::npos)
+    return s;
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
 }  // namespace
 
+bool onnxtrain::cli::quiet_mode() { return g_quiet; }
+
+std::string onnxtrain::cli::command_line_for_resume() {
+  std::string out;
+  for (size_t i = 0; i < g_args.size(); ++i) {
+    if (g_args[i] == "--resume") {
+      ++i;
+      continue;
+    }
+    if (g_args[i].rfind("--resume=", 0) == 0) continue;
+    out += (out.empty() ? "" : " ") + shell_quote(g_args[i]);
+  }
+  return out;
+}
+
 int main(int argc, char** argv) {
+  g_args.assign(argv, argv + argc);
   CLI::App app{"onnxtrain: train and run ONNX models on the CPU"};
   app.require_subcommand(1);
   int verbosity = 0;
@@ -28,6 +57,8 @@ int main(int argc, char** argv) {
       onnxtrain::cli::add_ops_command(app),
       onnxtrain::cli::add_train_command(app),
       onnxtrain::cli::add_eval_command(app),
+      onnxtrain::cli::add_export_command(app),
+      onnxtrain::cli::add_artifacts_command(app),
   };
 
   try {
@@ -35,6 +66,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
+  g_quiet = quiet;
   spdlog::set_pattern("%^[%l]%$ %v");
   spdlog::set_level(quiet ? spdlog::level::err
                           : verbosity >= 2 ? spdlog::level::debug

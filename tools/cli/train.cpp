@@ -1,148 +1,198 @@
-// `onnxtrain train MODEL --data TRAIN.npz ...`: fine-tune a model on arrays keyed by input
-// name plus a label array; `onnxtrain eval MODEL --data FILE.npz`: accuracy of a model.
-#include <chrono>
+// `onnxtrain train MODEL --data TRAIN ...`: fine-tune a model; `onnxtrain eval MODEL --data
+// DATA`: its metrics on a dataset.
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 
 #include "onnxtrain/onnxtrain.h"
 #include "tools/cli/commands.h"
-#include "tools/cli/dataset.h"
+#include "tools/cli/format.h"
+#include "tools/cli/run_dir.h"
+#include "tools/cli/train_args.h"
+#include "tools/cli/trainer.h"
 
 namespace onnxtrain::cli {
+
+namespace fs = std::filesystem;
 
 namespace {
 
 struct TrainArgs {
-  std::string model, data, val, out, label = "label", output, loss = "cross_entropy", optimizer = "adam";
-  std::string scheduler = "constant";
-  double lr = 1e-3, momentum = 0, weight_decay = 0, clip = 0;
-  bool nesterov = false, no_shuffle = false;
-  int epochs = 5, threads = 0;
-  int64_t batch_size = 32;
+  std::string model, data, val, out, metrics_csv, run_dir, resume, metric;
+  double val_split = 0;
+  DataArgs data_args;
+  LossArgs loss;
+  OptimizerArgs optimizer;
+  int epochs = 10, threads = 0, patience = 0;
+  int64_t steps = 0, batch_size = 32;
+  bool no_shuffle = false, drop_last = false;
   uint64_t seed = 0;
+  std::string command_line;
 };
 
-std::vector<std::string> input_names(const Model& model) {
-  std::vector<std::string> names;
-  for (const auto& in : model.inputs()) names.push_back(in.name);
-  return names;
+std::string default_metric(const std::string& loss) {
+  return loss == "cross_entropy" || loss == "nll" ? "accuracy" : "mse";
 }
 
-// Accuracy of `model` on a dataset, in batches, through an inference session.
-double accuracy(const Model& model, const Dataset& data, const std::string& label, const std::string& output,
-                int threads) {
-  InferenceSession session(model, SessionOptions{.threads = threads, .inference_mode = true});
-  const std::string out = output.empty() ? model.outputs().at(0).name : output;
-  int64_t correct = 0, total = 0;
-  for (const auto& idx : data.batches(256, nullptr)) {
-    auto batch = data.batch(idx);
-    Tensor labels = batch.at(label);
-    batch.erase(label);
-    auto [c, n] = count_correct(session.run(batch, {out}).at(out), labels);
-    correct += c;
-    total += n;
-  }
-  return total ? static_cast<double>(correct) / static_cast<double>(total) : 0.0;
-}
-
-int run_train(const TrainArgs& a) {
+int run_train(CLI::App& cmd, const TrainArgs& a) {
   set_num_threads(a.threads);
   Model model = Model::load(a.model);
-  std::vector<std::string> required = input_names(model);
-  required.push_back(a.label);
-  Dataset train(read_arrays(a.data), a.data, required);
-  std::optional<Dataset> val;
-  if (!a.val.empty()) val.emplace(read_arrays(a.val), a.val, required);
-
-  TrainingOptions options;
-  options.loss.kind = a.loss;
-  options.loss.output = a.output;
-  options.loss.target = a.label;
-  options.optimizer.kind = a.optimizer;
-  options.optimizer.lr = a.lr;
-  options.optimizer.momentum = a.momentum;
-  options.optimizer.nesterov = a.nesterov;
-  options.optimizer.weight_decay = a.weight_decay;
-  options.schedule = parse_schedule(a.scheduler);
-  options.clip_grad_norm = a.clip;
+  std::optional<TrainingOptions> stored = training_options_of(model);
+  TrainingOptions options = training_options(cmd, a.loss, a.optimizer, a.data_args.label, stored);
   options.threads = a.threads;
   options.seed = a.seed;
-  const int64_t steps_per_epoch = (train.size() + a.batch_size - 1) / a.batch_size;
-  options.total_steps = steps_per_epoch * a.epochs;
-  TrainingSession session(model, options);
-  std::printf("training %zu parameter tensors (%lld values) on %lld samples, %lld steps per epoch\n",
-              session.trainable().size(), static_cast<long long>(session.trainable_elements()),
-              static_cast<long long>(train.size()), static_cast<long long>(steps_per_epoch));
+  const std::string output = options.loss.output.empty() ? model.outputs().at(0).name : options.loss.output;
 
-  std::mt19937_64 rng(a.seed);
-  for (int epoch = 1; epoch <= a.epochs; ++epoch) {
-    auto start = std::chrono::steady_clock::now();
-    double loss_sum = 0;
-    int64_t seen = 0;
-    for (const auto& idx : train.batches(a.batch_size, a.no_shuffle ? nullptr : &rng)) {
-      StepResult r = session.train_step(train.batch(idx));
-      loss_sum += r.loss * static_cast<double>(idx.size());
-      seen += static_cast<int64_t>(idx.size());
-    }
-    double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    std::printf("epoch %d/%d  loss %.4f  %.0f samples/s", epoch, a.epochs, loss_sum / static_cast<double>(seen),
-                static_cast<double>(seen) / secs);
-    if (val && a.loss == "cross_entropy")
-      std::printf("  val accuracy %.4f", accuracy(model, *val, a.label, a.output, a.threads));
-    std::printf("\n");
-    std::fflush(stdout);
+  // Data first: a file that does not fit the model fails before anything is written.
+  DataArgs train_data = a.data_args;
+  DatasetPtr train = open_dataset_for(a.data, model, train_data, options.loss.kind, options.loss.output);
+  DatasetPtr val;
+  if (!a.val.empty()) {
+    if (a.val_split > 0) throw DataError("--val and --val-split exclude each other");
+    val = open_dataset_for(a.val, model, a.data_args, options.loss.kind, options.loss.output);
+  } else if (a.val_split > 0) {
+    auto parts = split(train, a.val_split, a.seed);
+    train = parts.train;
+    val = parts.val;
   }
-  if (!a.out.empty()) {
-    model.save_inference(a.out);
-    std::printf("wrote %s\n", a.out.c_str());
+  DataLoader loader(train, LoaderOptions{.batch_size = a.batch_size, .shuffle = !a.no_shuffle, .drop_last = a.drop_last,
+                                         .seed = a.seed, .augment = true});
+  const int64_t bpe = loader.batches_per_epoch();
+  TrainerConfig config;
+  config.micro_batches = a.steps > 0 ? a.steps * options.accumulate : bpe * a.epochs;
+  config.epochs = (config.micro_batches + bpe - 1) / bpe;
+  options.total_steps = (config.micro_batches + options.accumulate - 1) / options.accumulate;
+  if (stored) {
+    // A training model continues its schedule: the horizon extends from its stored step.
+    const auto names = model.initializer_names();
+    if (std::find(names.begin(), names.end(), "onnxtrain.step") != names.end())
+      options.total_steps += model.initializer("onnxtrain.step").as_int64().at(0);
   }
-  return 0;
+  TrainingSession session(model, options);
+  config.metric = a.metric.empty() ? default_metric(options.loss.kind) : a.metric;
+  config.patience = a.patience;
+  config.label = options.loss.target;
+  config.output = output;
+  config.metrics_csv = a.metrics_csv;
+  config.out = a.out;
+  config.model_path = a.model;
+  config.quiet = quiet_mode();
+  config.command_line = a.command_line;
+  if (!a.resume.empty()) {
+    config.resume = a.resume;
+    // A resumed run continues in the directory of its checkpoint.
+    config.run_dir = a.run_dir.empty() ? fs::path(a.resume).parent_path() : fs::path(a.run_dir);
+    if (config.run_dir.empty()) config.run_dir = ".";
+    fs::create_directories(config.run_dir);
+  } else if (!a.run_dir.empty()) {
+    config.run_dir = a.run_dir;
+    fs::create_directories(config.run_dir);
+  } else {
+    config.run_dir = create_numbered_run_dir("runs/train");
+  }
+  write_text_file_atomically(config.run_dir / "config.toml", cmd.config_to_str(true, false));
+  write_text_file_atomically(config.run_dir / "training_options.json", format_training_options(options) + "\n");
+  if (!train->class_names().empty()) {
+    std::string names;
+    for (const auto& c : train->class_names()) names += c + "\n";
+    write_text_file_atomically(config.run_dir / "classes.txt", names);
+  }
+  if (!config.quiet)
+    std::cout << "training " << session.trainable().size() << " parameter tensors (" << thousands(session.trainable_elements())
+              << " values) on " << thousands(train->size()) << " samples"
+              << (val ? " (" + thousands(val->size()) + " for validation)" : std::string()) << ", " << bpe
+              << " batches per epoch; run directory " << config.run_dir.string() << std::endl;
+  return run_training(model, session, loader, val, options, config);
 }
 
 }  // namespace
 
 Command add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Fine-tune a model on arrays from an .npz file");
+  auto* cmd = app.add_subcommand("train", "Fine-tune a model on .npz/.npy arrays, a CSV file or an image folder");
   auto a = std::make_shared<TrainArgs>();
-  cmd->add_option("model", a->model, "ONNX model file")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--data", a->data, "Training arrays (.npz: model inputs by name and the label array)")
+  cmd->option_defaults()->always_capture_default();  // the run's config.toml lists every value used
+  cmd->set_config("--config", "", "Read options from a TOML/INI file (keys are the long option names)");
+  cmd->add_option("model", a->model, "ONNX model file (or a training model written by `onnxtrain export --training`)")
       ->required()->check(CLI::ExistingFile);
-  cmd->add_option("--val", a->val, "Validation arrays (.npz), evaluated after each epoch")->check(CLI::ExistingFile);
-  cmd->add_option("--label", a->label, "Name of the label array (default: label)");
-  cmd->add_option("--output", a->output, "Model output the loss reads (default: the first)");
-  cmd->add_option("--loss", a->loss, "cross_entropy | nll | mse | l1");
-  cmd->add_option("--optimizer", a->optimizer, "sgd | adam | adamw | adagrad | rmsprop");
-  cmd->add_option("--lr", a->lr, "Learning rate");
-  cmd->add_option("--momentum", a->momentum, "Momentum (sgd, rmsprop)");
-  cmd->add_flag("--nesterov", a->nesterov, "Nesterov momentum (sgd)");
-  cmd->add_option("--weight-decay", a->weight_decay, "Weight decay");
-  cmd->add_option("--scheduler", a->scheduler, "constant | step:N:G | multistep:M1,M2:G | exponential:G | cosine | linear | onecycle");
-  cmd->add_option("--clip-grad-norm", a->clip, "Clip the global gradient norm to this value");
+  cmd->add_option("--data", a->data, "Training data: .npz/.npy (arrays by input name + label), .csv, or an image folder")->required();
+  cmd->add_option("--val", a->val, "Validation data (same formats), evaluated after each epoch");
+  cmd->add_option("--val-split", a->val_split, "Hold out this fraction of the training data for validation")->check(CLI::Range(0.0, 0.9));
+  add_data_flags(cmd, a->data_args, true);
+  add_loss_flags(cmd, a->loss);
+  add_optimizer_flags(cmd, a->optimizer);
   cmd->add_option("--epochs", a->epochs, "Epochs")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", a->steps, "Optimizer steps (instead of --epochs)")->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
-  cmd->add_flag("--no-shuffle", a->no_shuffle, "Take batches in file order");
-  cmd->add_option("--seed", a->seed, "Seed for shuffling and dropout");
+  cmd->add_flag("--no-shuffle", a->no_shuffle, "Take batches in file order (wrapping around at the end)");
+  cmd->add_flag("--drop-last", a->drop_last, "Skip the last incomplete batch of each epoch");
+  cmd->add_option("--seed", a->seed, "Seed for shuffling, augmentation and dropout");
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
-  cmd->add_option("--out", a->out, "Write the trained model here");
-  return {cmd, [a]() { return run_train(*a); }};
+  cmd->add_option("--metric", a->metric, "Validation metric: accuracy | top5 | mse | mae (default: accuracy for classification, else mse)");
+  cmd->add_option("--patience", a->patience, "Stop after this many epochs without a better validation metric");
+  cmd->add_option("--metrics", a->metrics_csv, "Also write the per-step metrics CSV here");
+  cmd->add_option("--run-dir", a->run_dir, "Run directory (default: runs/train/N)");
+  cmd->add_option("--out", a->out, "Write the trained model (inference form) here");
+  cmd->add_option("--resume", a->resume, "Continue from a checkpoint written by a previous run")->check(CLI::ExistingFile);
+  return {cmd, [cmd, a]() {
+    a->command_line = command_line_for_resume();
+    return run_train(*cmd, *a);
+  }};
 }
 
 Command add_eval_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("eval", "Accuracy of a classifier on arrays from an .npz file");
-  auto a = std::make_shared<TrainArgs>();
+  auto* cmd = app.add_subcommand("eval", "Metrics of a model on a dataset (evaluation semantics)");
+  struct EvalArgs {
+    std::string model, data, loss, output;
+    std::vector<std::string> metrics;
+    DataArgs data_args;
+    int threads = 0;
+  };
+  auto a = std::make_shared<EvalArgs>();
   cmd->add_option("model", a->model, "ONNX model file")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--data", a->data, "Arrays (.npz: model inputs by name and the label array)")
-      ->required()->check(CLI::ExistingFile);
-  cmd->add_option("--label", a->label, "Name of the label array (default: label)");
-  cmd->add_option("--output", a->output, "Model output holding the class scores (default: the first)");
+  cmd->add_option("--data", a->data, "Data: .npz/.npy, .csv or an image folder")->required();
+  add_data_flags(cmd, a->data_args, false);
+  cmd->add_option("--output", a->output, "Model output the metrics read (default: the first)");
+  cmd->add_option("--loss", a->loss, "Also report this loss (cross_entropy | nll | mse | l1)");
+  cmd->add_option("--metric", a->metrics, "accuracy | top5 | mse | mae (repeatable; default: accuracy)");
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
   return {cmd, [a]() {
     set_num_threads(a->threads);
     Model model = Model::load(a->model);
-    std::vector<std::string> required = input_names(model);
-    required.push_back(a->label);
-    Dataset data(read_arrays(a->data), a->data, required);
-    std::printf("accuracy: %.4f\n", accuracy(model, data, a->label, a->output, a->threads));
+    const std::string output = a->output.empty() ? model.outputs().at(0).name : a->output;
+    std::vector<std::string> metrics = a->metrics;
+    if (metrics.empty()) metrics = {a->loss.empty() ? "accuracy" : default_metric(a->loss)};
+    bool classification = a->loss.empty() ? metrics.front() == "accuracy" || metrics.front().rfind("top", 0) == 0
+                                          : a->loss == "cross_entropy" || a->loss == "nll";
+    const std::string kind = a->loss.empty() ? (classification ? "cross_entropy" : "mse") : a->loss;
+    DatasetPtr data = open_dataset_for(a->data, model, a->data_args, kind, a->output);
+    Evaluation e;
+    if (a->loss.empty()) {
+      InferenceSession session(model, SessionOptions{.threads = a->threads, .inference_mode = true});
+      e = evaluate(
+          [&](const std::map<std::string, Tensor>& b) {
+            std::map<std::string, Tensor> inputs = b;
+            inputs.erase(a->data_args.label);
+            return std::make_pair(std::nan(""), session.run(inputs, {output}).at(output));
+          },
+          data, metrics, a->data_args.label, false);
+    } else {
+      TrainingOptions options;
+      options.loss.kind = a->loss;
+      options.loss.output = a->output;
+      options.loss.target = a->data_args.label;
+      options.threads = a->threads;
+      TrainingSession session(model, options);
+      e = evaluate(
+          [&](const std::map<std::string, Tensor>& b) {
+            EvalResult r = session.eval_step(b, {output});
+            return std::make_pair(r.loss, r.outputs.at(output));
+          },
+          data, metrics, a->data_args.label, false);
+      std::printf("loss: %.6g\n", e.loss);
+    }
+    for (const auto& [name, value] : e.metrics) std::printf("%s: %.4f\n", name.c_str(), value);
     return 0;
   }};
 }
