@@ -203,9 +203,7 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   set_num_threads(options.threads);
   auto g = model.graph().clone();
   const size_t nodes_before = g->nodes().size();
-  graph::LossSpec spec{options.loss.kind, options.loss.output, options.loss.target, options.loss.reduction,
-                       options.loss.ignore_index};
-  graph::Value* loss = graph::attach_loss(*g, spec);
+  graph::Value* loss = graph::attach_loss(*g, options.loss);
   impl_->loss = loss->name;
   g->outputs.push_back(loss);
 
