@@ -21,7 +21,10 @@ const char* kHeader = R"(<ir_version: 8, opset_import: ["" : 17]>)";
 
 std::string join_dims(const Shape& shape) {
   std::string s;
-  for (int64_t d : shape) s += (s.empty() ? "" : ",") + std::to_string(d);
+  for (int64_t d : shape) {
+    if (!s.empty()) s += ',';
+    s += std::to_string(d);
+  }
   return s;
 }
 
