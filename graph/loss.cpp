@@ -13,8 +13,8 @@ namespace onnxtrain::graph {
 namespace {
 
 const std::vector<std::string> kClassification{"cross_entropy", "nll"};
-const std::vector<std::string> kBuiltin{"cross_entropy", "nll",   "mse",   "l1",   "smooth_l1",
-                                        "huber", "bce_with_logits", "kl_div"};
+const std::vector<std::string> kBuiltin{"cross_entropy", "nll",   "mse",           "l1",
+                                        "smooth_l1",     "huber", "bce_with_logits", "kl_div"};
 
 bool contains(const std::vector<std::string>& list, const std::string& s) {
   return std::find(list.begin(), list.end(), s) != list.end();
@@ -30,7 +30,7 @@ std::string join(const std::vector<std::string>& list) {
 // label_smoothing with nll): say so instead of training something else.
 void check_option_use(const LossOptions& o) {
   const LossOptions d;
-  std::vector<std::string> not_custom = kBuiltin, targets = kBuiltin;
+  std::vector<std::string> not_custom = kBuiltin;
   not_custom.push_back("output");
   struct Use {
     const char* option;
@@ -39,7 +39,7 @@ void check_option_use(const LossOptions& o) {
   };
   const Use uses[] = {
       {"output", o.output != d.output, not_custom},
-      {"target", o.target != d.target, targets},
+      {"target", o.target != d.target, kBuiltin},
       {"reduction", o.reduction != d.reduction, kBuiltin},
       {"ignore_index", o.ignore_index != d.ignore_index, kClassification},
       {"class_weights", !o.class_weights.empty(), kClassification},
