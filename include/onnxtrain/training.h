@@ -16,8 +16,9 @@ namespace onnxtrain {
 // the semantics of the torch.nn.functional function of the same name. Their targets are a
 // new graph input fed by name (`target`) next to the model inputs: int64 class indices
 // shaped like the output without its class axis 1 ([N, d1, ...]) for cross_entropy and
-// nll; the output's dtype and shape for the others. Invalid values throw DataError naming
-// the option (an unknown kind: ModelError).
+// nll; the output's dtype and shape for the others. Invalid values, and options moved off
+// their defaults for a kind that does not use them (e.g. label_smoothing with nll), throw
+// DataError naming the option (an unknown kind: ModelError).
 struct LossOptions {
   // cross_entropy    logits [N, C, d1, ...] -> log_softmax over C, then nll
   // nll              the output holds log-probabilities [N, C, d1, ...]
@@ -35,10 +36,13 @@ struct LossOptions {
   //                  (targets); its single output must be a float scalar. It keeps its
   //                  own opset; its initializers are constants, never trained.
   std::string kind = "cross_entropy";
-  std::string output;              // the model output the loss reads; default: the first
+  // The model output the loss reads (kind output: the loss itself); default: the first.
+  // Not used by custom, which connects by input names.
+  std::string output;
   std::string target = "label";    // feed name of the targets (built-in kinds with a target)
-  // mean | sum. mean averages over every element (cross_entropy / nll: the weighted mean
-  // over non-ignored targets); kl_div also takes batchmean (the sum / the batch size N).
+  // Built-in kinds: mean | sum. mean averages over every element (cross_entropy / nll:
+  // the weighted mean over non-ignored targets); kl_div also takes batchmean (the sum /
+  // the batch size N).
   std::string reduction = "mean";
   int64_t ignore_index = -100;     // cross_entropy, nll: targets of this class count for nothing
   // cross_entropy, nll: one weight per class (length C, empty = all 1); torch's `weight`.
@@ -49,7 +53,7 @@ struct LossOptions {
   double beta = 1.0;               // smooth_l1: >= 0
   double delta = 1.0;              // huber: > 0
   // bce_with_logits: weight of the positive term per class, broadcast over the last axis
-  // of the output (length = its size); torch's `pos_weight`. Empty = all 1.
+  // of the output (length = that axis's size, or 1); torch's `pos_weight`. Empty = all 1.
   std::vector<double> pos_weight;
   bool log_target = false;         // kl_div: the target holds log-probabilities
   // custom: the loss model as a file, or its serialized ModelProto bytes (exactly one).
