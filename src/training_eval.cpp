@@ -2,6 +2,7 @@
 // trained inference model.
 #include <algorithm>
 
+#include "graph/loss.h"
 #include "graph/passes/inference_mode.h"
 #include "src/training_session_impl.h"
 
@@ -13,7 +14,7 @@ EvalResult TrainingSession::eval_step(const std::map<std::string, Tensor>& feeds
     // The clone shares parameter storage with the model, so it always sees trained values.
     auto g = s.model->graph().clone();
     graph::to_inference_mode(*g);
-    graph::Value* loss = add_configured_loss(*g, s.options.loss);
+    graph::Value* loss = graph::attach_loss(*g, s.options.loss);
     g->outputs.push_back(loss);
     s.eval_loss = loss->name;
     s.eval_graph = std::move(g);

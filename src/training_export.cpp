@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "graph/loss.h"
 #include "graph/passes/inference_mode.h"
 #include "graph/tensor_proto.h"
 #include "graph/training_info.h"
@@ -148,7 +149,7 @@ void TrainingSession::export_eval_model(const std::string& path) const {
   const Impl& s = *impl_;
   auto g = s.model->graph().clone();
   graph::to_inference_mode(*g);
-  g->outputs.push_back(add_configured_loss(*g, s.options.loss));
+  g->outputs.push_back(graph::attach_loss(*g, s.options.loss));
   onnx::ModelProto proto;
   graph::export_graph(*g, proto);
   graph::save_model_file(proto, path);

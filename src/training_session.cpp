@@ -17,11 +17,6 @@
 
 namespace onnxtrain {
 
-graph::Value* add_configured_loss(graph::Graph& g, const LossOptions& loss) {
-  graph::LossSpec spec{loss.kind, loss.output, loss.target, loss.reduction, loss.ignore_index};
-  return graph::attach_loss(g, spec);
-}
-
 void TrainingSession::Impl::find_running_stats() {
   std::vector<graph::Node*> bns;
   for (const auto& n : graph->nodes())
@@ -96,7 +91,7 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
     throw DataError("batchnorm must be 'auto', 'train' or 'frozen', got '" + options.batchnorm + "'");
   }
   const size_t nodes_before = g->nodes().size();
-  graph::Value* loss = add_configured_loss(*g, options.loss);
+  graph::Value* loss = graph::attach_loss(*g, options.loss);
   impl_->loss = loss->name;
   g->outputs.push_back(loss);
 

@@ -75,7 +75,4 @@ struct TrainingSession::Impl {
 // The initializer holding the optimizer step count in exported training models.
 inline constexpr const char* kStepInitializer = "onnxtrain.step";
 
-// Adds the loss the options ask for to `g` (as a new output) and returns its value.
-graph::Value* add_configured_loss(graph::Graph& g, const LossOptions& loss);
-
 }  // namespace onnxtrain

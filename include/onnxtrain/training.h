@@ -12,13 +12,53 @@
 
 namespace onnxtrain {
 
+// The loss that training minimises, attached to a model output. The built-in kinds have
+// the semantics of the torch.nn.functional function of the same name. Their targets are a
+// new graph input fed by name (`target`) next to the model inputs: int64 class indices
+// shaped like the output without its class axis 1 ([N, d1, ...]) for cross_entropy and
+// nll; the output's dtype and shape for the others. Invalid values, and options moved off
+// their defaults for a kind that does not use them (e.g. label_smoothing with nll), throw
+// DataError naming the option (an unknown kind: ModelError).
 struct LossOptions {
-  // cross_entropy (class-index targets), nll (log-probability outputs), mse, l1.
+  // cross_entropy    logits [N, C, d1, ...] -> log_softmax over C, then nll
+  // nll              the output holds log-probabilities [N, C, d1, ...]
+  // mse, l1          (output - target)^2, |output - target|
+  // smooth_l1        0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta 0: l1)
+  // huber            0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)
+  // bce_with_logits  binary cross-entropy on logits (multi-label), overflow-free form
+  // kl_div           the output holds log-probabilities; the target probabilities
+  //                  (log-probabilities with log_target); terms with target 0 are 0
+  // output           the model output already is the loss (a float scalar or a single
+  //                  element, e.g. a model exported with its loss); no target input
+  // custom           the loss is an ONNX model (model_path or model_bytes): each of its
+  //                  inputs named like a model output or model input reads that value,
+  //                  every other input becomes a new graph input fed by its own name
+  //                  (targets); its single output must be a float scalar. It keeps its
+  //                  own opset; its initializers are constants, never trained.
   std::string kind = "cross_entropy";
-  std::string output;              // model output; default: the first
-  std::string target = "label";    // feed name of the targets
-  std::string reduction = "mean";  // mean | sum
-  int64_t ignore_index = -100;
+  // The model output the loss reads (kind output: the loss itself); default: the first.
+  // Not used by custom, which connects by input names.
+  std::string output;
+  std::string target = "label";    // feed name of the targets (built-in kinds with a target)
+  // Built-in kinds: mean | sum. mean averages over every element (cross_entropy / nll:
+  // the weighted mean over non-ignored targets); kl_div also takes batchmean (the sum /
+  // the batch size N).
+  std::string reduction = "mean";
+  int64_t ignore_index = -100;     // cross_entropy, nll: targets of this class count for nothing
+  // cross_entropy, nll: one weight per class (length C, empty = all 1); torch's `weight`.
+  std::vector<double> class_weights;
+  // cross_entropy: in [0, 1]; the target becomes (1 - s) one-hot + s / C (weighted like
+  // the classes when class_weights is set; ignored targets still count for nothing).
+  double label_smoothing = 0;
+  double beta = 1.0;               // smooth_l1: >= 0
+  double delta = 1.0;              // huber: > 0
+  // bce_with_logits: weight of the positive term per class, broadcast over the last axis
+  // of the output (length = that axis's size, or 1); torch's `pos_weight`. Empty = all 1.
+  std::vector<double> pos_weight;
+  bool log_target = false;         // kl_div: the target holds log-probabilities
+  // custom: the loss model as a file, or its serialized ModelProto bytes (exactly one).
+  std::string model_path;
+  std::string model_bytes;
 };
 
 // Parameters whose name matches `pattern` (ECMAScript regex, searched) get their own
