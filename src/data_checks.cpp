@@ -58,8 +58,10 @@ ValueInfo find_output(const Model& model, const std::string& name) {
 
 bool class_index_loss(const std::string& loss) {
   if (loss == "cross_entropy" || loss == "nll") return true;
-  if (loss == "mse" || loss == "l1") return false;
-  throw DataError("unknown loss '" + loss + "' (cross_entropy, nll, mse, l1)");
+  if (loss == "mse" || loss == "l1" || loss == "smooth_l1" || loss == "huber" || loss == "bce_with_logits" ||
+      loss == "kl_div")
+    return false;
+  throw DataError("unknown loss '" + loss + "' for labels (cross_entropy, nll, mse, l1, smooth_l1, huber, bce_with_logits, kl_div)");
 }
 
 // The dtype the session takes for the labels.
@@ -205,6 +207,13 @@ DatasetPtr fit_to_model(DatasetPtr data, const Model& model, const LabelOptions&
   if (!label.name.empty()) {
     const ArrayInfo& a = *data->find(label.name);
     schema.push_back({a.name, label_dtype(find_output(model, label.output), label), a.sample_shape});
+  }
+  for (const auto& name : label.extra) {
+    const ArrayInfo* a = data->find(name);
+    if (!a)
+      throw DataError(data->source() + " has no array '" + name + "' (the loss reads it; the file has: " +
+                      data::join_names(data::array_names(*data)) + ")");
+    schema.push_back(*a);
   }
   return std::make_shared<ConvertedDataset>(std::move(data), std::move(schema));
 }

@@ -21,7 +21,11 @@ namespace {
 constexpr const char* kMetadataKey = "onnxtrain.training";
 constexpr const char* kFormat = "onnxtrain-training-1";
 
+// A custom loss given as bytes (LossOptions::model_bytes) is not stored: such options are
+// not serialisable and say so.
 nlohmann::json options_to_json(const TrainingOptions& o) {
+  if (!o.loss.model_bytes.empty())
+    throw DataError("training options with a custom loss given as bytes cannot be stored; give its file (model_path)");
   const auto& opt = o.optimizer;
   nlohmann::json groups = nlohmann::json::array();
   for (const auto& g : opt.groups) {
@@ -39,7 +43,10 @@ nlohmann::json options_to_json(const TrainingOptions& o) {
   if (opt.eps) optimizer["eps"] = *opt.eps;
   return {{"format", kFormat},
           {"loss", {{"kind", o.loss.kind}, {"output", o.loss.output}, {"target", o.loss.target},
-                    {"reduction", o.loss.reduction}, {"ignore_index", o.loss.ignore_index}}},
+                    {"reduction", o.loss.reduction}, {"ignore_index", o.loss.ignore_index},
+                    {"class_weights", o.loss.class_weights}, {"label_smoothing", o.loss.label_smoothing},
+                    {"beta", o.loss.beta}, {"delta", o.loss.delta}, {"pos_weight", o.loss.pos_weight},
+                    {"log_target", o.loss.log_target}, {"model_path", o.loss.model_path}}},
           {"optimizer", optimizer},
           {"schedule", format_schedule(o.schedule)},
           {"total_steps", o.total_steps},
@@ -60,6 +67,13 @@ TrainingOptions options_from_json(const nlohmann::json& j) {
   o.loss.target = loss.at("target");
   o.loss.reduction = loss.at("reduction");
   o.loss.ignore_index = loss.at("ignore_index");
+  o.loss.class_weights = loss.at("class_weights").get<std::vector<double>>();
+  o.loss.label_smoothing = loss.at("label_smoothing");
+  o.loss.beta = loss.at("beta");
+  o.loss.delta = loss.at("delta");
+  o.loss.pos_weight = loss.at("pos_weight").get<std::vector<double>>();
+  o.loss.log_target = loss.at("log_target");
+  o.loss.model_path = loss.at("model_path");
   const auto& opt = j.at("optimizer");
   auto& p = o.optimizer;
   p.kind = opt.at("kind");

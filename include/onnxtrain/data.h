@@ -142,6 +142,8 @@ struct LabelOptions {
   std::string loss = "cross_entropy";
   std::string output;              // the model output the loss reads; "" = the first
   int64_t ignore_index = -100;
+  // Further arrays the loss reads (e.g. the targets of a custom loss model), passed as they are.
+  std::vector<std::string> extra;
 };
 
 // Conversions: an array feeds a model input (or a target) when the dtypes are equal or the

@@ -116,7 +116,8 @@ TEST_F(Cli, MissingDataFileIsAClearError) {
 TEST_F(Cli, TrainExportsAModelThatEvaluates) {
   const std::string digits = test::source_dir() + "/models/digits/";
   Result r = run_cli("train " + digits + "digits_cnn_eval.onnx --data " + digits + "train.npz --val " + digits +
-                     "val.npz --epochs 2 --batch-size 64 --lr 3e-3 --threads 2 --out " + file("trained.onnx"));
+                     "val.npz --epochs 2 --batch-size 64 --lr 3e-3 --threads 2 --out " + file("trained.onnx") +
+                     " --run-dir " + file("run"));
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_NE(r.output.find("epoch 2/2"), std::string::npos) << r.output;
   r = run_cli("eval " + file("trained.onnx") + " --data " + digits + "val.npz");
@@ -125,12 +126,6 @@ TEST_F(Cli, TrainExportsAModelThatEvaluates) {
   EXPECT_GT(accuracy, 0.8) << r.output;
 }
 
-TEST_F(Cli, TrainWithoutTheLabelArrayIsAClearError) {
-  const std::string digits = test::source_dir() + "/models/digits/";
-  Result r = run_cli("train " + digits + "digits_cnn_eval.onnx --data " + digits + "train.npz --label target");
-  EXPECT_EQ(r.code, 2) << r.output;
-  EXPECT_NE(r.output.find("no array named 'target'"), std::string::npos) << r.output;
-}
 
 TEST_F(Cli, OperatorDocsAreCurrent) {
   Result r = run_cli("ops --markdown");

@@ -46,12 +46,14 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   const std::string output = options.loss.output.empty() ? model.outputs().at(0).name : options.loss.output;
 
   // Data first: a file that does not fit the model fails before anything is written.
-  DataArgs train_data = a.data_args;
-  DatasetPtr train = open_dataset_for(a.data, model, train_data, options.loss.kind, options.loss.output);
+  const LabelOptions label = label_options(options.loss, model);
+  DatasetPtr train = open_dataset_for(a.data, model, a.data_args, label);
   DatasetPtr val;
   if (!a.val.empty()) {
     if (a.val_split > 0) throw DataError("--val and --val-split exclude each other");
-    val = open_dataset_for(a.val, model, a.data_args, options.loss.kind, options.loss.output);
+    DataArgs val_data = a.data_args;
+    val_data.augment = false;
+    val = open_dataset_for(a.val, model, val_data, label);
   } else if (a.val_split > 0) {
     auto parts = split(train, a.val_split, a.seed);
     train = parts.train;
@@ -72,8 +74,9 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   }
   TrainingSession session(model, options);
   config.metric = a.metric.empty() ? default_metric(options.loss.kind) : a.metric;
+  if (label.name.empty() && a.metric.empty()) config.metric = "loss";
   config.patience = a.patience;
-  config.label = options.loss.target;
+  config.label = label.name;
   config.output = output;
   config.metrics_csv = a.metrics_csv;
   config.out = a.out;
@@ -92,7 +95,9 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   } else {
     config.run_dir = create_numbered_run_dir("runs/train");
   }
-  write_text_file_atomically(config.run_dir / "config.toml", cmd.config_to_str(true, false));
+  // The options as given (reusable: `onnxtrain train --config config.toml`) and every
+  // resolved training setting.
+  write_text_file_atomically(config.run_dir / "config.toml", cmd.config_to_str(false, false));
   write_text_file_atomically(config.run_dir / "training_options.json", format_training_options(options) + "\n");
   if (!train->class_names().empty()) {
     std::string names;
@@ -112,8 +117,6 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
 Command add_train_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("train", "Fine-tune a model on .npz/.npy arrays, a CSV file or an image folder");
   auto a = std::make_shared<TrainArgs>();
-  cmd->option_defaults()->always_capture_default();  // the run's config.toml lists every value used
-  cmd->set_config("--config", "", "Read options from a TOML/INI file (keys are the long option names)");
   cmd->add_option("model", a->model, "ONNX model file (or a training model written by `onnxtrain export --training`)")
       ->required()->check(CLI::ExistingFile);
   cmd->add_option("--data", a->data, "Training data: .npz/.npy (arrays by input name + label), .csv, or an image folder")->required();
@@ -166,7 +169,11 @@ Command add_eval_command(CLI::App& app) {
     bool classification = a->loss.empty() ? metrics.front() == "accuracy" || metrics.front().rfind("top", 0) == 0
                                           : a->loss == "cross_entropy" || a->loss == "nll";
     const std::string kind = a->loss.empty() ? (classification ? "cross_entropy" : "mse") : a->loss;
-    DatasetPtr data = open_dataset_for(a->data, model, a->data_args, kind, a->output);
+    LossOptions loss;
+    loss.kind = kind;
+    loss.output = a->output;
+    loss.target = a->data_args.label;
+    DatasetPtr data = open_dataset_for(a->data, model, a->data_args, label_options(loss, model));
     Evaluation e;
     if (a->loss.empty()) {
       InferenceSession session(model, SessionOptions{.threads = a->threads, .inference_mode = true});

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <set>
 
 namespace onnxtrain::cli {
 
@@ -17,9 +18,20 @@ void add_data_flags(CLI::App* cmd, DataArgs& a, bool training) {
 }
 
 void add_loss_flags(CLI::App* cmd, LossArgs& a) {
-  cmd->add_option("--loss", a.kind, "cross_entropy | nll | mse | l1");
+  cmd->add_option("--loss", a.kind,
+                  "cross_entropy | nll | mse | l1 | smooth_l1 | huber | bce_with_logits | kl_div | output (the model "
+                  "output is the loss)");
   cmd->add_option("--output", a.output, "Model output the loss reads (default: the first)");
-  cmd->add_option("--reduction", a.reduction, "mean | sum");
+  cmd->add_option("--reduction", a.reduction, "mean | sum (kl_div also batchmean)");
+  cmd->add_option("--class-weights", a.class_weights, "cross_entropy/nll: weight per class, e.g. 1,2,1")->delimiter(',');
+  cmd->add_option("--label-smoothing", a.label_smoothing, "cross_entropy: label smoothing in [0, 1]");
+  cmd->add_option("--smooth-l1-beta", a.beta, "smooth_l1: beta (0 = l1)");
+  cmd->add_option("--huber-delta", a.delta, "huber: delta");
+  cmd->add_option("--pos-weight", a.pos_weight, "bce_with_logits: weight of positives (per class)")->delimiter(',');
+  cmd->add_flag("--log-target", a.log_target, "kl_div: the targets are log-probabilities");
+  cmd->add_option("--loss-model", a.loss_model,
+                  "Custom loss: an ONNX file whose inputs are model outputs (by name) and targets (read from the data), "
+                  "output a scalar")->check(CLI::ExistingFile);
 }
 
 void add_optimizer_flags(CLI::App* cmd, OptimizerArgs& a) {
@@ -52,6 +64,17 @@ TrainingOptions training_options(const CLI::App& cmd, const LossArgs& loss, cons
   if (given("--output")) o.loss.output = loss.output;
   if (given("--reduction")) o.loss.reduction = loss.reduction;
   if (given("--label")) o.loss.target = label;
+  if (given("--class-weights")) o.loss.class_weights = loss.class_weights;
+  if (given("--label-smoothing")) o.loss.label_smoothing = loss.label_smoothing;
+  if (given("--smooth-l1-beta")) o.loss.beta = loss.beta;
+  if (given("--huber-delta")) o.loss.delta = loss.delta;
+  if (given("--pos-weight")) o.loss.pos_weight = loss.pos_weight;
+  if (given("--log-target")) o.loss.log_target = loss.log_target;
+  if (cmd.count("--loss-model")) {
+    if (cmd.count("--loss") && loss.kind != "custom") throw DataError("--loss-model sets the loss; drop --loss " + loss.kind);
+    o.loss.kind = "custom";
+    o.loss.model_path = loss.loss_model;
+  }
   auto& p = o.optimizer;
   if (given("--momentum")) p.momentum = opt.momentum;
   if (given("--optimizer")) {
@@ -91,8 +114,29 @@ int static_dim(const ValueInfo& input, size_t axis) {
 
 }  // namespace
 
-DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const std::string& loss,
-                            const std::string& output) {
+LabelOptions label_options(const LossOptions& loss, const Model& model) {
+  LabelOptions label;
+  label.loss = loss.kind;
+  label.output = loss.output;
+  label.ignore_index = loss.ignore_index;
+  label.name = loss.target;
+  if (loss.kind == "output") {
+    label.name.clear();
+    label.loss = "mse";  // unused without a label
+  } else if (loss.kind == "custom") {
+    label.name.clear();
+    label.loss = "mse";
+    Model loss_model = Model::load(loss.model_path);
+    std::set<std::string> known;
+    for (const auto& v : model.inputs()) known.insert(v.name);
+    for (const auto& v : model.outputs()) known.insert(v.name);
+    for (const auto& v : loss_model.inputs())
+      if (!known.count(v.name)) label.extra.push_back(v.name);
+  }
+  return label;
+}
+
+DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const LabelOptions& label) {
   if (!fs::exists(path)) throw DataError(path + ": no such file or directory");
   const auto inputs = model.inputs();
   if (inputs.empty()) throw ModelError("the model has no inputs to feed");
@@ -105,7 +149,7 @@ DatasetPtr open_dataset_for(const std::string& path, const Model& model, const D
                       std::to_string(inputs.size()) + ", the first " + in.name + in.shape_str());
     ImageOptions o;
     o.input = in.name;
-    o.label = data.label;
+    o.label = label.name;
     o.channels = static_dim(in, 1);
     o.height = static_dim(in, 2);
     o.width = static_dim(in, 3);
@@ -122,9 +166,9 @@ DatasetPtr open_dataset_for(const std::string& path, const Model& model, const D
     if (inputs.size() != 1) throw DataError(path + ": a CSV file feeds one input; the model has " + std::to_string(inputs.size()));
     CsvOptions o;
     o.input = inputs.front().name;
-    o.label = data.label;
+    o.label = label.name;
     o.label_column = data.label_column;
-    o.label_dtype = loss == "cross_entropy" || loss == "nll" ? DType::Int64 : DType::Float;
+    o.label_dtype = label.loss == "cross_entropy" || label.loss == "nll" ? DType::Int64 : DType::Float;
     // Flat columns feed a multi-dimensional input when the model fixes its sample shape.
     const ValueInfo& in = inputs.front();
     Shape sample;
@@ -136,10 +180,6 @@ DatasetPtr open_dataset_for(const std::string& path, const Model& model, const D
   } else {
     throw DataError(path + ": unknown data format '" + ext + "' (.npz, .npy, .csv or an image folder)");
   }
-  LabelOptions label;
-  label.name = data.label;
-  label.loss = loss;
-  label.output = output;
   return fit_to_model(raw, model, label);
 }
 

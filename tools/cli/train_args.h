@@ -21,7 +21,10 @@ struct DataArgs {
 };
 
 struct LossArgs {
-  std::string kind = "cross_entropy", output, reduction = "mean";
+  std::string kind = "cross_entropy", output, reduction = "mean", loss_model;
+  std::vector<double> class_weights, pos_weight;
+  double label_smoothing = 0, beta = 1.0, delta = 1.0;
+  bool log_target = false;
 };
 
 struct OptimizerArgs {
@@ -45,9 +48,12 @@ void add_optimizer_flags(CLI::App* cmd, OptimizerArgs& a);
 TrainingOptions training_options(const CLI::App& cmd, const LossArgs& loss, const OptimizerArgs& opt,
                                  const std::string& label, std::optional<TrainingOptions> base);
 
+// What the loss reads from the data: the label array (converted for the loss kind), or
+// for a custom loss model the arrays its free inputs name.
+LabelOptions label_options(const LossOptions& loss, const Model& model);
+
 // Opens `path` as a dataset shaped for `model` (inputs by name, the label converted for the
 // loss), checking that it fits before any training starts.
-DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const std::string& loss,
-                            const std::string& output);
+DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const LabelOptions& label);
 
 }  // namespace onnxtrain::cli

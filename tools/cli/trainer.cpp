@@ -33,7 +33,7 @@ Evaluation evaluate(const Forward& forward, DatasetPtr data, const std::vector<s
       std::vector<int64_t> rest(batch.samples.begin(), batch.samples.begin() + take);
       batch.arrays = data->batch(rest, BatchOptions{.augment = false});
     }
-    Tensor target = batch.arrays.count(label) ? batch.arrays.at(label) : Tensor();
+    Tensor target = !label.empty() && batch.arrays.count(label) ? batch.arrays.at(label) : Tensor();
     auto [batch_loss, output] = forward(batch.arrays);
     if (!std::isnan(batch_loss)) loss.add(batch_loss, take);
     for (auto& m : accumulators) m->update(output, target);
@@ -126,8 +126,10 @@ int run_training(Model& model, TrainingSession& session, DataLoader& train, Data
     train.seek(p.micro / bpe, p.micro % bpe);
     spdlog::info("resumed from {} at optimizer step {}", config.resume, session.step());
   }
+  // metric "loss": the validation loss is the score (losses without a label array).
+  const bool loss_only = config.metric == "loss";
   std::vector<std::string> extra_columns;
-  if (val) extra_columns = {"val_loss", "val_" + config.metric};
+  if (val) extra_columns = loss_only ? std::vector<std::string>{"val_loss"} : std::vector<std::string>{"val_loss", "val_" + config.metric};
   MetricsCsv csv(dir / "metrics.csv", extra_columns, /*append=*/!config.resume.empty() && fs::exists(dir / "metrics.csv"));
   std::optional<MetricsCsv> user_csv;
   if (!config.metrics_csv.empty()) user_csv.emplace(config.metrics_csv, extra_columns, !config.resume.empty() && fs::exists(config.metrics_csv));
@@ -144,7 +146,7 @@ int run_training(Model& model, TrainingSession& session, DataLoader& train, Data
   const std::string resume_hint = "resume with: " + config.command_line + " --resume " + checkpoint.string();
   EpochProgress bar(std::cerr, ProgressOptions{.mode = progress_mode_for(config.quiet), .columns = terminal_columns()});
   InterruptGuard interrupt;
-  const std::unique_ptr<Metric> metric_kind = make_metric(config.metric);
+  const bool metric_higher_better = !loss_only && make_metric(config.metric)->higher_is_better();
   std::optional<Evaluation> last_eval;
 
   while (p.micro < config.micro_batches) {
@@ -203,17 +205,20 @@ int run_training(Model& model, TrainingSession& session, DataLoader& train, Data
             EvalResult e = session.eval_step(b, {config.output});
             return std::make_pair(e.loss, e.outputs.at(config.output));
           },
-          val, {config.metric}, config.label, classification);
-      const double m = last_eval->metrics.begin()->second;
+          val, loss_only ? std::vector<std::string>{} : std::vector<std::string>{config.metric}, config.label,
+          classification);
       p.val_loss.push_back(last_eval->loss);
-      p.val_metric.push_back(m);
-      if (held) {
-        held->extra["val_loss"] = last_eval->loss;
-        held->extra["val_" + config.metric] = m;
+      if (held) held->extra["val_loss"] = last_eval->loss;
+      extra = "val_loss " + fixed(last_eval->loss);
+      score = last_eval->loss;
+      if (!loss_only) {
+        const double m = last_eval->metrics.begin()->second;
+        p.val_metric.push_back(m);
+        if (held) held->extra["val_" + config.metric] = m;
+        extra += "  val_" + config.metric + " " + fixed(m);
+        score = m;
+        higher_better = metric_higher_better;
       }
-      extra = "val_loss " + fixed(last_eval->loss) + "  val_" + config.metric + " " + fixed(m);
-      score = m;
-      higher_better = metric_kind->higher_is_better();
     }
     if (held) write_row(*held);
     bar.finish(extra);
