@@ -53,6 +53,9 @@ struct Progress {
   int64_t micro = 0;  // batches trained
   double best = std::numeric_limits<double>::quiet_NaN();
   int bad_epochs = 0;
+  // The current epoch and optimizer step so far.
+  double epoch_loss_sum = 0, step_loss_sum = 0;
+  int64_t epoch_samples = 0, step_micro = 0;
   std::vector<double> train_loss, val_loss, val_metric;
 
   std::string to_json() const {
@@ -64,6 +67,10 @@ struct Progress {
     return nlohmann::json{{"micro", micro},
                           {"best", std::isfinite(best) ? nlohmann::json(best) : nlohmann::json(nullptr)},
                           {"bad_epochs", bad_epochs},
+                          {"epoch_loss_sum", epoch_loss_sum},
+                          {"epoch_samples", epoch_samples},
+                          {"step_loss_sum", step_loss_sum},
+                          {"step_micro", step_micro},
                           {"train_loss", nan_safe(train_loss)},
                           {"val_loss", nan_safe(val_loss)},
                           {"val_metric", nan_safe(val_metric)}}
@@ -80,6 +87,10 @@ struct Progress {
     p.micro = j.at("micro");
     p.best = j.at("best").is_null() ? std::numeric_limits<double>::quiet_NaN() : j.at("best").get<double>();
     p.bad_epochs = j.at("bad_epochs");
+    p.epoch_loss_sum = j.at("epoch_loss_sum");
+    p.epoch_samples = j.at("epoch_samples");
+    p.step_loss_sum = j.at("step_loss_sum");
+    p.step_micro = j.at("step_micro");
     p.train_loss = values(j.at("train_loss"));
     p.val_loss = values(j.at("val_loss"));
     p.val_metric = values(j.at("val_metric"));
@@ -153,9 +164,6 @@ int run_training(Model& model, TrainingSession& session, DataLoader& train, Data
     const int64_t epoch = p.micro / bpe;  // 0-based
     const int64_t epoch_end = std::min((epoch + 1) * bpe, config.micro_batches);
     bar.start_epoch(static_cast<int>(epoch + 1), static_cast<int>(config.epochs), epoch_end - epoch * bpe);
-    double loss_sum = 0;
-    int64_t samples = 0, micro_in_step = 0;
-    double step_loss = 0;
     std::optional<MetricsRow> held;  // the epoch's last row waits for the validation columns
     while (p.micro < epoch_end) {
       Batch batch = train.next();
@@ -171,19 +179,19 @@ int run_training(Model& model, TrainingSession& session, DataLoader& train, Data
         return 1;
       }
       ++p.micro;
-      loss_sum += r.loss * static_cast<double>(n);
-      samples += n;
-      step_loss += r.loss;
-      ++micro_in_step;
+      p.epoch_loss_sum += r.loss * static_cast<double>(n);
+      p.epoch_samples += n;
+      p.step_loss_sum += r.loss;
+      ++p.step_micro;
       if (r.updated || p.micro == config.micro_batches) {
         if (!r.updated) r = session.optimizer_step();  // leftover micro-batches at the very end
-        MetricsRow row{.step = r.step, .epoch = epoch + 1, .lr = r.lr, .loss = step_loss / static_cast<double>(micro_in_step)};
-        step_loss = 0;
-        micro_in_step = 0;
+        MetricsRow row{.step = r.step, .epoch = epoch + 1, .lr = r.lr, .loss = p.step_loss_sum / static_cast<double>(p.step_micro)};
+        p.step_loss_sum = 0;
+        p.step_micro = 0;
         if (held) write_row(*held);
         held = row;
       }
-      bar.update(p.micro - epoch * bpe, loss_sum / static_cast<double>(samples), samples);
+      bar.update(p.micro - epoch * bpe, p.epoch_loss_sum / static_cast<double>(p.epoch_samples), p.epoch_samples);
       if (interrupt.requested()) {
         if (held) write_row(*held);
         bar.finish("interrupted");
@@ -194,8 +202,10 @@ int run_training(Model& model, TrainingSession& session, DataLoader& train, Data
       }
     }
     // End of an epoch: validate, record, plot, save.
-    const double train_loss = samples ? loss_sum / static_cast<double>(samples) : std::nan("");
+    const double train_loss = p.epoch_samples ? p.epoch_loss_sum / static_cast<double>(p.epoch_samples) : std::nan("");
     p.train_loss.push_back(train_loss);
+    p.epoch_loss_sum = 0;
+    p.epoch_samples = 0;
     std::string extra;
     double score = train_loss;  // without validation data the best model is the lowest training loss
     bool higher_better = false;
