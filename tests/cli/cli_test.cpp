@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "onnxtrain/onnxtrain.h"
+#include "tests/cli/cli_support.h"
 #include "tests/support/test_support.h"
 
 using namespace onnxtrain;
@@ -15,23 +16,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output;  // stdout and stderr
-};
-
-Result run_cli(const std::string& args) {
-  std::string cmd = std::string(ONNXTRAIN_CLI) + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = test::CliResult;
+using test::run_cli;
 
 std::string model_path(const std::string& name) {
   return test::source_dir() + "/models/" + name.substr(0, name.find('_')) + "/" + name + ".onnx";

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "onnxtrain/onnxtrain.h"
+#include "tests/cli/cli_support.h"
 #include "tests/support/test_support.h"
 
 using namespace onnxtrain;
@@ -22,23 +23,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-struct Result {
-  int code = -1;
-  std::string output;  // stdout and stderr
-};
-
-Result run_cli(const std::string& args) {
-  std::string cmd = std::string(ONNXTRAIN_CLI) + " " + args + " 2>&1";
-  Result r;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  if (!pipe) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) r.output.append(buf.data(), n);
-  int status = pclose(pipe);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using Result = test::CliResult;
+using test::run_cli;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
@@ -198,6 +184,15 @@ TEST_F(TrainCli, DivergenceStopsAndKeepsTheLastGoodCheckpoint) {
   r = run_cli("export " + file("run/checkpoint.npz") + " --out " + file("epoch1.onnx"));
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_TRUE(contains(r.output, "(step 45)")) << r.output;
+}
+
+TEST_F(TrainCli, EarlyStoppingAfterPatienceEpochs) {
+  // With lr 0 nothing improves after the first epoch: patience 2 stops after epoch 3 of 10.
+  Result r = run_cli(digits_train("--val " + digits + "val.npz --epochs 10 --optimizer sgd --lr 0 --patience 2 --run-dir " +
+                                  file("run")));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "early stopping: no improvement in 2 epochs")) << r.output;
+  EXPECT_EQ(line_count(dir_ / "run" / "metrics.csv"), 1u + 3 * 45);
 }
 
 TEST_F(TrainCli, ExportAndArtifacts) {
