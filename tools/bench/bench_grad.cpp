@@ -1,8 +1,9 @@
 // One forward + backward step (loss, every parameter gradient) of an ONNX model on a batch,
-// timed over repeats; prints the best time, the peak bytes of activations + gradients the
-// executor held, and the process's peak resident memory.
+// or with --optimizer a whole training step (forward, backward, in-place update), timed over
+// repeats; prints the best time, the peak bytes of activations + gradients the executor
+// held, and the process's peak resident memory.
 //
-//   onnxtrain_bench_grad MODEL.onnx DATA.npz [--loss cross_entropy] [--repeat N] [--threads T]
+//   onnxtrain_bench_grad MODEL.onnx DATA.npz [--loss cross_entropy] [--optimizer adam] [--repeat N] [--threads T]
 // DATA.npz holds the model inputs by name; the targets ("label") are made up when absent.
 #include <sys/resource.h>
 
@@ -21,10 +22,11 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: %s MODEL.onnx DATA.npz [--loss KIND] [--repeat N] [--threads T]\n", argv[0]);
     return 2;
   }
-  std::string loss = "cross_entropy";
+  std::string loss = "cross_entropy", optimizer;
   int repeat = 10, threads = 0;
   for (int i = 3; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--loss")) loss = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--optimizer")) optimizer = argv[i + 1];
     else if (!std::strcmp(argv[i], "--repeat")) repeat = std::stoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--threads")) threads = std::stoi(argv[i + 1]);
   }
@@ -34,6 +36,7 @@ int main(int argc, char** argv) {
     TrainingOptions options;
     options.loss.kind = loss;
     options.threads = threads;
+    if (!optimizer.empty()) options.optimizer = {.kind = optimizer, .lr = 1e-4};
     TrainingSession session(model, options);
     if (!feeds.count("label")) {
       const Tensor& x = feeds.begin()->second;
@@ -45,7 +48,7 @@ int main(int argc, char** argv) {
     double best = 1e300, loss_value = 0;
     for (int i = 0; i < repeat; ++i) {
       auto start = std::chrono::steady_clock::now();
-      loss_value = session.compute_gradients(feeds).loss;
+      loss_value = optimizer.empty() ? session.compute_gradients(feeds).loss : session.train_step(feeds).loss;
       best = std::min(best, std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
     }
     rusage usage{};

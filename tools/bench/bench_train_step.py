@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """Training-step benchmark: one forward + backward (cross-entropy loss, every parameter
-gradient) of the same model, batch and thread count in onnxtrain and PyTorch.
+gradient) of the same model, batch and thread count in onnxtrain and PyTorch; with
+--optimizer adam|adamw|sgd the whole training step including the parameter update
+(torch.optim with foreach, its default on CPU).
 
-    /usr/bin/python3 tools/bench/bench_train_step.py [--model resnet] [--threads 2] [--repeat 10] [--rounds 3]
+    /usr/bin/python3 tools/bench/bench_train_step.py [--model resnet] [--threads 2] [--repeat 10] [--rounds 3] [--optimizer adam]
 
 Reports the best step time of each (fresh processes, interleaved rounds) and memory: for
 onnxtrain the peak bytes of activations + gradients its executor held and the process's
@@ -25,6 +27,8 @@ import make_models
 torch.set_num_threads({threads})
 torch.manual_seed(0)
 model = make_models.MODELS[{name!r}]().train()
+optimizer = {{"": None, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}}[{optimizer!r}]
+optimizer = optimizer(model.parameters(), lr=1e-4) if optimizer else None
 x = torch.from_numpy(np.load({data!r})["input"])
 label = torch.from_numpy(np.random.default_rng(0).integers(0, 10, x.shape[0]).astype(np.int64))
 def rss_mib():
@@ -36,6 +40,8 @@ for _ in range({repeat}):
     model.zero_grad(set_to_none=True)
     t = time.perf_counter()
     F.cross_entropy(model(x), label).backward()
+    if optimizer:
+        optimizer.step()
     best = min(best, time.perf_counter() - t)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(best * 1e3, peak, peak - base)
@@ -44,7 +50,8 @@ print(best * 1e3, peak, peak - base)
 
 def run_onnxtrain(args, model, data):
     out = subprocess.run([os.path.join(ROOT, "build", "onnxtrain_bench_grad"), model, data, "--repeat",
-                          str(args.repeat), "--threads", str(args.threads)],
+                          str(args.repeat), "--threads", str(args.threads)] +
+                         (["--optimizer", args.optimizer] if args.optimizer else []),
                          check=True, capture_output=True, text=True).stdout
     num = lambda key: float(re.search(key + r" ([0-9.]+)", out).group(1))
     return num("best step"), num("peak activations\\+gradients"), num("peak RSS")
@@ -52,7 +59,7 @@ def run_onnxtrain(args, model, data):
 
 def run_torch(args, data):
     code = TORCH_SNIPPET.format(models=os.path.join(ROOT, "models"), threads=args.threads, name=args.model,
-                                data=data, repeat=args.repeat)
+                                data=data, repeat=args.repeat, optimizer=args.optimizer)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     out = subprocess.run(["/usr/bin/python3", "-c", code], check=True, capture_output=True, text=True, env=env)
     return tuple(float(v) for v in out.stdout.split())
@@ -64,6 +71,7 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeat", type=int, default=10)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--optimizer", default="", choices=["", "adam", "adamw", "sgd"])
     args = p.parse_args()
     model = os.path.join(ROOT, "models", args.model, f"{args.model}_op17_train.onnx")
     data = os.path.join(ROOT, "models", args.model, "batch32.npz")
@@ -74,8 +82,9 @@ def main():
     o, t = min(ours), min(theirs)
     print(f"model {args.model} (TRAINING export, BatchNorm in training mode), batch 32, {args.threads} thread(s), "
           f"best of {args.rounds}x{args.repeat}")
-    print(f"onnxtrain forward+backward: {o[0]:.2f} ms   activations+gradients peak {o[1]:.1f} MiB   process peak RSS {o[2]:.1f} MiB")
-    print(f"pytorch   forward+backward: {t[0]:.2f} ms   step RSS growth {t[2]:.1f} MiB   process peak RSS {t[1]:.1f} MiB")
+    what = f"step with {args.optimizer}" if args.optimizer else "forward+backward"
+    print(f"onnxtrain {what}: {o[0]:.2f} ms   activations+gradients peak {o[1]:.1f} MiB   process peak RSS {o[2]:.1f} MiB")
+    print(f"pytorch   {what}: {t[0]:.2f} ms   step RSS growth {t[2]:.1f} MiB   process peak RSS {t[1]:.1f} MiB")
     print(f"time ratio onnxtrain/pytorch: {o[0] / t[0]:.2f}")
 
 
