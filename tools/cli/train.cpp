@@ -126,7 +126,7 @@ Command add_train_command(CLI::App& app) {
   add_loss_flags(cmd, a->loss);
   add_optimizer_flags(cmd, a->optimizer);
   cmd->add_option("--epochs", a->epochs, "Epochs")->check(CLI::PositiveNumber);
-  cmd->add_option("--steps", a->steps, "Optimizer steps (instead of --epochs)")->check(CLI::PositiveNumber);
+  cmd->add_option("--steps", a->steps, "Optimizer steps (instead of --epochs)")->check(CLI::PositiveNumber)->excludes("--epochs");
   cmd->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
   cmd->add_flag("--no-shuffle", a->no_shuffle, "Take batches in file order (wrapping around at the end)");
   cmd->add_flag("--drop-last", a->drop_last, "Skip the last incomplete batch of each epoch");
