@@ -115,7 +115,10 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
 }  // namespace
 
 Command add_train_command(CLI::App& app) {
-  auto* cmd = app.add_subcommand("train", "Fine-tune a model on .npz/.npy arrays, a CSV file or an image folder");
+  auto* cmd = app.add_subcommand("train",
+                                 "Fine-tune a model on .npz/.npy arrays, a CSV file or an image folder (options may also "
+                                 "come from --config FILE.toml, keys = option names, e.g. lr = 0.01)");
+  cmd->option_defaults()->always_capture_default();  // --help shows the defaults
   auto a = std::make_shared<TrainArgs>();
   cmd->add_option("model", a->model, "ONNX model file (or a training model written by `onnxtrain export --training`)")
       ->required()->check(CLI::ExistingFile);
