@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 
 #include "onnxtrain/onnxtrain.h"
 #include "tools/cli/commands.h"
@@ -97,7 +98,11 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   }
   // The options as given (reusable: `onnxtrain train --config config.toml`) and every
   // resolved training setting.
-  write_text_file_atomically(config.run_dir / "config.toml", cmd.config_to_str(false, false));
+  std::string given = cmd.config_to_str(false, false), reusable;
+  std::istringstream lines(given);
+  for (std::string line; std::getline(lines, line);)
+    if (line.rfind("resume=", 0) != 0) reusable += line + "\n";  // a re-run starts fresh
+  write_text_file_atomically(config.run_dir / "config.toml", reusable);
   write_text_file_atomically(config.run_dir / "training_options.json", format_training_options(options) + "\n");
   if (!train->class_names().empty()) {
     std::string names;
