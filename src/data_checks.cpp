@@ -38,6 +38,24 @@ std::string shape_mismatch(const Shape& sample, const std::vector<std::string>& 
   return "";
 }
 
+// The dims as a shape when every one is a fixed size.
+std::optional<Shape> fixed_shape(const std::vector<std::string>& dims) {
+  Shape shape;
+  for (const auto& d : dims) {
+    auto v = static_dim(d);
+    if (!v) return std::nullopt;
+    shape.push_back(*v);
+  }
+  return shape;
+}
+
+// Samples whose element count equals a fixed expected shape are reshaped to it (e.g. a
+// label column [N] for an output [N, 1], 64 pixel columns for a [1, 8, 8] input).
+bool reshapes_to(const Shape& sample, const std::vector<std::string>& dims) {
+  auto fixed = fixed_shape(dims);
+  return fixed && shape_numel(*fixed) == shape_numel(sample);
+}
+
 std::string dims_str(const std::vector<std::string>& dims) {
   std::string s;
   for (const auto& d : dims) s += (s.empty() ? "" : ",") + d;
@@ -103,7 +121,16 @@ class ConvertedDataset final : public Dataset {
     BatchOptions o = options;
     o.arrays = names;
     auto arrays = base_->batch(indices, o);
-    for (auto& [name, t] : arrays) t = convert(t, find(name)->dtype);
+    for (auto& [name, t] : arrays) {
+      const ArrayInfo& info = *find(name);
+      t = convert(t, info.dtype);
+      if (t.rank() != info.sample_shape.size() + 1 ||
+          !std::equal(info.sample_shape.begin(), info.sample_shape.end(), t.shape().begin() + 1)) {
+        Shape shape{t.dim(0)};
+        shape.insert(shape.end(), info.sample_shape.begin(), info.sample_shape.end());
+        t = t.reshaped(shape);
+      }
+    }
     return arrays;
   }
 
@@ -141,7 +168,7 @@ void check_inputs(const Dataset& data, const Model& model) {
                       ", and the conversion would change values (convert the array when writing the file)");
     if (in.dims.empty()) continue;  // shape unknown to the model
     const std::vector<std::string> dims(in.dims.begin() + 1, in.dims.end());
-    if (auto why = shape_mismatch(a.sample_shape, dims); !why.empty())
+    if (auto why = shape_mismatch(a.sample_shape, dims); !why.empty() && !reshapes_to(a.sample_shape, dims))
       throw DataError(what + "has samples of shape " + shape_str(a.sample_shape) + "; the model input takes " +
                       in.shape_str() + ", i.e. samples of " + dims_str(dims) + " (" + why + ")");
   }
@@ -169,7 +196,7 @@ void check_labels(const Dataset& data, const Model& model, const LabelOptions& l
       class_count = static_dim(dims.front());
       dims.erase(dims.begin());
     }
-    if (auto why = shape_mismatch(a->sample_shape, dims); !why.empty())
+    if (auto why = shape_mismatch(a->sample_shape, dims); !why.empty() && !reshapes_to(a->sample_shape, dims))
       throw DataError(what + "has samples of shape " + shape_str(a->sample_shape) + "; the " + label.loss +
                       " loss on output '" + output.name + "' " + output.shape_str() + " takes labels of shape " +
                       dims_str(dims) + " per sample" + " (" + why + ")");
@@ -202,11 +229,28 @@ DatasetPtr fit_to_model(DatasetPtr data, const Model& model, const LabelOptions&
   if (!data) throw DataError("fit_to_model: no dataset");
   check_inputs(*data, model);
   check_labels(*data, model, label);
+  // The sample shape each array is served with: the model's when the data only differs in
+  // unit or flattened dims (see reshapes_to).
+  auto served_shape = [](const Shape& sample, const std::vector<std::string>& dims) {
+    auto fixed = fixed_shape(dims);
+    return shape_mismatch(sample, dims).empty() || !fixed ? sample : *fixed;
+  };
   std::vector<ArrayInfo> schema;
-  for (const auto& in : model.inputs()) schema.push_back({in.name, in.dtype, data->find(in.name)->sample_shape});
+  for (const auto& in : model.inputs()) {
+    const Shape& sample = data->find(in.name)->sample_shape;
+    const Shape shape = in.dims.empty() ? sample : served_shape(sample, {in.dims.begin() + 1, in.dims.end()});
+    schema.push_back({in.name, in.dtype, shape});
+  }
   if (!label.name.empty()) {
     const ArrayInfo& a = *data->find(label.name);
-    schema.push_back({a.name, label_dtype(find_output(model, label.output), label), a.sample_shape});
+    const ValueInfo output = find_output(model, label.output);
+    Shape shape = a.sample_shape;
+    if (!output.dims.empty()) {
+      std::vector<std::string> dims(output.dims.begin() + 1, output.dims.end());
+      if (class_index_loss(label.loss) && !dims.empty()) dims.erase(dims.begin());
+      shape = served_shape(a.sample_shape, dims);
+    }
+    schema.push_back({a.name, label_dtype(output, label), shape});
   }
   for (const auto& name : label.extra) {
     const ArrayInfo* a = data->find(name);

@@ -277,14 +277,6 @@ DatasetPtr open_csv(const std::string& path, const CsvOptions& options) {
     if (label) label_cells.push_back(std::move(cells[*label]));
   }
 
-  if (!options.sample_shape.empty()) {
-    if (shape_numel(options.sample_shape) != f)
-      throw DataError(reader.where() + ": " + std::to_string(f) + " feature columns cannot form samples of shape " +
-                      shape_str(options.sample_shape));
-    Shape shape{n};
-    shape.insert(shape.end(), options.sample_shape.begin(), options.sample_shape.end());
-    x = x.reshaped(shape);
-  }
   std::map<std::string, Tensor> arrays;
   arrays.emplace(options.input, std::move(x));
   std::vector<std::string> classes;

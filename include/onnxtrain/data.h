@@ -89,9 +89,6 @@ struct CsvOptions {
   // label cell is not a number the column holds class names, indexed in sorted order
   // (class_names()). Float: float32 targets (regression).
   DType label_dtype = DType::Int64;
-  // Shape of one sample's features, e.g. {1, 8, 8} for 64 pixel columns feeding an image
-  // model; empty = [F]. Its element count must equal the number of feature columns.
-  Shape sample_shape;
 };
 // Numeric cells (quoted or not, surrounding spaces ignored); CRLF line ends, a UTF-8 byte
 // order mark and blank lines are accepted. Quoted cells may contain the delimiter but not a

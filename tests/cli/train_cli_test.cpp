@@ -10,6 +10,7 @@
 
 #include <array>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -87,6 +88,30 @@ TEST_F(TrainCli, CsvWithValidationSplit) {
   r = run_cli("eval " + file("csv.onnx") + " --data " + digits + "val.csv");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_GT(value_after(r.output, "accuracy: "), 0.85) << r.output;
+}
+
+// Regression from a CSV file: the label column [N] is served as the output's [N, 1].
+TEST_F(TrainCli, CsvRegression) {
+  std::ofstream csv(file("reg.csv"));
+  csv << "a,b,c,target\n";
+  for (int i = 0; i < 120; ++i) {
+    const double a = std::sin(i * 0.7), b = std::cos(i * 1.3), c = (i % 7) / 7.0;
+    csv << a << "," << b << "," << c << "," << (1.5 * a - 2 * b + 0.5 * c + 0.25) << "\n";
+  }
+  csv.close();
+  Model::from_text(R"(
+    <ir_version: 8, opset_import: ["" : 17]>
+    reg (float[N, 3] x) => (float[N, 1] y) <float[3, 1] w = {0.0, 0.0, 0.0}, float[1] b = {0.0}> {
+      m = MatMul(x, w)
+      y = Add(m, b)
+    })").save(file("reg.onnx"));
+  Result r = run_cli("train " + file("reg.onnx") + " --data " + file("reg.csv") + " --label-column target --loss mse " +
+                     "--optimizer sgd --lr 0.2 --epochs 40 --val-split 0.25 --threads 2 --run-dir " + file("run"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(slurp(dir_ / "run" / "metrics.csv"), "val_loss,val_mse"));
+  r = run_cli("eval " + file("run/last.onnx") + " --data " + file("reg.csv") + " --label-column target --metric mae");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_LT(value_after(r.output, "mae: "), 0.01) << r.output;
 }
 
 // Two colour classes as PNG/BMP/JPEG files of different sizes; a small conv net on 3x8x8.

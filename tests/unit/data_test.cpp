@@ -658,8 +658,12 @@ TEST(DataChecks, InputsPresentShapedAndConvertible) {
                "m.npz has no array for model input 'X'", "it has: Z, label");
   EXPECT_ERROR(check_inputs(*make_array_dataset(model_data(DType::Float, {5, 5}, labels), "s.npz"), model),
                "s.npz: array 'X' has samples of shape [5]", "model input takes [N,4]", "dim 1: 5 vs 4");
-  EXPECT_ERROR(check_inputs(*make_array_dataset(model_data(DType::Float, {5, 4, 1}, labels), "r.npz"), model),
+  EXPECT_ERROR(check_inputs(*make_array_dataset(model_data(DType::Float, {5, 2, 3}, labels), "r.npz"), model),
                "rank 2 vs 1");
+  // The same element count in another shape is served in the model's shape.
+  auto flat = fit_to_model(make_array_dataset(model_data(DType::Float, {5, 4, 1}, labels), "u.npz"), model, LabelOptions{});
+  EXPECT_EQ(flat->find("X")->sample_shape, (Shape{4}));
+  EXPECT_EQ(flat->batch(iota(5)).at("X").shape(), (Shape{5, 4}));
   EXPECT_ERROR(check_inputs(*make_array_dataset(model_data(DType::Int64, {5, 4}, labels), "t.npz"), model),
                "t.npz: array 'X' holds int64", "takes float");
 }

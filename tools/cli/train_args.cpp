@@ -1,6 +1,5 @@
 #include "tools/cli/train_args.h"
 
-#include <algorithm>
 #include <filesystem>
 #include <set>
 
@@ -169,11 +168,6 @@ DatasetPtr open_dataset_for(const std::string& path, const Model& model, const D
     o.label = label.name;
     o.label_column = data.label_column;
     o.label_dtype = label.loss == "cross_entropy" || label.loss == "nll" ? DType::Int64 : DType::Float;
-    // Flat columns feed a multi-dimensional input when the model fixes its sample shape.
-    const ValueInfo& in = inputs.front();
-    Shape sample;
-    for (size_t i = 1; i < in.dims.size(); ++i) sample.push_back(static_dim(in, i));
-    if (sample.size() > 1 && std::find(sample.begin(), sample.end(), 0) == sample.end()) o.sample_shape = sample;
     raw = open_csv(path, o);
   } else if (ext == ".npz" || ext == ".npy") {
     raw = open_arrays(path, ext == ".npy" ? inputs.front().name : "");
