@@ -158,9 +158,12 @@ TEST_F(TrainCli, ImageFolder) {
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_EQ(slurp(dir_ / "run" / "classes.txt"), "blue\nred\n");
   EXPECT_TRUE(contains(slurp(dir_ / "run" / "confusion_matrix.csv"), "blue"));
-  r = run_cli("eval " + file("images.onnx") + " --data " + file("images"));
+  r = run_cli("eval " + file("images.onnx") + " --data " + file("images") + " --image-size 8");
   ASSERT_EQ(r.code, 0) << r.output;
   EXPECT_GT(value_after(r.output, "accuracy: "), 0.9) << r.output;
+  r = run_cli("eval " + file("images.onnx") + " --data " + file("images") + " --image-size 9");
+  EXPECT_EQ(r.code, 2) << r.output;
+  EXPECT_TRUE(contains(r.output, "--image-size 9,9 differs from the model input 'image'")) << r.output;
 }
 
 // Ctrl-C mid-run writes a checkpoint; resuming from it ends with the very model an

@@ -10,6 +10,8 @@ namespace fs = std::filesystem;
 void add_data_flags(CLI::App* cmd, DataArgs& a, bool training) {
   cmd->add_option("--label", a.label, "Name of the label array / the target the loss reads (default: label)");
   cmd->add_option("--label-column", a.label_column, "CSV: column holding the labels (name or 0-based index; default: 'label', else the last)");
+  cmd->add_option("--image-size", a.image_size, "Images: crop size H[,W] for models whose input size is not fixed")
+      ->delimiter(',')->expected(1, 2);
   cmd->add_option("--resize", a.resize, "Images: resize the shorter side to this before cropping (default: the crop size)");
   cmd->add_option("--mean", a.mean, "Images: per-channel mean for normalisation (default: ImageNet for RGB, 0 for gray)")->delimiter(',');
   cmd->add_option("--std", a.std, "Images: per-channel std for normalisation (default: ImageNet for RGB, 1 for gray)")->delimiter(',');
@@ -152,9 +154,18 @@ DatasetPtr open_dataset_for(const std::string& path, const Model& model, const D
     o.channels = static_dim(in, 1);
     o.height = static_dim(in, 2);
     o.width = static_dim(in, 3);
-    if (o.channels == 0 || o.height == 0 || o.width == 0)
-      throw DataError("image folders need the model input's channels, height and width to be fixed; '" + in.name +
-                      "' is " + in.shape_str());
+    if (!data.image_size.empty()) {
+      const int h = data.image_size[0], w = data.image_size.size() > 1 ? data.image_size[1] : h;
+      if ((o.height && o.height != h) || (o.width && o.width != w))
+        throw DataError("--image-size " + std::to_string(h) + "," + std::to_string(w) + " differs from the model input '" +
+                        in.name + "' " + in.shape_str());
+      o.height = h;
+      o.width = w;
+    }
+    if (o.channels == 0) o.channels = 3;
+    if (o.height == 0 || o.width == 0)
+      throw DataError("the model input '" + in.name + "' " + in.shape_str() +
+                      " does not fix the image size; give it with --image-size H[,W]");
     o.resize_to = data.resize;
     o.crop = data.augment ? ImageOptions::Crop::Random : ImageOptions::Crop::Center;
     o.hflip = data.augment;

@@ -16,6 +16,7 @@ struct DataArgs {
   std::string label = "label";
   std::string label_column;          // CSV: column of the labels (default: `label`, else the last)
   int resize = 0;                    // images: shorter side before cropping (0 = crop size)
+  std::vector<int> image_size;       // images: H[,W] when the model's input leaves them open
   bool augment = false;              // images: random crop and horizontal flip in training
   std::vector<float> mean, std;      // images: normalisation (default ImageNet / 0,1)
 };
