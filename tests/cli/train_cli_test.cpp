@@ -257,7 +257,7 @@ TEST_F(TrainCli, ConfigFileSuppliesOptions) {
 // Bad data: exit code 2 and a message naming the file, array or sample, before training.
 TEST_F(TrainCli, BadDataMessages) {
   auto expect_error = [&](const std::string& args, const std::string& message) {
-    Result r = run_cli(args);
+    Result r = run_cli(args + " --run-dir " + file("run"));
     EXPECT_EQ(r.code, 2) << args << "\n" << r.output;
     EXPECT_TRUE(contains(r.output, message)) << "expected '" << message << "' in:\n" << r.output;
     EXPECT_FALSE(contains(r.output, "epoch 1/")) << "training started:\n" << r.output;
@@ -271,8 +271,8 @@ TEST_F(TrainCli, BadDataMessages) {
   labels[7] = 12;
   write_npz(file("badlabel.npz"), {{"input", data.at("input")}, {"label", Tensor::from_vector<int64_t>({static_cast<int64_t>(labels.size())}, labels)}});
   expect_error("train " + digits + "digits_cnn_eval.onnx --data " + file("badlabel.npz"), "sample 7: class 12");
-  write_npz(file("shape.npz"), {{"input", data.at("input").reshaped({data.at("input").dim(0), 64})}, {"label", data.at("label")}});
-  expect_error("train " + digits + "digits_cnn_eval.onnx --data " + file("shape.npz"), "shape");
+  write_npz(file("shape.npz"), {{"input", Tensor(DType::Float, {data.at("input").dim(0), 7, 7})}, {"label", data.at("label")}});
+  expect_error("train " + digits + "digits_cnn_eval.onnx --data " + file("shape.npz"), "has samples of shape [7,7]");
   std::ofstream(file("bad.csv")) << "a,b,label\n1,2,0\n3,x,1\n";
   expect_error("train " + digits + "digits_cnn_eval.onnx --data " + file("bad.csv"), "line 3");
   fs::create_directories(dir_ / "imgs" / "cat");
