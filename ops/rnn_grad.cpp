@@ -330,7 +330,7 @@ std::unique_ptr<Kernel> make_reference_grad_kernel(const RnnConfig& c) {
 class DnnlRnnGradKernel final : public Kernel {
  public:
   explicit DnnlRnnGradKernel(const RnnConfig& c) : s_(c, dnnl::prop_kind::forward_training) {
-    const int64_t D = c.dirs, N = c.batch, S = c.seq, I = c.input, H = c.hidden, G = c.gates;
+    const int64_t D = c.dirs, N = c.batch, S = c.seq, I = c.input, H = c.hidden;
     const bool lstm = c.cell == CellKind::Lstm;
     dnnl::engine& eng = cpu_engine();
     const auto bwd = dnnl::prop_kind::backward;
