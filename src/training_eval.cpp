@@ -8,17 +8,18 @@
 
 namespace onnxtrain {
 
+std::unique_ptr<graph::Graph> TrainingSession::Impl::build_eval_graph(std::string& loss_name) const {
+  auto g = model->graph().clone();
+  graph::to_inference_mode(*g);
+  graph::Value* loss = graph::attach_loss(*g, options.loss);
+  g->outputs.push_back(loss);
+  loss_name = loss->name;
+  return g;
+}
+
 EvalResult TrainingSession::eval_step(const std::map<std::string, Tensor>& feeds, const std::vector<std::string>& outputs) {
   Impl& s = *impl_;
-  if (!s.eval_graph) {
-    // The clone shares parameter storage with the model, so it always sees trained values.
-    auto g = s.model->graph().clone();
-    graph::to_inference_mode(*g);
-    graph::Value* loss = graph::attach_loss(*g, s.options.loss);
-    g->outputs.push_back(loss);
-    s.eval_loss = loss->name;
-    s.eval_graph = std::move(g);
-  }
+  if (!s.eval_graph) s.eval_graph = s.build_eval_graph(s.eval_loss);
   std::vector<std::string> names = outputs;
   if (names.empty())
     for (const auto& o : s.model->outputs()) names.push_back(o.name);

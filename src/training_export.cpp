@@ -7,8 +7,6 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "graph/loss.h"
-#include "graph/passes/inference_mode.h"
 #include "graph/tensor_proto.h"
 #include "graph/training_info.h"
 #include "graph/exporter.h"
@@ -160,10 +158,8 @@ void TrainingSession::Impl::restore_from_model() {
 }
 
 void TrainingSession::export_eval_model(const std::string& path) const {
-  const Impl& s = *impl_;
-  auto g = s.model->graph().clone();
-  graph::to_inference_mode(*g);
-  g->outputs.push_back(graph::attach_loss(*g, s.options.loss));
+  std::string loss;
+  auto g = impl_->build_eval_graph(loss);
   onnx::ModelProto proto;
   graph::export_graph(*g, proto);
   graph::save_model_file(proto, path);

@@ -69,6 +69,9 @@ struct TrainingSession::Impl {
   // requested output set.
   std::unique_ptr<graph::Graph> eval_graph;
   std::string eval_loss;
+  // The model (sharing parameter storage, so always current) with evaluation semantics and
+  // the loss as an extra output; sets `loss_name`.
+  std::unique_ptr<graph::Graph> build_eval_graph(std::string& loss_name) const;
   std::map<std::vector<std::string>, std::unique_ptr<Executor>> eval_executors;
 };
 

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "onnxtrain/onnxtrain.h"
+#include "tests/support/test_support.h"
 #include "tools/cli/interrupt.h"
 #include "tools/cli/progress.h"
 #include "tools/cli/run_dir.h"
@@ -30,15 +31,7 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 Tensor scores(Shape shape, std::vector<float> v) { return Tensor::from_vector<float>(std::move(shape), v); }
 Tensor labels(Shape shape, std::vector<int64_t> v) { return Tensor::from_vector<int64_t>(std::move(shape), v); }
 
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  return "(no DataError)";
-}
+using test::error_of;
 
 // ---------------------------------------------------------------- metrics
 

@@ -4,6 +4,7 @@
 
 #include <string>
 
+#include "onnxtrain/errors.h"
 #include "onnxtrain/tensor.h"
 
 namespace onnxtrain::test {
@@ -22,5 +23,20 @@ Tensor read_tensor_proto_file(const std::string& path, std::string* name = nullp
 
 // Root of the source tree (for models/ and tests/ data).
 std::string source_dir();
+
+// The message of the exception E that `fn` throws; any other outcome fails the test.
+template <typename E = DataError, typename Fn>
+std::string error_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const E& e) {
+    return e.what();
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "expected another exception type, got: " << e.what();
+    return {};
+  }
+  ADD_FAILURE() << "expected an exception, nothing was thrown";
+  return {};
+}
 
 }  // namespace onnxtrain::test

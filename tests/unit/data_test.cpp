@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "onnxtrain/onnxtrain.h"
+#include "tests/support/test_support.h"
 
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
@@ -23,17 +24,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The message of the DataError `f` throws ("" and a test failure when it does not throw).
-template <typename F>
-std::string error_of(F&& f) {
-  try {
-    f();
-  } catch (const DataError& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no DataError thrown";
-  return "";
-}
+using test::error_of;
 
 #define EXPECT_ERROR(expr, ...)                                                            \
   do {                                                                                     \

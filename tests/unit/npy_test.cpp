@@ -80,20 +80,7 @@ std::vector<uint16_t> half_bits(const Tensor& t) {
   return bits;
 }
 
-// The message of the DataError `fn` throws; any other outcome fails the test.
-template <typename Fn>
-std::string error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const DataError& e) {
-    return e.what();
-  } catch (const std::exception& e) {
-    ADD_FAILURE() << "expected DataError, got: " << e.what();
-    return {};
-  }
-  ADD_FAILURE() << "expected DataError, nothing was thrown";
-  return {};
-}
+using test::error_of;
 
 #define EXPECT_HAS(text, part) EXPECT_NE(std::string(text).find(part), std::string::npos) << (text)
 
