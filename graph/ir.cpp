@@ -171,6 +171,35 @@ void Graph::remove_nodes(const std::vector<Node*>& dead) {
   std::erase_if(nodes_, [&](const std::unique_ptr<Node>& n) { return kill.count(n.get()) != 0; });
 }
 
+void Graph::prune_to_outputs() {
+  std::unordered_set<const Value*> needed;
+  std::vector<const Value*> stack(outputs.begin(), outputs.end());
+  while (!stack.empty()) {
+    const Value* v = stack.back();
+    stack.pop_back();
+    if (!v || !needed.insert(v).second) continue;
+    if (v->producer)
+      for (const Value* in : v->producer->inputs) stack.push_back(in);
+  }
+  std::vector<Node*> dead;
+  for (const auto& n : nodes_) {
+    bool used = false;
+    for (const Value* out : n->outputs) used = used || (out && needed.count(out));
+    if (!used) dead.push_back(n.get());
+  }
+  remove_nodes(dead);
+  std::erase_if(inputs, [&](const Value* v) { return !needed.count(v); });
+  // Unread outputs of kept nodes (e.g. saved statistics) stay: their node refers to them.
+  for (const auto& n : nodes_)
+    for (const Value* out : n->outputs)
+      if (out) needed.insert(out);
+  std::erase_if(values_, [&](const std::unique_ptr<Value>& v) {
+    if (needed.count(v.get())) return false;
+    by_name_.erase(v->name);
+    return true;
+  });
+}
+
 std::vector<const Value*> Graph::initializers() const {
   std::vector<const Value*> out;
   for (const auto& v : values_)

@@ -100,6 +100,9 @@ class Graph {
   const std::vector<std::unique_ptr<Node>>& nodes() const { return nodes_; }
   // Removes the given nodes; their outputs lose their producer.
   void remove_nodes(const std::vector<Node*>& dead);
+  // Keeps only what the graph outputs need: removes the other nodes, then the inputs,
+  // initializers and values nothing reads any more.
+  void prune_to_outputs();
   std::vector<const Value*> initializers() const;
   std::vector<Value*> all_values() const;
 

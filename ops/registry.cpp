@@ -25,6 +25,7 @@ const Registry& Registry::instance() {
     register_random_ops(r);
     register_autodiff_ops(r);
     register_optimizer_ops(r);
+    register_clip_grad_ops(r);
     return r;
   }();
   return registry;

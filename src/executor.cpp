@@ -6,7 +6,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <map>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_set>
 
@@ -18,16 +17,27 @@ using graph::Node;
 using graph::Value;
 using graph::ValueKind;
 
-struct Executor::Step {
-  const Node* node = nullptr;
+// A node's kernels by input signature; `last` short-cuts the common case of an unchanged
+// signature.
+struct Executor::NodeKernels {
   const ops::OpDef* def = nullptr;
-  std::vector<int> inputs;   // slot per input, -1 when omitted
-  std::vector<int> outputs;  // slot per output, -1 when omitted
-  std::vector<int> release;  // slots whose last use is this step
-  // Kernels by input signature; `last` short-cuts the common case of an unchanged signature.
-  std::map<std::vector<int64_t>, std::unique_ptr<ops::Kernel>> kernels;
+  std::map<std::vector<int64_t>, std::unique_ptr<ops::Kernel>> by_signature;
   std::vector<int64_t> last_signature;
   ops::Kernel* last = nullptr;
+};
+
+struct Executor::Plan {
+  struct Step {
+    const Node* node = nullptr;
+    NodeKernels* kernels = nullptr;
+    std::vector<int> inputs;   // slot per input, -1 when omitted
+    std::vector<int> outputs;  // slot per output, -1 when omitted
+    std::vector<int> release;  // slots whose last use is this step
+  };
+  std::vector<const Value*> slot_values;
+  std::vector<std::pair<const Value*, int>> fed_slots;  // graph inputs and fed intermediates
+  std::vector<int> fetch_slots;
+  std::vector<Step> steps;
 };
 
 namespace {
@@ -53,66 +63,21 @@ std::vector<int64_t> signature_of(const std::vector<const Tensor*>& inputs) {
 
 }  // namespace
 
-Executor::Executor(const graph::Graph& graph, std::vector<std::string> fetches, ExecutorOptions options)
-    : graph_(graph), fetch_names_(std::move(fetches)), rng_(options.seed) {
+Executor::Executor(const graph::Graph& graph, ExecutorOptions options) : graph_(graph), rng_(options.seed) {
   const char* profile = std::getenv("ONNXTRAIN_PROFILE");
   profile_ = profile && *profile && std::string(profile) != "0";
-  auto slot = [&](const Value* v) {
-    auto [it, inserted] = slot_of_.try_emplace(v, static_cast<int>(slot_values_.size()));
-    if (inserted) slot_values_.push_back(v);
-    return it->second;
-  };
-  // Walk back from the fetches to keep only the nodes they need.
-  std::unordered_set<const Value*> needed;
-  std::vector<const Value*> stack;
-  for (const auto& name : fetch_names_) {
-    const Value& v = graph.value(name);
-    stack.push_back(&v);
-  }
-  while (!stack.empty()) {
-    const Value* v = stack.back();
-    stack.pop_back();
-    if (!needed.insert(v).second) continue;
-    if (v->producer)
-      for (const Value* in : v->producer->inputs)
-        if (in) stack.push_back(in);
-  }
-  std::vector<const Node*> order;
-  for (const auto& n : graph.nodes()) {
-    bool used = false;
-    for (const Value* out : n->outputs) used = used || (out && needed.count(out));
-    if (used) order.push_back(n.get());
-  }
   graph::require_kernels(graph, graph.name.empty() ? "graph" : "graph '" + graph.name + "'");
-
-  for (const Value* in : graph.inputs)
-    if (needed.count(in)) input_slots_.push_back({in, slot(in)});
-  for (const Node* n : order) {
-    auto step = std::make_unique<Step>();
-    step->node = n;
-    step->def = ops::Registry::instance().find(n->domain, n->op_type, n->opset);
-    for (const Value* in : n->inputs) step->inputs.push_back(in ? slot(in) : -1);
-    for (const Value* out : n->outputs) step->outputs.push_back(out ? slot(out) : -1);
-    steps_.push_back(std::move(step));
+  for (const auto& n : graph.nodes()) {
+    auto k = std::make_unique<NodeKernels>();
+    k->def = ops::Registry::instance().find(n->domain, n->op_type, n->opset);
+    kernels_.emplace(n.get(), std::move(k));
   }
-  for (const auto& name : fetch_names_) fetch_slots_.push_back(slot(&graph.value(name)));
+}
 
-  // Lifetimes: a slot is released after its last consuming step, unless it is fetched,
-  // a graph input (the caller owns it) or a constant.
-  std::vector<int> last_use(slot_values_.size(), -1);
-  for (size_t s = 0; s < steps_.size(); ++s)
-    for (int in : steps_[s]->inputs)
-      if (in >= 0) last_use[in] = static_cast<int>(s);
-  std::unordered_set<int> keep(fetch_slots_.begin(), fetch_slots_.end());
-  for (size_t i = 0; i < slot_values_.size(); ++i) {
-    const Value* v = slot_values_[i];
-    if (keep.count(static_cast<int>(i)) || v->data || v->kind == ValueKind::Input) continue;
-    if (last_use[i] >= 0) steps_[last_use[i]]->release.push_back(static_cast<int>(i));
-  }
-  // Outputs nobody reads (e.g. BatchNormalization's saved statistics) die right after their step.
-  for (size_t s = 0; s < steps_.size(); ++s)
-    for (int out : steps_[s]->outputs)
-      if (out >= 0 && last_use[out] < 0 && !keep.count(out)) steps_[s]->release.push_back(out);
+Executor::Executor(const graph::Graph& graph, std::vector<std::string> fetches, ExecutorOptions options)
+    : Executor(graph, options) {
+  default_fetches_ = std::move(fetches);
+  for (const auto& name : default_fetches_) graph.value(name);  // unknown names fail here, not at run
 }
 
 Executor::~Executor() {
@@ -127,27 +92,101 @@ Executor::~Executor() {
                  static_cast<long long>(t.second));
 }
 
-void Executor::check_feed(const Value& input, const Tensor& t) const {
-  auto expected = [&] {
-    return dtype_name(input.dtype) + (input.dims ? graph::dims_str(*input.dims) : std::string("[?]"));
+Executor::Plan& Executor::plan_for(const std::unordered_map<std::string, Tensor>& feeds,
+                                   const std::vector<std::string>& fetches) {
+  // Fed intermediates cut the graph; fed graph inputs are part of every plan that needs them.
+  std::vector<std::string> cuts;
+  for (const auto& [name, t] : feeds) {
+    const Value* v = graph_.find_value(name);
+    if (v && v->producer) cuts.push_back(name);
+  }
+  std::sort(cuts.begin(), cuts.end());
+  auto& slot_plan = plans_[{fetches, cuts}];
+  if (slot_plan) return *slot_plan;
+
+  auto plan = std::make_unique<Plan>();
+  std::unordered_map<const Value*, int> slot_of;
+  auto slot = [&](const Value* v) {
+    auto [it, inserted] = slot_of.try_emplace(v, static_cast<int>(plan->slot_values.size()));
+    if (inserted) plan->slot_values.push_back(v);
+    return it->second;
   };
-  if (input.dtype != DType::Undefined && t.dtype() != input.dtype)
-    throw DataError("input '" + input.name + "': expected " + expected() + ", got " +
-                    dtype_name(t.dtype()) + shape_str(t.shape()));
-  if (!input.dims) return;
-  bool ok = input.dims->size() == t.rank();
-  for (size_t i = 0; ok && i < t.rank(); ++i)
-    if ((*input.dims)[i].known() && (*input.dims)[i].value != t.dim(i)) ok = false;
-  if (!ok)
-    throw DataError("input '" + input.name + "': expected " + expected() + ", got " +
-                    dtype_name(t.dtype()) + shape_str(t.shape()));
+  std::unordered_set<const Value*> cut;
+  for (const auto& name : cuts) cut.insert(&graph_.value(name));
+  // Walk back from the fetches to keep only the nodes they need.
+  std::unordered_set<const Value*> needed;
+  std::vector<const Value*> stack;
+  for (const auto& name : fetches) stack.push_back(&graph_.value(name));
+  while (!stack.empty()) {
+    const Value* v = stack.back();
+    stack.pop_back();
+    if (!needed.insert(v).second) continue;
+    if (v->producer && !cut.count(v))
+      for (const Value* in : v->producer->inputs)
+        if (in) stack.push_back(in);
+  }
+  for (const Value* in : graph_.inputs)
+    if (needed.count(in)) plan->fed_slots.push_back({in, slot(in)});
+  for (const Value* v : cut)
+    if (needed.count(v)) plan->fed_slots.push_back({v, slot(v)});
+  for (const auto& n : graph_.nodes()) {
+    bool used = false;
+    for (const Value* out : n->outputs) used = used || (out && needed.count(out) && !cut.count(out));
+    if (!used) continue;
+    Plan::Step step;
+    step.node = n.get();
+    step.kernels = kernels_.at(n.get()).get();
+    for (const Value* in : n->inputs) step.inputs.push_back(in ? slot(in) : -1);
+    // A fed output is not overwritten: its step writes a slot of its own.
+    for (const Value* out : n->outputs) step.outputs.push_back(out && !cut.count(out) ? slot(out) : -1);
+    plan->steps.push_back(std::move(step));
+  }
+  for (const auto& name : fetches) plan->fetch_slots.push_back(slot(&graph_.value(name)));
+
+  // Lifetimes: a slot is released after its last consuming step, unless it is fetched,
+  // fed (the caller owns it) or a constant.
+  std::vector<int> last_use(plan->slot_values.size(), -1);
+  for (size_t s = 0; s < plan->steps.size(); ++s)
+    for (int in : plan->steps[s].inputs)
+      if (in >= 0) last_use[in] = static_cast<int>(s);
+  std::unordered_set<int> keep(plan->fetch_slots.begin(), plan->fetch_slots.end());
+  for (const auto& [v, s] : plan->fed_slots) keep.insert(s);
+  for (size_t i = 0; i < plan->slot_values.size(); ++i) {
+    if (keep.count(static_cast<int>(i)) || plan->slot_values[i]->data) continue;
+    if (last_use[i] >= 0) plan->steps[last_use[i]].release.push_back(static_cast<int>(i));
+  }
+  // Outputs nobody reads (e.g. BatchNormalization's saved statistics) die right after their step.
+  for (auto& step : plan->steps)
+    for (int out : step.outputs)
+      if (out >= 0 && last_use[out] < 0 && !keep.count(out)) step.release.push_back(out);
+  slot_plan = std::move(plan);
+  return *slot_plan;
 }
 
-std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>& feeds) {
-  std::vector<Tensor> slots(slot_values_.size());
-  for (size_t i = 0; i < slot_values_.size(); ++i)
-    if (slot_values_[i]->data) slots[i] = *slot_values_[i]->data;
-  for (const auto& [value, slot] : input_slots_) {
+void Executor::check_feed(const Value& value, const Tensor& t) const {
+  auto expected = [&] {
+    return dtype_name(value.dtype) + (value.dims ? graph::dims_str(*value.dims) : std::string("[?]"));
+  };
+  const std::string what = value.kind == ValueKind::Input ? "input" : "value";
+  if (value.dtype != DType::Undefined && t.dtype() != value.dtype)
+    throw DataError(what + " '" + value.name + "': expected " + expected() + ", got " + dtype_name(t.dtype()) +
+                    shape_str(t.shape()));
+  if (!value.dims) return;
+  bool ok = value.dims->size() == t.rank();
+  for (size_t i = 0; ok && i < t.rank(); ++i)
+    if ((*value.dims)[i].known() && (*value.dims)[i].value != t.dim(i)) ok = false;
+  if (!ok)
+    throw DataError(what + " '" + value.name + "': expected " + expected() + ", got " + dtype_name(t.dtype()) +
+                    shape_str(t.shape()));
+}
+
+std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>& feeds,
+                                  const std::vector<std::string>& fetches) {
+  Plan& plan = plan_for(feeds, fetches);
+  std::vector<Tensor> slots(plan.slot_values.size());
+  for (size_t i = 0; i < plan.slot_values.size(); ++i)
+    if (plan.slot_values[i]->data) slots[i] = *plan.slot_values[i]->data;
+  for (const auto& [value, slot] : plan.fed_slots) {
     auto it = feeds.find(value->name);
     if (it == feeds.end()) throw DataError("input '" + value->name + "' was not fed");
     check_feed(*value, it->second);
@@ -156,13 +195,14 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
 
   std::vector<const Tensor*> inputs;
   std::vector<Tensor> outputs;
-  for (auto& step : steps_) {
-    const Node& node = *step->node;
+  for (auto& step : plan.steps) {
+    const Node& node = *step.node;
+    NodeKernels& k = *step.kernels;
     inputs.clear();
-    for (int s : step->inputs) inputs.push_back(s >= 0 ? &slots[s] : nullptr);
+    for (int s : step.inputs) inputs.push_back(s >= 0 ? &slots[s] : nullptr);
     auto signature = signature_of(inputs);
-    if (!step->last || signature != step->last_signature) {
-      auto& kernel = step->kernels[signature];
+    if (!k.last || signature != k.last_signature) {
+      auto& kernel = k.by_signature[signature];
       if (!kernel) {
         std::vector<ops::InputInfo> infos;
         for (size_t i = 0; i < inputs.size(); ++i) {
@@ -177,19 +217,19 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
           infos.push_back(std::move(info));
         }
         try {
-          kernel = step->def->kernel(node, infos);
+          kernel = k.def->kernel(node, infos);
         } catch (const dnnl::error& e) {
           throw BackendError(node.describe() + ": oneDNN cannot build a kernel: " + e.what());
         }
       }
-      step->last = kernel.get();
-      step->last_signature = std::move(signature);
+      k.last = kernel.get();
+      k.last_signature = std::move(signature);
     }
-    outputs.assign(step->outputs.size(), Tensor());
+    outputs.assign(step.outputs.size(), Tensor());
     ops::KernelContext ctx(node, inputs, outputs, pool_, rng_);
     const auto start = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     try {
-      step->last->run(ctx);
+      k.last->run(ctx);
     } catch (const dnnl::error& e) {
       throw BackendError(node.describe() + ": oneDNN failed: " + e.what());
     } catch (const Error&) {
@@ -202,16 +242,17 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
       entry.first += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
       ++entry.second;
     }
-    for (size_t i = 0; i < step->outputs.size(); ++i) {
-      if (step->outputs[i] < 0) continue;
+    for (size_t i = 0; i < step.outputs.size(); ++i) {
+      if (step.outputs[i] < 0) continue;
       if (!outputs[i].defined())
         throw BackendError(node.describe() + ": kernel produced no value for output " + std::to_string(i));
-      slots[step->outputs[i]] = std::move(outputs[i]);
+      slots[step.outputs[i]] = std::move(outputs[i]);
     }
-    for (int s : step->release) slots[s] = Tensor();
+    for (int s : step.release) slots[s] = Tensor();
   }
   std::vector<Tensor> result;
-  for (int s : fetch_slots_) result.push_back(slots[s]);
+  result.reserve(plan.fetch_slots.size());
+  for (int s : plan.fetch_slots) result.push_back(slots[s]);
   return result;
 }
 

@@ -1,7 +1,11 @@
 #pragma once
-// Runs a Graph. The plan (step order, which values each step frees, which steps the
-// requested outputs need) is computed once; kernels are built per node and input-shape
-// signature and cached, so a new batch size builds new kernels once and reuses them after.
+// Runs a Graph. A run names what it wants (fetches) and what it is given (feeds: graph
+// inputs, or intermediate values whose producers are then skipped). Each distinct
+// (fetches, fed names) pair gets a plan — step order, which values each step frees —
+// computed once and cached. Kernels belong to the executor, not to a plan: they are built
+// per node and input-shape signature and shared by every plan that runs the node, so a
+// new batch size builds new kernels once. All plans draw on one memory pool.
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -20,27 +24,30 @@ struct ExecutorOptions {
 
 class Executor {
  public:
-  // `fetches` are the values run() returns, in this order.
+  Executor(const graph::Graph& graph, ExecutorOptions options = {});
+  // An executor with default fetches for run(feeds).
   Executor(const graph::Graph& graph, std::vector<std::string> fetches, ExecutorOptions options = {});
   ~Executor();
 
-  // Feeds are matched to graph inputs by name; every input the fetches need must be fed.
-  std::vector<Tensor> run(const std::unordered_map<std::string, Tensor>& feeds);
+  // Returns the fetched values in the order asked. Feeds are matched to values by name:
+  // every graph input the fetches need must be fed; a fed intermediate value replaces
+  // what its producer would compute.
+  std::vector<Tensor> run(const std::unordered_map<std::string, Tensor>& feeds, const std::vector<std::string>& fetches);
+  std::vector<Tensor> run(const std::unordered_map<std::string, Tensor>& feeds) { return run(feeds, default_fetches_); }
 
   const MemoryPool& pool() const { return pool_; }
   std::mt19937_64& rng() { return rng_; }
 
  private:
-  struct Step;
-  void check_feed(const graph::Value& input, const Tensor& t) const;
+  struct NodeKernels;
+  struct Plan;
+  Plan& plan_for(const std::unordered_map<std::string, Tensor>& feeds, const std::vector<std::string>& fetches);
+  void check_feed(const graph::Value& value, const Tensor& t) const;
 
   const graph::Graph& graph_;
-  std::vector<std::string> fetch_names_;
-  std::unordered_map<const graph::Value*, int> slot_of_;
-  std::vector<const graph::Value*> slot_values_;
-  std::vector<int> fetch_slots_;
-  std::vector<std::pair<const graph::Value*, int>> input_slots_;
-  std::vector<std::unique_ptr<Step>> steps_;
+  std::vector<std::string> default_fetches_;
+  std::unordered_map<const graph::Node*, std::unique_ptr<NodeKernels>> kernels_;
+  std::map<std::pair<std::vector<std::string>, std::vector<std::string>>, std::unique_ptr<Plan>> plans_;
   MemoryPool pool_;
   std::mt19937_64 rng_;
   // ONNXTRAIN_PROFILE=1: time per op type, printed when the executor is destroyed.

@@ -11,7 +11,7 @@ struct InferenceSession::Impl {
   const Model* model = nullptr;
   std::unique_ptr<graph::Graph> inference_graph;  // set when inference_mode rewrote the graph
   SessionOptions options;
-  std::map<std::vector<std::string>, std::unique_ptr<Executor>> executors;  // by fetch list
+  std::unique_ptr<Executor> executor;
   size_t peak = 0;
 };
 
@@ -43,10 +43,10 @@ std::map<std::string, Tensor> InferenceSession::run(const std::map<std::string, 
       throw DataError("the model has no input named '" + name + "' (its inputs: " + known + ")");
     }
   }
-  auto& executor = impl_->executors[fetches];
-  if (!executor) executor = std::make_unique<Executor>(g, fetches, ExecutorOptions{impl_->options.seed});
+  auto& executor = impl_->executor;
+  if (!executor) executor = std::make_unique<Executor>(g, ExecutorOptions{impl_->options.seed});
   std::unordered_map<std::string, Tensor> feed_map(feeds.begin(), feeds.end());
-  auto values = executor->run(feed_map);
+  auto values = executor->run(feed_map, fetches);
   impl_->peak = std::max(impl_->peak, executor->pool().peak_bytes_in_use());
   std::map<std::string, Tensor> result;
   for (size_t i = 0; i < fetches.size(); ++i) result[fetches[i]] = std::move(values[i]);

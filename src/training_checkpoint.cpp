@@ -1,6 +1,7 @@
 // TrainingSession checkpoints: parameters, buffers, optimizer state, step, random
 // generator state and pending accumulated gradients in one atomically written .npz.
 #include <cstring>
+#include <set>
 #include <sstream>
 
 #include "onnxtrain/npy.h"
@@ -30,11 +31,6 @@ std::string optimizer_signature(const TrainingOptions& o) {
   return s.str();
 }
 
-bool is_optimizer_state(const graph::Graph& training_graph, const graph::Value& v) {
-  return v.kind == graph::ValueKind::Initializer && v.name.find('.') != std::string::npos &&
-         !training_graph.find_value(v.name);
-}
-
 }  // namespace
 
 void TrainingSession::save_checkpoint(const std::string& path, const std::map<std::string, std::string>& notes) const {
@@ -46,10 +42,9 @@ void TrainingSession::save_checkpoint(const std::string& path, const std::map<st
   std::ostringstream rng;
   rng << s.executor->rng();
   arrays["meta.rng"] = text_tensor(rng.str());
+  const std::set<std::string> states(s.stage.states.begin(), s.stage.states.end());
   for (const graph::Value* v : s.graph->initializers())
-    if (is_floating(v->dtype)) arrays["init." + v->name] = *v->data;
-  for (const graph::Value* v : s.optimizer_graph->initializers())
-    if (is_optimizer_state(*s.graph, *v)) arrays["optim." + v->name] = *v->data;
+    if (is_floating(v->dtype)) arrays[(states.count(v->name) ? "optim." : "init.") + v->name] = *v->data;
   arrays["meta.pending"] = Tensor::scalar<int64_t>(s.pending);
   arrays["meta.pending_weight"] = Tensor::scalar<double>(s.pending_weight);
   for (size_t i = 0; i < s.accumulated.size(); ++i) arrays["accum." + s.trainable[i]] = s.accumulated[i];
@@ -78,15 +73,10 @@ std::map<std::string, std::string> TrainingSession::load_checkpoint(const std::s
                       ", the model has " + dtype_name(dst.dtype()) + shape_str(dst.shape()));
   };
   std::vector<std::pair<Tensor*, const Tensor*>> copies;
+  const std::set<std::string> states(s.stage.states.begin(), s.stage.states.end());
   for (graph::Value* v : s.graph->all_values())
     if (v->kind == graph::ValueKind::Initializer && is_floating(v->dtype)) {
-      const Tensor& src = need("init." + v->name);
-      check(src, *v->data, v->name);
-      copies.push_back({&*v->data, &src});
-    }
-  for (graph::Value* v : s.optimizer_graph->all_values())
-    if (is_optimizer_state(*s.graph, *v)) {
-      const Tensor& src = need("optim." + v->name);
+      const Tensor& src = need((states.count(v->name) ? "optim." : "init.") + v->name);
       check(src, *v->data, v->name);
       copies.push_back({&*v->data, &src});
     }

@@ -27,18 +27,15 @@ EvalResult TrainingSession::eval_step(const std::map<std::string, Tensor>& feeds
     const graph::Value* v = s.eval_graph->find_value(name);
     if (!v || v->name == s.eval_loss) throw DataError("eval_step: the model has no value named '" + name + "'");
   }
-  auto& executor = s.eval_executors[names];
-  if (!executor) {
-    std::vector<std::string> fetches{s.eval_loss};
-    fetches.insert(fetches.end(), names.begin(), names.end());
-    executor = std::make_unique<Executor>(*s.eval_graph, fetches, ExecutorOptions{s.options.seed});
-  }
+  if (!s.eval_executor) s.eval_executor = std::make_unique<Executor>(*s.eval_graph, ExecutorOptions{s.options.seed});
+  std::vector<std::string> fetches{s.eval_loss};
+  fetches.insert(fetches.end(), names.begin(), names.end());
   for (const auto& [name, t] : feeds) {
     const graph::Value* v = s.eval_graph->find_value(name);
     if (!v || v->kind != graph::ValueKind::Input) throw DataError("the evaluation graph has no input named '" + name + "'");
   }
   std::unordered_map<std::string, Tensor> feed_map(feeds.begin(), feeds.end());
-  auto values = executor->run(feed_map);
+  auto values = s.eval_executor->run(feed_map, fetches);
   EvalResult result;
   result.loss = values[0].as_double().at(0);
   for (size_t i = 0; i < names.size(); ++i) result.outputs[names[i]] = std::move(values[i + 1]);

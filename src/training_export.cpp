@@ -145,16 +145,19 @@ std::optional<TrainingOptions> training_options_of(const Model& model) {
 
 void TrainingSession::Impl::restore_from_model() {
   auto metadata = model->metadata();
-  auto it = metadata.find(kMetadataKey);
-  resume_from_model = it != metadata.end();
+  resume_from_model = metadata.count(kMetadataKey) != 0;
   if (!resume_from_model) return;
-  if (const graph::Value* v = graph->find_value(kStepInitializer); v && v->data) step = v->data->as_int64().at(0);
-  auto j = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (const graph::Value* v = graph->find_value(graph::kStepInput); v && v->data) step = v->data->as_int64().at(0);
+  spdlog::debug("continuing the training stored in the model from step {}", step);
+}
+
+void TrainingSession::Impl::restore_rng_from_model() {
+  if (!resume_from_model) return;
+  auto j = nlohmann::json::parse(model->metadata().at(kMetadataKey), nullptr, /*allow_exceptions=*/false);
   if (j.is_object() && j.contains("rng")) {
     std::istringstream state(j["rng"].get<std::string>());
     if (!(state >> executor->rng())) throw ModelError("metadata '" + std::string(kMetadataKey) + "': corrupt random generator state");
   }
-  spdlog::debug("continuing the training stored in the model from step {}", step);
 }
 
 void TrainingSession::export_eval_model(const std::string& path) const {
@@ -171,72 +174,23 @@ void TrainingSession::export_training_model(const std::string& path) const {
   const std::string bytes = s.model->serialize();
   if (!proto.ParseFromString(bytes)) throw ModelError("cannot re-read the model being exported");
 
-  // The algorithm: the training graph (model, loss, backward) followed by the update nodes
-  // of the optimizer stage, fed the scheduled learning rate and step + 1.
+  // The algorithm is the training graph as the session runs it, with the values the
+  // session feeds from its own state stored in the model instead: the step count becomes
+  // an initializer (advanced by the algorithm), the optimizer state initializers join the
+  // main graph. The learning rate stays an input (the schedule lives outside the graph).
   auto a = s.graph->clone();
-  a->outputs = {&a->value(s.loss)};
-  graph::Value* lr = a->add_value("learning_rate", DType::Double, graph::Dims{});
-  lr->kind = graph::ValueKind::Input;
-  a->inputs.push_back(lr);
-  graph::Value* step = a->add_constant(kStepInitializer, Tensor::scalar<int64_t>(s.step));
-  step->kind = graph::ValueKind::Initializer;
-  graph::Value* one = a->add_constant(a->unique_name("onnxtrain.one"), Tensor::scalar<int64_t>(1));
-  graph::Value* next_step = a->add_value(std::string(kStepInitializer) + ".next", DType::Int64, graph::Dims{});
-  a->add_node("Add", {step, one}, {next_step}, graph::kOnnxDomain, "optimizer/next_step");
+  graph::Value& step = a->value(s.stage.step);
+  std::erase(a->inputs, &step);
+  step.kind = graph::ValueKind::Initializer;
+  step.data = Tensor::scalar<int64_t>(s.step);
+  put_initializer(*proto.mutable_graph(), step.name, *step.data);
+  for (const auto& name : s.stage.states) put_initializer(*proto.mutable_graph(), name, *a->value(name).data);
 
-  std::map<std::string, graph::Value*> mapped{{"step", next_step}};
-  for (size_t i = 0; i < s.trainable.size(); ++i) {
-    mapped[s.trainable[i]] = &a->value(s.trainable[i]);
-    mapped[s.trainable[i] + "_grad"] = &a->value(s.gradient_values[i]);
-  }
-  std::vector<std::pair<std::string, std::string>> bindings;
-  for (size_t b = 0; b < s.buckets.size(); ++b) {
-    graph::Value* bucket_lr = lr;
-    if (s.buckets[b].lr_ratio != 1) {
-      graph::Value* ratio = a->add_constant(a->unique_name("optimizer/lr_ratio"), Tensor::scalar<double>(s.buckets[b].lr_ratio));
-      bucket_lr = a->add_value(a->unique_name("optimizer/lr"), DType::Double, graph::Dims{});
-      a->add_node("Mul", {lr, ratio}, {bucket_lr}, graph::kOnnxDomain, a->unique_name("optimizer/scale_lr"));
-    }
-    mapped[s.buckets[b].lr_input] = bucket_lr;
-  }
-  for (const auto& node : s.optimizer_graph->nodes()) {
-    std::vector<graph::Value*> inputs, outputs;
-    for (graph::Value* in : node->inputs) {
-      auto it = mapped.find(in->name);
-      if (it != mapped.end()) {
-        inputs.push_back(it->second);
-        continue;
-      }
-      // Optimizer state: becomes an initializer of the main graph, read by the algorithm.
-      graph::Value* state = a->add_constant(in->name, *in->data);
-      state->kind = graph::ValueKind::Initializer;
-      put_initializer(*proto.mutable_graph(), in->name, *in->data);
-      inputs.push_back(state);
-    }
-    for (const graph::Value* out : node->outputs) {
-      // "<name>.updated" replaces "<name>" and has its type.
-      const graph::Value& source = a->value(out->name.substr(0, out->name.size() - std::string(".updated").size()));
-      outputs.push_back(a->add_value(out->name, source.dtype, source.dims));
-    }
-    graph::Node* copy = a->add_node(node->op_type, inputs, outputs, node->domain, node->name);
-    copy->attributes = node->attributes;
-    copy->opset = node->opset;
-    for (graph::Value* out : outputs) {
-      a->outputs.push_back(out);
-      bindings.emplace_back(out->name.substr(0, out->name.size() - std::string(".updated").size()), out->name);
-    }
-  }
-  a->outputs.push_back(next_step);
-  bindings.emplace_back(kStepInitializer, next_step->name);
-  put_initializer(*proto.mutable_graph(), kStepInitializer, Tensor::scalar<int64_t>(s.step));
-  for (const auto& rs : s.running_stats) {
-    graph::Value& out = a->value(rs.output);
-    const graph::Value& stat = a->value(rs.initializer);
-    out.dtype = stat.dtype;
-    out.dims = stat.dims;
-    a->outputs.push_back(&out);
-    bindings.emplace_back(rs.initializer, rs.output);
-  }
+  std::vector<std::pair<std::string, std::string>> bindings = s.stage.update_binding;
+  bindings.insert(bindings.end(), s.running_stats.begin(), s.running_stats.end());
+  a->outputs = {&a->value(s.loss)};
+  for (const auto& [initializer, value] : bindings) a->outputs.push_back(&a->value(value));
+  a->prune_to_outputs();
   graph::set_training_info(proto, *a, bindings);
 
   auto* meta = proto.mutable_metadata_props();

@@ -12,64 +12,23 @@
 #include "graph/exporter.h"
 #include "graph/loss.h"
 #include "graph/passes/inference_mode.h"
+#include "graph/passes/running_stats.h"
 #include "ops/op_utils.h"
 #include "src/training_session_impl.h"
 
 namespace onnxtrain {
 
-void TrainingSession::Impl::find_running_stats() {
-  std::vector<graph::Node*> bns;
-  for (const auto& n : graph->nodes())
-    if (n->domain.empty() && n->op_type == "BatchNormalization") bns.push_back(n.get());
-  for (graph::Node* n : bns) {
-    if (!graph::batchnorm_trains(*n) || n->inputs.size() < 5) continue;
-    for (int i = 1; i <= 2; ++i) {
-      graph::Value* stat = n->inputs[2 + i];
-      if (!stat || stat->kind != graph::ValueKind::Initializer) continue;
-      // The running-stat outputs exist (training form); make them fetchable.
-      if (i >= static_cast<int>(n->outputs.size()) || !n->outputs[i]) continue;
-      RunningStat rs;
-      rs.output = n->outputs[i]->name;
-      rs.initializer = stat->name;
-      rs.momentum = n->attr_float("momentum", 0.9f);
-      rs.variance = i == 2;
-      if (rs.variance) {
-        graph::Value* shape = graph->add_value(graph->unique_name(n->name + "/input_shape"), DType::Int64);
-        graph->add_node("Shape", {n->inputs[0]}, {shape}, graph::kOnnxDomain, graph->unique_name(n->name + "/shape"));
-        rs.input_shape = shape->name;
-      }
-      running_stats.push_back(rs);
-    }
-  }
-}
-
-void TrainingSession::Impl::write_back_running_stats(const std::vector<Tensor>& values) {
-  const bool unbiased = options.bn_running_var == "pytorch";
-  size_t k = running_stat_fetch;
-  for (const RunningStat& rs : running_stats) {
-    const Tensor& updated = values[k++];
-    Tensor& target = *graph->value(rs.initializer).data;
+void write_back(graph::Graph& graph, const std::vector<std::pair<std::string, std::string>>& bindings,
+                const std::vector<Tensor>& values) {
+  for (size_t i = 0; i < bindings.size(); ++i) {
+    const Tensor& updated = values[i];
+    Tensor& target = *graph.value(bindings[i].first).data;
+    if (updated.raw() == target.raw()) continue;
     if (updated.dtype() != target.dtype() || updated.numel() != target.numel())
-      throw ModelError("BatchNormalization running statistic '" + rs.initializer + "' changed type or size");
-    if (!rs.variance || !unbiased) {
-      std::memcpy(target.raw(), updated.raw(), target.nbytes());
-      if (rs.variance) ++k;
-      continue;
-    }
-    // ONNX: new = m*old + (1-m)*var_pop. torch: new = m*old + (1-m)*var_pop*N/(N-1).
-    auto shape = values[k++].as_int64();
-    const int64_t channels = target.numel();
-    int64_t total = 1;
-    for (int64_t d : shape) total *= d;
-    const double n = channels ? static_cast<double>(total) / static_cast<double>(channels) : 0;
-    const double factor = n > 1 ? n / (n - 1) : 1;
-    const double m = rs.momentum;
-    auto blend = [&](auto* dst, const auto* src) {
-      for (int64_t c = 0; c < channels; ++c) dst[c] = static_cast<std::remove_reference_t<decltype(dst[c])>>(
-          m * dst[c] + (src[c] - m * dst[c]) * factor);
-    };
-    if (target.dtype() == DType::Double) blend(target.data<double>(), updated.data<double>());
-    else blend(target.data<float>(), updated.data<float>());
+      throw ModelError("'" + bindings[i].second + "' cannot replace '" + bindings[i].first + "': it is " +
+                       dtype_name(updated.dtype()) + shape_str(updated.shape()) + ", the initializer " +
+                       dtype_name(target.dtype()) + shape_str(target.shape()));
+    std::memcpy(target.raw(), updated.raw(), target.nbytes());
   }
 }
 
@@ -121,18 +80,27 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   if (impl_->trainable.empty())
     throw DataError("no trainable parameter reaches the loss (check the trainable/freeze patterns)");
   impl_->backward_nodes = g->nodes().size() - nodes_before;
+  impl_->running_stats = graph::bind_running_statistics(*g, options.bn_running_var == "pytorch");
   impl_->graph = std::move(g);
-  impl_->find_running_stats();
-  std::vector<std::string> fetches{loss->name};
-  fetches.insert(fetches.end(), impl_->gradient_values.begin(), impl_->gradient_values.end());
-  impl_->running_stat_fetch = fetches.size();
-  for (const auto& rs : impl_->running_stats) {
-    fetches.push_back(rs.output);
-    if (!rs.input_shape.empty()) fetches.push_back(rs.input_shape);
-  }
-  impl_->executor = std::make_unique<Executor>(*impl_->graph, fetches, ExecutorOptions{options.seed});
   impl_->restore_from_model();
-  impl_->build_optimizer();
+  impl_->stage = graph::append_optimizer_stage(
+      *impl_->graph, impl_->trainable, impl_->gradient_values,
+      {.optimizer = options.optimizer, .clip_grad_norm = options.clip_grad_norm, .reuse_state = impl_->resume_from_model});
+  impl_->schedule.emplace(options.schedule, options.optimizer.lr, options.total_steps);
+
+  auto& s = *impl_;
+  s.backward_fetches = {loss->name};
+  s.backward_fetches.insert(s.backward_fetches.end(), s.gradient_values.begin(), s.gradient_values.end());
+  for (const auto& [stat, value] : s.running_stats) s.backward_fetches.push_back(value);
+  if (!s.stage.grad_norm.empty()) s.update_fetches.push_back(s.stage.grad_norm);
+  // The session counts steps itself; parameters and state are bound to their new values.
+  for (const auto& binding : s.stage.update_binding)
+    if (binding.first != s.stage.step) {
+      s.update_binding.push_back(binding);
+      s.update_fetches.push_back(binding.second);
+    }
+  s.executor = std::make_unique<Executor>(*s.graph, ExecutorOptions{options.seed});
+  s.restore_rng_from_model();
 }
 
 TrainingSession::~TrainingSession() = default;
@@ -141,12 +109,13 @@ TrainingSession::TrainingSession(TrainingSession&&) noexcept = default;
 double TrainingSession::Impl::run_backward(const std::map<std::string, Tensor>& feeds, std::vector<Tensor>& gradients) {
   for (const auto& [name, t] : feeds) {
     const graph::Value* v = graph->find_value(name);
-    if (!v || v->kind != graph::ValueKind::Input)
+    if (!v || v->kind != graph::ValueKind::Input || name == stage.learning_rate || name == stage.step)
       throw DataError("the training graph has no input named '" + name + "'");
   }
   std::unordered_map<std::string, Tensor> feed_map(feeds.begin(), feeds.end());
-  auto values = executor->run(feed_map);
-  write_back_running_stats(values);
+  auto values = executor->run(feed_map, backward_fetches);
+  write_back(*graph, running_stats,
+             std::vector<Tensor>(values.begin() + 1 + static_cast<std::ptrdiff_t>(trainable.size()), values.end()));
   gradients.clear();
   // Two parameters may receive one shared gradient tensor (e.g. both operands of an Add):
   // give each its own storage before anything scales or updates them in place.
@@ -277,8 +246,11 @@ StepResult TrainingSession::train_step(const std::map<std::string, Tensor>& feed
 int64_t TrainingSession::step() const { return impl_->step; }
 
 void TrainingSession::export_training_graph(const std::string& path) const {
+  // Model, loss and backward (the graph's outputs): the graph without its update stage.
+  auto g = impl_->graph->clone();
+  g->prune_to_outputs();
   onnx::ModelProto proto;
-  graph::export_graph(*impl_->graph, proto);
+  graph::export_graph(*g, proto);
   graph::save_model_file(proto, path);
 }
 

@@ -1,14 +1,17 @@
 #pragma once
 // TrainingSession's state, shared by its translation units: the training graph and its
-// executor (training_session.cpp), the optimizer stage (training_optimizer.cpp),
-// checkpoints (training_checkpoint.cpp) and evaluation/export (training_eval.cpp).
+// runs (training_session.cpp), the update step (training_optimizer.cpp), checkpoints
+// (training_checkpoint.cpp), evaluation (training_eval.cpp) and export
+// (training_export.cpp).
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "graph/ir.h"
+#include "graph/passes/optimizer.h"
 #include "onnxtrain/training.h"
 #include "src/executor.h"
 
@@ -17,47 +20,37 @@ namespace onnxtrain {
 struct TrainingSession::Impl {
   Model* model = nullptr;
   TrainingOptions options;
-  std::unique_ptr<graph::Graph> graph;  // model + loss + backward
+  // One graph: forward, loss, backward, clipping and the optimizer update. A backward run
+  // and an update run are two plans of one executor over it (the update run is fed the
+  // gradients), so a non-finite loss can be refused before anything changes and
+  // micro-batches can be accumulated between them.
+  std::unique_ptr<graph::Graph> graph;
+  std::unique_ptr<Executor> executor;
   std::string loss;
   std::vector<std::string> trainable, gradient_values;
   int64_t trainable_elements = 0;
   size_t backward_nodes = 0;
-  std::unique_ptr<Executor> executor;
-
-  // BatchNormalization running statistics: graph output -> the initializer it replaces.
-  struct RunningStat {
-    std::string output, initializer, input_shape;  // input_shape: Shape(X), for N
-    double momentum = 0.9;
-    bool variance = false;
-  };
-  std::vector<RunningStat> running_stats;
-  size_t running_stat_fetch = 0;  // index of the first running-stat fetch
-  void find_running_stats();
-  void write_back_running_stats(const std::vector<Tensor>& values);
+  // BatchNormalization running statistics: initializer <- value, written back after every
+  // training-mode forward pass.
+  std::vector<std::pair<std::string, std::string>> running_stats;
+  std::vector<std::string> backward_fetches;  // loss, gradients, running statistics
+  graph::OptimizerStage stage;
+  std::vector<std::pair<std::string, std::string>> update_binding;  // the stage's, without the step
+  std::vector<std::string> update_fetches;  // grad norm (when clipping), then update_binding's values
+  std::optional<LrSchedule> schedule;
+  int64_t step = 0;
 
   // Forward + backward: the loss and one gradient per trainable parameter (each with its
   // own storage), running statistics written back.
   double run_backward(const std::map<std::string, Tensor>& feeds, std::vector<Tensor>& gradients);
-
-  // The optimizer stage: a graph of fused ai.onnxtrain update nodes (one per parameter
-  // group) whose parameter and state inputs share storage with the training graph's
-  // initializers, updated in place.
-  struct Bucket {
-    std::string lr_input;
-    double lr_ratio = 1;  // of the scheduled base lr
-  };
-  std::vector<Bucket> buckets;
-  std::unique_ptr<graph::Graph> optimizer_graph;
-  std::unique_ptr<Executor> optimizer;
-  std::optional<LrSchedule> schedule;
-  int64_t step = 0;
-  // Continuing from an exported training model: optimizer state comes from the model's
-  // "<parameter>.<state>" initializers (shared, so they stay current) and its step count.
-  bool resume_from_model = false;
-  void restore_from_model();  // step and random generator state, when the model has them
-  void build_optimizer();
-  // Clipping, schedule and the update; `gradients` follow `trainable`'s order.
+  // The update run on `gradients` (in `trainable`'s order): clipping, the scheduled
+  // learning rate and the optimizer nodes; parameters and state change in place.
   StepResult apply_update(std::vector<Tensor>& gradients);
+  // Continuing an exported training model: its step count (read before the optimizer pass
+  // turns the stored step into the step input) and random generator state.
+  bool resume_from_model = false;
+  void restore_from_model();
+  void restore_rng_from_model();
 
   // Gradient accumulation: sum of weight * gradient over the pending micro-batches.
   std::vector<Tensor> accumulated;
@@ -65,17 +58,19 @@ struct TrainingSession::Impl {
   double pending_weight = 0;
   double batch_weight(const std::map<std::string, Tensor>& feeds) const;
 
-  // Evaluation: the model with evaluation semantics plus the loss, one executor per
-  // requested output set.
+  // Evaluation: the model with evaluation semantics plus the loss (different semantics,
+  // so a graph of its own, sharing parameter storage), one executor.
   std::unique_ptr<graph::Graph> eval_graph;
   std::string eval_loss;
+  std::unique_ptr<Executor> eval_executor;
   // The model (sharing parameter storage, so always current) with evaluation semantics and
   // the loss as an extra output; sets `loss_name`.
   std::unique_ptr<graph::Graph> build_eval_graph(std::string& loss_name) const;
-  std::map<std::vector<std::string>, std::unique_ptr<Executor>> eval_executors;
 };
 
-// The initializer holding the optimizer step count in exported training models.
-inline constexpr const char* kStepInitializer = "onnxtrain.step";
+// Copies each bound value into the initializer it replaces, unless it already is that
+// initializer's storage (in-place updates).
+void write_back(graph::Graph& graph, const std::vector<std::pair<std::string, std::string>>& bindings,
+                const std::vector<Tensor>& values);
 
 }  // namespace onnxtrain

@@ -47,6 +47,7 @@ TEST_P(TrainingModel, ContinuesTrainingBitIdentically) {
   options.schedule = parse_schedule("cosine");
   options.total_steps = 6;
   options.bn_running_var = "pytorch";
+  options.clip_grad_norm = 0.5;
   const std::string file = (fs::temp_directory_path() / ("onnxtrain_training_" + GetParam() + ".onnx")).string();
 
   Model straight = Model::load(s.path);
@@ -76,6 +77,11 @@ TEST_P(TrainingModel, ContinuesTrainingBitIdentically) {
     EXPECT_TRUE(bound.count(name + ".exp_avg")) << name;
   }
   EXPECT_TRUE(bound.count("onnxtrain.step"));
+  // The algorithm is the session's one training graph: clipping and the update are nodes.
+  std::set<std::string> ops;
+  for (const auto& n : info.algorithm().node()) ops.insert(n.op_type());
+  EXPECT_TRUE(ops.count("ClipGradNorm"));
+  EXPECT_TRUE(ops.count("AdamW"));
   // The algorithm reads parameters from the main graph instead of carrying copies.
   for (const auto& t : info.algorithm().initializer()) EXPECT_FALSE(bound.count(t.name())) << t.name();
   fs::remove(file);
