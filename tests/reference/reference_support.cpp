@@ -23,22 +23,27 @@ std::string ints(const std::vector<int64_t>& v) {
   return r + "]";
 }
 
-std::map<std::string, Tensor> run_node(const std::string& op, const std::string& attrs, const std::vector<NodeInput>& inputs,
-                                       const std::vector<std::pair<std::string, size_t>>& outputs) {
+std::map<std::string, Tensor> run_node(const std::string& op, const std::string& attrs,
+                                       const std::vector<std::pair<std::string, Tensor>>& inputs,
+                                       const std::vector<std::pair<std::string, size_t>>& outputs,
+                                       const std::string& out_type) {
   std::ostringstream text;
   text << "<ir_version: 8, opset_import: [\"\" : 17, \"ai.onnxtrain\" : 1]>\ng (";
   std::map<std::string, Tensor> feeds;
   std::string args, decls;
   for (size_t i = 0; i < inputs.size(); ++i) {
     args += i ? ", " : "";
-    if (inputs[i].name.empty()) continue;
-    const Array& a = inputs[i].value;
-    std::string dims = ints(a.shape);
-    decls += (decls.empty() ? "" : ", ") + std::string(inputs[i].int32 ? "int32" : "float") + (a.shape.empty() ? "" : dims) +
-             " " + inputs[i].name;
-    args += inputs[i].name;
-    feeds[inputs[i].name] = inputs[i].int32 ? Tensor::from_vector<int32_t>(a.shape, std::vector<int32_t>(a.data.begin(), a.data.end()))
-                                            : to_float_tensor(a);
+    const auto& [name, t] = inputs[i];
+    if (name.empty()) continue;
+    const DType dt = t.dtype();
+    const char* type = dt == DType::Float    ? "float"
+                       : dt == DType::Double ? "double"
+                       : dt == DType::Int32  ? "int32"
+                                             : "int64";
+    // "float[]" would mean unknown rank: a scalar is declared without brackets
+    decls += (decls.empty() ? "" : ", ") + std::string(type) + (t.rank() ? ints(t.shape()) : "") + " " + name;
+    args += name;
+    feeds[name] = t;
   }
   std::string outs, results;
   for (size_t i = 0; i < outputs.size(); ++i) {
@@ -48,7 +53,7 @@ std::map<std::string, Tensor> run_node(const std::string& op, const std::string&
     std::string dims;
     for (size_t d = 0; d < outputs[i].second; ++d) dims += (d ? "," : "[") + outputs[i].first + "_" + std::to_string(d);
     if (outputs[i].second) dims += "]";
-    outs += (outs.empty() ? "" : ", ") + std::string("float") + dims + " " + outputs[i].first;
+    outs += (outs.empty() ? "" : ", ") + out_type + dims + " " + outputs[i].first;
   }
   text << decls << ") => (" << outs << ") {\n  " << results << " = " << op << (attrs.empty() ? "" : " <" + attrs + ">")
        << " (" << args << ")\n}";
@@ -56,6 +61,26 @@ std::map<std::string, Tensor> run_node(const std::string& op, const std::string&
   InferenceSession session(model);
   return session.run(feeds);
 }
+
+std::map<std::string, Tensor> run_node(const std::string& op, const std::string& attrs,
+                                       const std::vector<std::pair<std::string, Tensor>>& inputs, size_t out_rank,
+                                       const std::string& out_type) {
+  return run_node(op, attrs, inputs, {{"Y", out_rank}}, out_type);
+}
+
+std::map<std::string, Tensor> run_node(const std::string& op, const std::string& attrs, const std::vector<NodeInput>& inputs,
+                                       const std::vector<std::pair<std::string, size_t>>& outputs) {
+  std::vector<std::pair<std::string, Tensor>> tensors;
+  for (const NodeInput& in : inputs) {
+    const Array& a = in.value;
+    tensors.emplace_back(in.name, in.name.empty() ? Tensor()
+                                  : in.int32      ? Tensor::from_vector<int32_t>(a.shape, std::vector<int32_t>(a.data.begin(), a.data.end()))
+                                                  : to_float_tensor(a));
+  }
+  return run_node(op, attrs, tensors, outputs);
+}
+
+Tensor random_float_tensor(const Shape& shape, std::mt19937& rng) { return to_float_tensor(random_array(shape, rng)); }
 
 double accumulation_tolerance(int64_t length, double scale) {
   constexpr double kUnitRoundoff = 5.96e-8;  // 2^-24

@@ -31,7 +31,22 @@ struct NodeInput {
   bool int32 = false;  // an int32 input instead (RNN sequence_lens)
 };
 
-// The outputs of `Y... = op <attrs> (inputs)`; `op` may carry the domain
+// The outputs of one node `outputs = op <attrs> (inputs)` run by an InferenceSession: inputs
+// of any dtype (an empty name leaves the position out), outputs of type `out_type` with
+// the given ranks and symbolic dims ("" skips an output position).
+std::map<std::string, Tensor> run_node(const std::string& op, const std::string& attrs,
+                                       const std::vector<std::pair<std::string, Tensor>>& inputs,
+                                       const std::vector<std::pair<std::string, size_t>>& outputs,
+                                       const std::string& out_type = "float");
+// The same with one output "Y" of rank `out_rank`.
+std::map<std::string, Tensor> run_node(const std::string& op, const std::string& attrs,
+                                       const std::vector<std::pair<std::string, Tensor>>& inputs, size_t out_rank,
+                                       const std::string& out_type = "float");
+
+// Uniform float values in [-1, 1].
+Tensor random_float_tensor(const Shape& shape, std::mt19937& rng);
+
+// The same on reference arrays: `Y... = op <attrs> (inputs)`; `op` may carry the domain
 // ("ai.onnxtrain.ConvGrad"); outputs are float tensors of the given ranks ("" skips one).
 std::map<std::string, Tensor> run_node(const std::string& op, const std::string& attrs, const std::vector<NodeInput>& inputs,
                                        const std::vector<std::pair<std::string, size_t>>& outputs);
