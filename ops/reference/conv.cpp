@@ -81,43 +81,43 @@ Array bias_grad(const Array& dy) {
   return db;
 }
 
+// y = x (*) w + b; `transposed`: x is the conv relation's output side, y its input side.
+Array forward(const Geometry& g, const Array& x, const Array& w, const Array* b, bool transposed) {
+  Array y(transposed ? with_nc(g.n, g.c, g.in) : with_nc(g.n, g.m, g.out));
+  for_each_tap(g, [&](int64_t in_off, int64_t wo, int64_t out_off) {
+    y[transposed ? in_off : out_off] += x[transposed ? out_off : in_off] * w[wo];
+  });
+  add_bias(y, b);
+  return y;
+}
+
+// dX, dW, dB of y = x (*) w; `transposed`: x is the conv relation's output side.
+ConvGrads backward(const Geometry& g, const Array& dy, const Array& x, const Array& w, bool transposed) {
+  ConvGrads r{Array(x.shape), Array(w.shape), bias_grad(dy)};
+  for_each_tap(g, [&](int64_t in_off, int64_t wo, int64_t out_off) {
+    const int64_t xo = transposed ? out_off : in_off, yo = transposed ? in_off : out_off;
+    r.dx[xo] += dy[yo] * w[wo];
+    r.dw[wo] += dy[yo] * x[xo];
+  });
+  return r;
+}
+
 }  // namespace
 
 Array conv(const Array& x, const Array& w, const Array* b, const ConvParams& p) {
-  const Geometry g = conv_geometry(x.shape, w.shape, p);
-  Array y(with_nc(g.n, g.m, g.out));
-  for_each_tap(g, [&](int64_t xo, int64_t wo, int64_t yo) { y[yo] += x[xo] * w[wo]; });
-  add_bias(y, b);
-  return y;
+  return forward(conv_geometry(x.shape, w.shape, p), x, w, b, false);
 }
 
 ConvGrads conv_backward(const Array& dy, const Array& x, const Array& w, const ConvParams& p) {
-  const Geometry g = conv_geometry(x.shape, w.shape, p);
-  ConvGrads r{Array(x.shape), Array(w.shape), bias_grad(dy)};
-  for_each_tap(g, [&](int64_t xo, int64_t wo, int64_t yo) {
-    r.dx[xo] += dy[yo] * w[wo];
-    r.dw[wo] += dy[yo] * x[xo];
-  });
-  return r;
+  return backward(conv_geometry(x.shape, w.shape, p), dy, x, w, false);
 }
 
 Array conv_transpose(const Array& x, const Array& w, const Array* b, const ConvParams& p) {
-  const Geometry g = transpose_geometry(x.shape, w.shape, p);
-  Array y(with_nc(g.n, g.c, g.in));
-  // The conv relation read backwards: conv input <- conv output.
-  for_each_tap(g, [&](int64_t yo, int64_t wo, int64_t xo) { y[yo] += x[xo] * w[wo]; });
-  add_bias(y, b);
-  return y;
+  return forward(transpose_geometry(x.shape, w.shape, p), x, w, b, true);
 }
 
 ConvGrads conv_transpose_backward(const Array& dy, const Array& x, const Array& w, const ConvParams& p) {
-  const Geometry g = transpose_geometry(x.shape, w.shape, p);
-  ConvGrads r{Array(x.shape), Array(w.shape), bias_grad(dy)};
-  for_each_tap(g, [&](int64_t yo, int64_t wo, int64_t xo) {
-    r.dx[xo] += dy[yo] * w[wo];
-    r.dw[wo] += dy[yo] * x[xo];
-  });
-  return r;
+  return backward(transpose_geometry(x.shape, w.shape, p), dy, x, w, true);
 }
 
 }  // namespace onnxtrain::reference

@@ -11,10 +11,6 @@ using namespace onnxtrain::test;
 
 namespace {
 
-int64_t pick(std::mt19937& rng, std::initializer_list<int64_t> values) {
-  return values.begin()[std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng)];
-}
-
 // Random batch dims of rank 0..2 that broadcast against each other.
 void draw_batches(std::mt19937& rng, Dims& a, Dims& b) {
   const int64_t rank = pick(rng, {0, 1, 2});
@@ -75,10 +71,10 @@ void check_gemm(std::mt19937& rng) {
 
 TEST(MatMulReference, MatMulForwardAndGradMatchOnRandomOddShapes) {
   std::mt19937 rng(13);
-  for (int i = 0; i < 60; ++i) check_matmul(rng);
+  for (int i = 0; i < 120; ++i) check_matmul(rng);
 }
 
 TEST(MatMulReference, GemmMatchesOnRandomOddShapes) {
   std::mt19937 rng(14);
-  for (int i = 0; i < 40; ++i) check_gemm(rng);
+  for (int i = 0; i < 80; ++i) check_gemm(rng);
 }

@@ -13,6 +13,10 @@ Array random_array(const Dims& shape, std::mt19937& rng, double lo, double hi) {
   return a;
 }
 
+int64_t pick(std::mt19937& rng, std::initializer_list<int64_t> values) {
+  return values.begin()[std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng)];
+}
+
 Tensor to_float_tensor(const Array& a) { return Tensor::from_vector<float>(a.shape, std::vector<float>(a.data.begin(), a.data.end())); }
 
 Array to_array(const Tensor& t) { return Array(t.shape(), t.as_double()); }

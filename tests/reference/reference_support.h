@@ -2,6 +2,7 @@
 // Runs one node through the public API (Model::from_text + InferenceSession) on float32
 // inputs and compares its outputs with a reference::Array within a tolerance derived from
 // the float32 accumulation length.
+#include <initializer_list>
 #include <map>
 #include <random>
 #include <string>
@@ -20,6 +21,8 @@ using reference::Dims;
 // same numbers.
 Array random_array(const Dims& shape, std::mt19937& rng, double lo = -1.0, double hi = 1.0);
 Tensor to_float_tensor(const Array& a);
+// One of `values`, uniformly (random configurations).
+int64_t pick(std::mt19937& rng, std::initializer_list<int64_t> values);
 Array to_array(const Tensor& t);
 
 // "[1,2,3]"

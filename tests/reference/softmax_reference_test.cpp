@@ -10,10 +10,6 @@ using namespace onnxtrain::test;
 
 namespace {
 
-int64_t pick(std::mt19937& rng, std::initializer_list<int64_t> values) {
-  return values.begin()[std::uniform_int_distribution<size_t>(0, values.size() - 1)(rng)];
-}
-
 void check(bool log, std::mt19937& rng) {
   const int64_t rank = pick(rng, {1, 2, 3, 4});
   Dims x;
