@@ -194,13 +194,14 @@ class TrainingSession {
   // Model::save writes it (training-form nodes stay, so training continues as it ran),
   // whose initializers also hold the optimizer state
   // ("<parameter>.<state>") and the step count ("onnxtrain.step"), plus a
-  // TrainingInfoProto whose algorithm graph computes the loss (input "learning_rate" and
-  // the training inputs), the gradients and the optimizer update, with update_binding for
-  // parameters, optimizer state, step and BatchNorm running statistics (ONNX's update).
+  // TrainingInfoProto whose algorithm is the session's own training graph: the loss (input
+  // "learning_rate" and the training inputs), the gradients, clipping (ai.onnxtrain
+  // ClipGradNorm) and the optimizer update, with update_binding for parameters, optimizer
+  // state, step and BatchNorm running statistics (with bn_running_var's update).
   // The options are stored in metadata "onnxtrain.training". Loading the file and
   // creating a TrainingSession from it continues training where this one stopped
   // (bit-identically for the same options, the random generator state included).
-  // Gradient clipping and accumulation are applied by the session, not by the algorithm.
+  // Gradient accumulation is the caller's loop (several backward runs, one update).
   void export_training_model(const std::string& path) const;
   // Writes the evaluation graph: the model with evaluation semantics plus the loss as an
   // extra output (inputs: the model's and the loss target).
