@@ -2,10 +2,9 @@
 // it has (Round for float32, on its eltwise primitive), and
 // Cast/CastLike. float16/bfloat16 are computed in float32 and rounded back to nearest even.
 //
-// Gradients: own single-pass backward kernels ai.onnxtrain.<Op>Grad(dY, V) -> dX (V is the
-// forward input X, or the output Y where that determines the derivative), one templated loop
-// per op (no per-element indirect calls). Cast/CastLike cast dY back; Floor, Ceil, Round and
-// Sign have explicit zero gradients; IsNaN, IsInf and Not are not differentiable.
+// Gradients: rules of standard ONNX ops (Cos, Exp, Sqrt, Mul, Div, Where, ...) from X, or
+// from Y where that determines the derivative. Cast/CastLike cast dY back; Floor, Ceil, Round
+// and Sign have explicit zero gradients; IsNaN, IsInf and Not are not differentiable.
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -17,6 +16,7 @@
 #include "ops/half.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
+#include "ops/unary_gradient.h"
 
 namespace onnxtrain::ops {
 
@@ -262,83 +262,76 @@ void add_float_unary(Registry& r, const char* op, int since, F f, GradientRule g
 }
 
 
-// ---- backward ---------------------------------------------------------------------------
+// ---- gradient rules ---------------------------------------------------------------------
 
-// ai.onnxtrain.<Op>Grad(dY, V) -> dX, elementwise; make_f(node) returns f(dy, v) on compute
-// types (attributes captured).
-template <typename MakeF>
-KernelFactory unary_grad(MakeF make_f) {
-  return [make_f](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
-    if (in.size() != 2 || !in[0].present || !in[1].present) fail(node, "expects inputs dY and X (or Y)");
-    if (in[0].dtype != in[1].dtype || in[0].shape != in[1].shape)
-      fail_shape(node, "dY and X/Y differ in type or shape");
-    dispatch<ONNXTRAIN_FLOAT_TYPES>(in[0].dtype, node, [](auto) {});
-    auto f = make_f(node);
-    return make_function_kernel([f](KernelContext& ctx) {
-      const Tensor& dy = ctx.input(0);
-      const Tensor& v = ctx.input(1);
-      Tensor& dx = ctx.output(0, dy.dtype(), dy.shape());
-      dispatch<ONNXTRAIN_FLOAT_TYPES>(dy.dtype(), ctx.node(), [&](auto tag) {
-        using T = decltype(tag);
-        const T* g = cdata<T>(dy);
-        const T* x = cdata<T>(v);
-        T* out = mdata<T>(dx);
-        parallel_for(dy.numel(), [&](int64_t i) {
-          auto r = f(load(g[i]), load(x[i]));
-          if constexpr (is_half_v<T>) out[i] = store<T>(static_cast<float>(r));
-          else out[i] = r;
-        }, 4096);
-      });
-    });
-  };
+// dX = dY * f or dY / f.
+void times(GradientBuilder& b, Value* f) { b.GI(0, b.mul(b.GO(0), f)); }
+void divided_by(GradientBuilder& b, Value* f) { b.GI(0, b.div(b.GO(0), f)); }
+
+// (1 - X)(1 + X): 1 - X^2 without cancellation near |X| = 1. Asin, Acos and Atanh are from
+// opset 7 on, so the scalar may come first.
+Value* one_minus_square(GradientBuilder& b) {
+  return b.mul(b.sub(typed_scalar(b, 1), b.I(0)), with_scalar(b, "Add", b.I(0), 1));
 }
 
-void add_grad(Registry& r, const char* name, KernelFactory factory) {
-  r.add({graph::kTrainingDomain, name, 1, INT_MAX, std::move(factory), "own"});
+void erf_gradient(GradientBuilder& b) {  // 2/sqrt(pi) * exp(-X^2)
+  Value* x = b.I(0);
+  times(b, with_scalar(b, "Mul", b.op("Exp", {b.neg(b.mul(x, x))}), 1.12837916709551257389615890312154517));
+}
+void reciprocal_gradient(GradientBuilder& b) { times(b, b.neg(b.mul(b.O(0), b.O(0)))); }  // -Y^2
+void sin_gradient(GradientBuilder& b) { times(b, b.op("Cos", {b.I(0)})); }
+void cos_gradient(GradientBuilder& b) { times(b, b.neg(b.op("Sin", {b.I(0)}))); }
+void tan_gradient(GradientBuilder& b) { times(b, with_scalar(b, "Add", b.mul(b.O(0), b.O(0)), 1)); }  // 1 + Y^2
+void asin_gradient(GradientBuilder& b) { divided_by(b, b.op("Sqrt", {one_minus_square(b)})); }
+void acos_gradient(GradientBuilder& b) { divided_by(b, b.neg(b.op("Sqrt", {one_minus_square(b)}))); }
+void atan_gradient(GradientBuilder& b) { divided_by(b, with_scalar(b, "Add", b.mul(b.I(0), b.I(0)), 1)); }
+void sinh_gradient(GradientBuilder& b) { times(b, b.op("Cosh", {b.I(0)})); }
+void cosh_gradient(GradientBuilder& b) { times(b, b.op("Sinh", {b.I(0)})); }
+// cosh(asinh X) = sqrt(X^2 + 1), without overflow of X^2.
+void asinh_gradient(GradientBuilder& b) { divided_by(b, b.op("Cosh", {b.O(0)})); }
+void acosh_gradient(GradientBuilder& b) {  // sqrt((X - 1)(X + 1))
+  divided_by(b, b.op("Sqrt", {b.mul(with_scalar(b, "Sub", b.I(0), 1), with_scalar(b, "Add", b.I(0), 1))}));
+}
+void atanh_gradient(GradientBuilder& b) { divided_by(b, one_minus_square(b)); }
+void softsign_gradient(GradientBuilder& b) {  // (1 + |X|)^2
+  Value* d = with_scalar(b, "Add", b.op("Abs", {b.I(0)}), 1);
+  divided_by(b, b.mul(d, d));
 }
 
-// dX = <grad_op>(dY, X) or (dY, Y).
-template <const char* kGradOp, bool kUseOutput>
-void unary_gradient(GradientBuilder& b) {
-  b.GI(0, b.train_op(kGradOp, {b.GO(0), kUseOutput ? b.O(0) : b.I(0)}));
-}
-
-constexpr char kErfGrad[] = "ErfGrad", kReciprocalGrad[] = "ReciprocalGrad", kSinGrad[] = "SinGrad",
-               kCosGrad[] = "CosGrad", kTanGrad[] = "TanGrad", kAsinGrad[] = "AsinGrad", kAcosGrad[] = "AcosGrad",
-               kAtanGrad[] = "AtanGrad", kSinhGrad[] = "SinhGrad", kCoshGrad[] = "CoshGrad",
-               kAsinhGrad[] = "AsinhGrad", kAcoshGrad[] = "AcoshGrad", kAtanhGrad[] = "AtanhGrad",
-               kSoftsignGrad[] = "SoftsignGrad";
-
-// Selu: from Y when its sign tells the branch (gamma > 0, alpha >= 0: the defaults), else X.
+// Selu: gamma * dY for X > 0, else dY * gamma * alpha * exp(X) = dY * (Y + gamma * alpha)
+// (also at X = 0, as PyTorch). The sign of Y tells the branch when gamma > 0 and alpha >= 0
+// (the defaults), else X does.
 void selu_gradient(GradientBuilder& b) {
   const Node& n = b.node();
-  float alpha = n.attr_float("alpha", 1.67326319217681884765625f);
-  float gamma = n.attr_float("gamma", 1.05070102214813232421875f);
-  bool use_output = gamma > 0 && alpha >= 0;
-  b.GI(0, b.train_op("SeluGrad", {b.GO(0), use_output ? b.O(0) : b.I(0)},
-                     {{"alpha", alpha}, {"gamma", gamma}, {"use_output", int64_t{use_output ? 1 : 0}}}));
+  const double alpha = n.attr_float("alpha", 1.67326319217681884765625f);
+  const double gamma = n.attr_float("gamma", 1.05070102214813232421875f);
+  Value* positive = with_scalar(b, "Greater", gamma > 0 && alpha >= 0 ? b.O(0) : b.I(0), 0);
+  b.GI(0, select(b, positive, with_scalar(b, "Mul", b.GO(0), gamma),
+                 b.mul(b.GO(0), with_scalar(b, "Add", b.O(0), gamma * alpha))));
 }
 
-// HardSigmoid: dX = alpha * dY where 0 < Y < 1 (the linear part, strictly), from Y.
+// HardSigmoid: dX = alpha * dY where 0 < Y < 1 (the linear part, strictly).
 void hard_sigmoid_gradient(GradientBuilder& b) {
-  b.GI(0, b.train_op("HardSigmoidGrad", {b.GO(0), b.O(0)}, {{"alpha", b.node().attr_float("alpha", 0.2f)}}));
+  Value* linear = b.op("And", {with_scalar(b, "Greater", b.O(0), 0), with_scalar(b, "Less", b.O(0), 1)});
+  b.GI(0, select(b, linear, with_scalar(b, "Mul", b.GO(0), b.node().attr_float("alpha", 0.2f))));
 }
 
 // Celu: Y > 0 exactly when X > 0 (any alpha != 0), and exp(X/alpha) = Y/alpha + 1: from Y.
 void celu_gradient(GradientBuilder& b) {
-  b.GI(0, b.train_op("CeluGrad", {b.GO(0), b.O(0)}, {{"alpha", b.node().attr_float("alpha", 1.f)}}));
+  Value* exp_term = with_scalar(b, "Add", with_scalar(b, "Div", b.O(0), b.node().attr_float("alpha", 1.f)), 1);
+  b.GI(0, select(b, with_scalar(b, "Greater", b.O(0), 0), b.GO(0), b.mul(b.GO(0), exp_term)));
 }
 
 // ThresholdedRelu: dX = dY where X > alpha. For alpha >= 0, Y > alpha is the same test (Y is
 // X or 0), so Y is read; for a negative alpha, X.
 void thresholded_relu_gradient(GradientBuilder& b) {
-  float alpha = b.node().attr_float("alpha", 1.f);
-  b.GI(0, b.train_op("ThresholdedReluGrad", {b.GO(0), alpha >= 0 ? b.O(0) : b.I(0)}, {{"alpha", alpha}}));
+  const float alpha = b.node().attr_float("alpha", 1.f);
+  pass_gradient_where(b, with_scalar(b, "Greater", alpha >= 0 ? b.O(0) : b.I(0), alpha));
 }
 
 // Shrink: dX = dY where |X| > lambd (the bias only shifts the value).
 void shrink_gradient(GradientBuilder& b) {
-  b.GI(0, b.train_op("ShrinkGrad", {b.GO(0), b.I(0)}, {{"lambd", b.node().attr_float("lambd", 0.5f)}}));
+  pass_gradient_where(b, with_scalar(b, "Greater", b.op("Abs", {b.I(0)}), b.node().attr_float("lambd", 0.5f)));
 }
 
 // Cast/CastLike: the gradient is dY cast back to the input's float type (the driver only
@@ -353,98 +346,26 @@ void cast_gradient(GradientBuilder& b) {
 
 void zero_gradient(GradientBuilder& b) { b.GI(0, b.zeros_like(b.I(0))); }
 
-void register_elementwise_grads(Registry& r) {
-  add_grad(r, kErfGrad, unary_grad(plain([](auto dy, auto x) {
-             using C = decltype(x);
-             return dy * C(1.12837916709551257389615890312154517) * std::exp(-x * x);  // 2/sqrt(pi)
-           })));
-  add_grad(r, kReciprocalGrad, unary_grad(plain([](auto dy, auto y) { return -dy * y * y; })));
-  add_grad(r, kSinGrad, unary_grad(plain([](auto dy, auto x) { return dy * std::cos(x); })));
-  add_grad(r, kCosGrad, unary_grad(plain([](auto dy, auto x) { return -dy * std::sin(x); })));
-  add_grad(r, kTanGrad, unary_grad(plain([](auto dy, auto y) { return dy * (decltype(y)(1) + y * y); })));
-  add_grad(r, kAsinGrad, unary_grad(plain([](auto dy, auto x) {
-             using C = decltype(x);
-             return dy / std::sqrt((C(1) - x) * (C(1) + x));
-           })));
-  add_grad(r, kAcosGrad, unary_grad(plain([](auto dy, auto x) {
-             using C = decltype(x);
-             return -dy / std::sqrt((C(1) - x) * (C(1) + x));
-           })));
-  add_grad(r, kAtanGrad, unary_grad(plain([](auto dy, auto x) { return dy / (decltype(x)(1) + x * x); })));
-  add_grad(r, kSinhGrad, unary_grad(plain([](auto dy, auto x) { return dy * std::cosh(x); })));
-  add_grad(r, kCoshGrad, unary_grad(plain([](auto dy, auto x) { return dy * std::sinh(x); })));
-  add_grad(r, kAsinhGrad, unary_grad(plain([](auto dy, auto x) { return dy / std::hypot(x, decltype(x)(1)); })));
-  add_grad(r, kAcoshGrad, unary_grad(plain([](auto dy, auto x) {
-             using C = decltype(x);
-             return dy / std::sqrt((x - C(1)) * (x + C(1)));
-           })));
-  add_grad(r, kAtanhGrad, unary_grad(plain([](auto dy, auto x) {
-             using C = decltype(x);
-             return dy / ((C(1) - x) * (C(1) + x));
-           })));
-  add_grad(r, kSoftsignGrad, unary_grad(plain([](auto dy, auto x) {
-             auto d = decltype(x)(1) + std::abs(x);
-             return dy / (d * d);
-           })));
-  add_grad(r, "SeluGrad", unary_grad([](const Node& n) {
-             double alpha = n.attr_float("alpha", 1.67326319217681884765625f);
-             double gamma = n.attr_float("gamma", 1.05070102214813232421875f);
-             bool use_output = n.attr_int("use_output", 0) != 0;
-             return [alpha, gamma, use_output](auto dy, auto v) {
-               using C = decltype(v);
-               const C g = C(gamma), ga = C(gamma * alpha);
-               if (v > 0) return g * dy;
-               return use_output ? dy * (v + ga) : dy * ga * std::exp(v);
-             };
-           }));
-  add_grad(r, "HardSigmoidGrad", unary_grad([](const Node& n) {
-             double alpha = n.attr_float("alpha", 0.2f);
-             return [alpha](auto dy, auto y) {
-               using C = decltype(y);
-               return y > C(0) && y < C(1) ? C(alpha) * dy : C(0);
-             };
-           }));
-  add_grad(r, "CeluGrad", unary_grad([](const Node& n) {
-             double alpha = n.attr_float("alpha", 1.f);
-             if (alpha == 0) fail(n, "alpha must not be 0");
-             return [alpha](auto dy, auto y) {
-               using C = decltype(y);
-               return y > C(0) ? dy : dy * static_cast<C>(static_cast<double>(y) / alpha + 1.0);
-             };
-           }));
-  add_grad(r, "ThresholdedReluGrad", unary_grad([](const Node& n) {
-             double alpha = n.attr_float("alpha", 1.f);
-             return [alpha](auto dy, auto v) { return v > decltype(v)(alpha) ? dy : decltype(dy)(0); };
-           }));
-  add_grad(r, "ShrinkGrad", unary_grad([](const Node& n) {
-             double lambd = n.attr_float("lambd", 0.5f);
-             return [lambd](auto dy, auto x) {
-               using C = decltype(x);
-               return x < C(-lambd) || x > C(lambd) ? dy : C(0);
-             };
-           }));
-}
-
 }  // namespace
 
 void register_elementwise_ops(Registry& r) {
   using A = dnnl::algorithm;
-  add_float_unary(r, "Reciprocal", 1, [](auto x) { return decltype(x)(1) / x; }, unary_gradient<kReciprocalGrad, true>);
+  add_float_unary(r, "Reciprocal", 1, [](auto x) { return decltype(x)(1) / x; }, reciprocal_gradient);
   add_float_unary(r, "Floor", 1, [](auto x) { return std::floor(x); }, zero_gradient);
   add_float_unary(r, "Ceil", 1, [](auto x) { return std::ceil(x); }, zero_gradient);
-  add_float_unary(r, "Sin", 7, [](auto x) { return std::sin(x); }, unary_gradient<kSinGrad, false>);
-  add_float_unary(r, "Cos", 7, [](auto x) { return std::cos(x); }, unary_gradient<kCosGrad, false>);
-  add_float_unary(r, "Tan", 7, [](auto x) { return std::tan(x); }, unary_gradient<kTanGrad, true>);
-  add_float_unary(r, "Asin", 7, [](auto x) { return std::asin(x); }, unary_gradient<kAsinGrad, false>);
-  add_float_unary(r, "Acos", 7, [](auto x) { return std::acos(x); }, unary_gradient<kAcosGrad, false>);
-  add_float_unary(r, "Atan", 7, [](auto x) { return std::atan(x); }, unary_gradient<kAtanGrad, false>);
-  add_float_unary(r, "Sinh", 9, [](auto x) { return std::sinh(x); }, unary_gradient<kSinhGrad, false>);
-  add_float_unary(r, "Cosh", 9, [](auto x) { return std::cosh(x); }, unary_gradient<kCoshGrad, false>);
-  add_float_unary(r, "Asinh", 9, [](auto x) { return std::asinh(x); }, unary_gradient<kAsinhGrad, false>);
-  add_float_unary(r, "Acosh", 9, [](auto x) { return std::acosh(x); }, unary_gradient<kAcoshGrad, false>);
-  add_float_unary(r, "Atanh", 9, [](auto x) { return std::atanh(x); }, unary_gradient<kAtanhGrad, false>);
+  add_float_unary(r, "Sin", 7, [](auto x) { return std::sin(x); }, sin_gradient);
+  add_float_unary(r, "Cos", 7, [](auto x) { return std::cos(x); }, cos_gradient);
+  add_float_unary(r, "Tan", 7, [](auto x) { return std::tan(x); }, tan_gradient);
+  add_float_unary(r, "Asin", 7, [](auto x) { return std::asin(x); }, asin_gradient);
+  add_float_unary(r, "Acos", 7, [](auto x) { return std::acos(x); }, acos_gradient);
+  add_float_unary(r, "Atan", 7, [](auto x) { return std::atan(x); }, atan_gradient);
+  add_float_unary(r, "Sinh", 9, [](auto x) { return std::sinh(x); }, sinh_gradient);
+  add_float_unary(r, "Cosh", 9, [](auto x) { return std::cosh(x); }, cosh_gradient);
+  add_float_unary(r, "Asinh", 9, [](auto x) { return std::asinh(x); }, asinh_gradient);
+  add_float_unary(r, "Acosh", 9, [](auto x) { return std::acosh(x); }, acosh_gradient);
+  add_float_unary(r, "Atanh", 9, [](auto x) { return std::atanh(x); }, atanh_gradient);
   add_float_unary(r, "Softsign", 1, [](auto x) { return x / (decltype(x)(1) + std::abs(x)); },
-                  unary_gradient<kSoftsignGrad, false>);
+                  softsign_gradient);
 
   // Erf and Sign accept every numeric type.
   r.add({"", "Erf", 9, INT_MAX,
@@ -454,7 +375,7 @@ void register_elementwise_ops(Registry& r) {
                if constexpr (std::is_floating_point_v<C>) return std::erf(x);
                else return convert<C>(std::erf(static_cast<double>(x)));
              })),
-         "own", unary_gradient<kErfGrad, false>});
+         "own", erf_gradient});
   r.add({"", "Sign", 9, INT_MAX,
          unary<ONNXTRAIN_FLOAT_TYPES, int64_t, int32_t, int16_t, int8_t, uint64_t, uint32_t, uint16_t, uint8_t>(
              plain([](auto x) { return sign_of(x); })),
@@ -507,7 +428,6 @@ void register_elementwise_ops(Registry& r) {
   // CastLike's second input only gives the target type.
   r.add({"", "CastLike", 15, INT_MAX, make_cast, "own", cast_gradient, {1}});
 
-  register_elementwise_grads(r);
 }
 
 }  // namespace onnxtrain::ops

@@ -1,6 +1,7 @@
 // Gradient checks for the activation, elementwise (unary) and binary/variadic families:
-// float64 through the own loops (tight tolerances) and float32 through oneDNN's
-// eltwise_backward for the activations (four-point differences, loose tolerances).
+// float64 through the own loops (tight tolerances) and float32 (four-point differences,
+// loose tolerances) through oneDNN's eltwise_backward for the activations that keep a fused
+// backward, through the standard ops their rules emit for the others.
 // The legacy-form tests (opset 6 broadcasting) check the rules' broadcast=1 handling.
 #include <gtest/gtest.h>
 
@@ -93,6 +94,8 @@ std::vector<UnaryCase> activation_cases() {
       {"Exp", "Exp(X)", 17, -2, 2},
       {"Log", "Log(X)", 17, 0.2, 3},
       {"Sqrt", "Sqrt(X)", 17, 0.2, 3},
+      {"Exp_opset6", "Exp(X)", 6, -2, 2},  // the rules' legacy broadcast attributes
+      {"Sqrt_opset6", "Sqrt(X)", 6, 0.2, 3},
       {"Abs", "Abs(X)", 17, -1, 1, {0}},
       {"Neg", "Neg(X)", 17},
       {"Clip_attributes_opset10", "Clip<min = -0.5, max = 0.4>(X)", 10, -1, 1, {-0.5, 0.4}},
@@ -162,7 +165,7 @@ TEST(ActivationGrad, ClipZeroAtAndOutsideBounds) {
   }
 }
 
-// Elementwise (own loops): float64 only.
+// Elementwise (own loops; gradients of standard ops): float64 and float32.
 std::vector<UnaryCase> elementwise_cases() {
   return {
       {"Erf", "Erf(X)", 17, -2, 2},
@@ -198,6 +201,12 @@ std::vector<UnaryCase> elementwise_cases() {
       {"Round", "Round(X)", 17, -3, 3, {-2.5, -1.5, -0.5, 0.5, 1.5, 2.5}},
       {"Sign", "Sign(X)", 17, -1, 1, {0}},
       {"Cast_identity", "Cast<to = 11>(X)", 17},
+      // Before opset 9 (no Where) the rules select with a mask product.
+      {"Reciprocal_opset6", "Reciprocal(X)", 6, -2, 2, {0}},
+      {"Softsign_opset6", "Softsign(X)", 6, -3, 3},
+      {"Selu_opset6", "Selu(X)", 6, -2, 2, {0}},
+      {"Selu_negative_alpha_opset6", "Selu<alpha = -0.5, gamma = 1.2>(X)", 6, -2, 2, {0}},
+      {"HardSigmoid_opset6", "HardSigmoid(X)", 6, -4, 4, {-2.5, 2.5}},
   };
 }
 
@@ -208,8 +217,41 @@ TEST_P(ElementwiseGrad, Float64) {
   EXPECT_EQ(unary_check(GetParam(), DType::Double, {7}), "");
 }
 
+TEST_P(ElementwiseGrad, Float32) {
+  EXPECT_EQ(unary_check(GetParam(), DType::Float, {2, 3, 4}), "");
+}
+
 INSTANTIATE_TEST_SUITE_P(Ops, ElementwiseGrad, ::testing::ValuesIn(elementwise_cases()),
                          [](const auto& info) { return info.param.name; });
+
+// Values at the kinks and thresholds, where finite differences cannot look: strict
+// thresholds (ThresholdedRelu, Shrink, HardSigmoid's linear part) and the left derivative
+// at 0 (Selu, Celu, Relu, Abs), as PyTorch.
+TEST(ElementwiseGrad, ValuesAtKinks) {
+  const double selu_left = 1.05070102214813232421875 * 1.67326319217681884765625;  // gamma * alpha
+  const struct {
+    std::string node;
+    std::vector<double> x, expected;
+  } cases[] = {
+      {"ThresholdedRelu<alpha = 0.5>(X)", {0.25, 0.5, 0.75}, {0, 0, 1}},
+      {"ThresholdedRelu<alpha = -0.5>(X)", {-0.75, -0.5, -0.25}, {0, 0, 1}},
+      {"Shrink<lambd = 0.5, bias = 0.25>(X)", {-0.75, -0.5, 0, 0.5, 0.75}, {1, 0, 0, 0, 1}},
+      {"HardSigmoid<alpha = 0.25, beta = 0.5>(X)", {-3, -2, 0, 2, 3}, {0, 0, 0.25, 0, 0}},
+      {"Selu(X)", {-0.5, 0, 0.5}, {selu_left * std::exp(-0.5), selu_left, 1.05070102214813232421875}},
+      {"Celu(X)", {0, 0.5}, {1, 1}},
+      {"Relu(X)", {-0.5, 0, 0.5}, {0, 0, 1}},
+      {"Abs(X)", {-0.5, 0, 0.5}, {-1, 0, 1}},
+  };
+  for (const auto& c : cases) {
+    const std::string t = "double[" + std::to_string(c.x.size()) + "]";
+    auto g = gradients("<ir_version: 8, opset_import: [\"\" : 17]> g (" + t + " X) => (" + t + " Y) { Y = " + c.node +
+                           " }",
+                       "Y", {"X"}, {{"X", Tensor::from_vector<double>({static_cast<int64_t>(c.x.size())}, c.x)}});
+    const auto got = values(g[0]);
+    ASSERT_EQ(got.size(), c.expected.size()) << c.node;
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], c.expected[i], 1e-12) << c.node << " at " << c.x[i];
+  }
+}
 
 // Floor/Ceil/Round/Sign compose: the gradient of X * Floor(X) is Floor(X) (the zero rule).
 TEST(ElementwiseGrad, PiecewiseConstantInProduct) {
