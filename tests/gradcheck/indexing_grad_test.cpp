@@ -6,9 +6,11 @@
 #include <random>
 
 #include "tests/support/gradcheck.h"
+#include "tests/support/node_case.h"
 
 using namespace onnxtrain;
 using onnxtrain::test::GradCase;
+using onnxtrain::test::model_header;
 
 namespace {
 
@@ -22,8 +24,6 @@ Tensor random_indices(const Shape& shape, int64_t dim, uint64_t seed) {
   for (int64_t i = 0; i < t.numel(); ++i) t.data<int64_t>()[i] = dist(rng);
   return t;
 }
-
-std::string header(int opset) { return "<ir_version: 8, opset_import: [\"\" : " + std::to_string(opset) + "]> "; }
 
 Tensor dbl(const Shape& shape, uint64_t seed) { return test::random_tensor(DType::Double, shape, seed); }
 
@@ -45,7 +45,7 @@ class IndexingGather : public ::testing::TestWithParam<GatherCase> {};
 TEST_P(IndexingGather, MatchesFiniteDifferences) {
   const auto& p = GetParam();
   GradCase c;
-  c.model_text = header(p.opset) + "g (double" + p.data_text + " X, int64" + p.idx_text + " I) => (double" + p.y_text +
+  c.model_text = model_header(p.opset) + "g (double" + p.data_text + " X, int64" + p.idx_text + " I) => (double" + p.y_text +
                  " Y) { Y = Gather<axis = " + std::to_string(p.axis) + ">(X, I) }";
   c.inputs = {{"X", dbl(p.data, 1)}, {"I", p.indices}};
   EXPECT_EQ(test::check_gradients(c), "");
@@ -66,7 +66,7 @@ INSTANTIATE_TEST_SUITE_P(
 // Embeddings in float32: data [vocab, dim], indices [batch, seq].
 TEST(IndexingGather, EmbeddingFloat32) {
   GradCase c;
-  c.model_text = header(13) +
+  c.model_text = model_header(13) +
                  "g (float[64,16] E, int64[4,32] I) => (float[4,32,16] Y) { Y = Gather<axis = 0>(E, I) }";
   c.inputs = {{"E", test::random_tensor(DType::Float, {64, 16}, 3)}, {"I", random_indices({4, 32}, 64, 9)}};
   c.four_point = true;
@@ -76,7 +76,7 @@ TEST(IndexingGather, EmbeddingFloat32) {
 
 TEST(IndexingGather, EmbeddingFloat32Parallel) {
   GradCase c;
-  c.model_text = header(13) +
+  c.model_text = model_header(13) +
                  "g (float[100,700] E, int32[8,16] I) => (float[8,16,700] Y) { Y = Gather<axis = 0>(E, I) }";
   // int32 indices into the first 40 rows only (many repeats, untouched rows get zeros).
   Tensor idx(DType::Int32, {8, 16});
@@ -105,7 +105,7 @@ class IndexingGatherElements : public ::testing::TestWithParam<ElementsCase> {};
 TEST_P(IndexingGatherElements, MatchesFiniteDifferences) {
   const auto& p = GetParam();
   GradCase c;
-  c.model_text = header(13) + "g (double" + p.data_text + " X, int64" + p.idx_text + " I) => (double" + p.idx_text +
+  c.model_text = model_header(13) + "g (double" + p.data_text + " X, int64" + p.idx_text + " I) => (double" + p.idx_text +
                  " Y) { Y = GatherElements<axis = " + std::to_string(p.axis) + ">(X, I) }";
   c.inputs = {{"X", dbl(p.data, 1)}, {"I", p.indices}};
   EXPECT_EQ(test::check_gradients(c), "");
@@ -141,7 +141,7 @@ TEST_P(IndexingGatherND, MatchesFiniteDifferences) {
   const auto& p = GetParam();
   GradCase c;
   const std::string attrs = p.opset >= 12 ? "<batch_dims = " + std::to_string(p.batch_dims) + ">" : "";
-  c.model_text = header(p.opset) + "g (double" + p.data_text + " X, int64" + p.idx_text + " I) => (double" + p.y_text +
+  c.model_text = model_header(p.opset) + "g (double" + p.data_text + " X, int64" + p.idx_text + " I) => (double" + p.y_text +
                  " Y) { Y = GatherND" + attrs + "(X, I) }";
   c.inputs = {{"X", dbl(p.data, 1)}, {"I", p.indices}};
   EXPECT_EQ(test::check_gradients(c), "");
@@ -179,7 +179,7 @@ class IndexingScatter : public ::testing::TestWithParam<ScatterCase> {};
 TEST_P(IndexingScatter, MatchesFiniteDifferences) {
   const auto& p = GetParam();
   GradCase c;
-  c.model_text = header(p.opset) + "g (double" + p.data_text + " X, int64" + p.idx_text + " I, double" + p.upd_text +
+  c.model_text = model_header(p.opset) + "g (double" + p.data_text + " X, int64" + p.idx_text + " I, double" + p.upd_text +
                  " U) => (double" + p.data_text + " Y) { Y = " + p.op + p.attrs + "(X, I, U) }";
   // Products of several updates stay well-conditioned with values away from zero.
   c.inputs = {{"X", test::random_away_from(DType::Double, p.data, 1, {0.0}, 0.2, -1.5, 1.5)},
@@ -225,7 +225,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, IndexingScatter, ::testing::ValuesIn(scatter_cas
 // Exact zeros among multiplied updates: the prefix/suffix products need no division.
 TEST(IndexingScatter, MulWithZeroUpdates) {
   GradCase c;
-  c.model_text = header(16) +
+  c.model_text = model_header(16) +
                  "g (double[3] X, int64[4] I, double[4] U) => (double[3] Y) "
                  "{ Y = ScatterElements<axis = 0, reduction = \"mul\">(X, I, U) }";
   c.inputs = {{"X", Tensor::from_vector<double>({3}, {0.7, -1.2, 0.4})},
@@ -252,7 +252,7 @@ TEST_P(IndexingTrilu, MatchesFiniteDifferences) {
   const auto& p = GetParam();
   GradCase c;
   const bool has_k = p.k != INT64_MIN;
-  c.model_text = header(14) + "g (double" + p.shape_text + " X" + (has_k ? ", int64 K" : "") + ") => (double" +
+  c.model_text = model_header(14) + "g (double" + p.shape_text + " X" + (has_k ? ", int64 K" : "") + ") => (double" +
                  p.shape_text + " Y) { Y = Trilu<upper = " + std::to_string(p.upper) + ">(X" + (has_k ? ", K" : "") +
                  ") }";
   c.inputs = {{"X", dbl(p.shape, 1)}};
@@ -271,7 +271,7 @@ INSTANTIATE_TEST_SUITE_P(Cases, IndexingTrilu,
 
 TEST(IndexingReverseSequence, TimeMajor) {
   GradCase c;
-  c.model_text = header(10) +
+  c.model_text = model_header(10) +
                  "g (double[4,3,2] X, int64[3] L) => (double[4,3,2] Y) "
                  "{ Y = ReverseSequence<batch_axis = 1, time_axis = 0>(X, L) }";
   c.inputs = {{"X", dbl({4, 3, 2}, 1)}, {"L", ints({3}, {4, 0, 2})}};
@@ -280,7 +280,7 @@ TEST(IndexingReverseSequence, TimeMajor) {
 
 TEST(IndexingReverseSequence, BatchMajor) {
   GradCase c;
-  c.model_text = header(10) +
+  c.model_text = model_header(10) +
                  "g (double[3,5] X, int64[3] L) => (double[3,5] Y) "
                  "{ Y = ReverseSequence<batch_axis = 0, time_axis = 1>(X, L) }";
   c.inputs = {{"X", dbl({3, 5}, 1)}, {"L", ints({3}, {1, 5, 3})}};
@@ -306,7 +306,7 @@ TEST_P(IndexingCompress, MatchesFiniteDifferences) {
   const auto& p = GetParam();
   GradCase c;
   const std::string attrs = p.axis.empty() ? "" : "<axis = " + p.axis + ">";
-  c.model_text = header(11) + "g (double" + p.shape_text + " X, bool[" + std::to_string(p.condition.size()) +
+  c.model_text = model_header(11) + "g (double" + p.shape_text + " X, bool[" + std::to_string(p.condition.size()) +
                  "] C) => (double" + p.y_text + " Y) { Y = Compress" + attrs + "(X, C) }";
   Tensor cond(DType::Bool, {static_cast<int64_t>(p.condition.size())});
   for (size_t i = 0; i < p.condition.size(); ++i) cond.data<bool>()[i] = p.condition[i];
@@ -340,7 +340,7 @@ class IndexingOneHot : public ::testing::TestWithParam<OneHotCase> {};
 TEST_P(IndexingOneHot, ValuesGradient) {
   const auto& p = GetParam();
   GradCase c;
-  c.model_text = header(p.opset) + "g (int64" + p.idx_text + " I, int64 D, double[2] V) => (double" + p.y_text + " Y) { Y = OneHot<axis = " +
+  c.model_text = model_header(p.opset) + "g (int64" + p.idx_text + " I, int64 D, double[2] V) => (double" + p.y_text + " Y) { Y = OneHot<axis = " +
                  std::to_string(p.axis) + ">(I, D, V) }";
   c.inputs = {{"I", p.indices}, {"D", Tensor::scalar<int64_t>(p.depth)}, {"V", Tensor::from_vector<double>({2}, {-0.3, 0.8})}};
   EXPECT_EQ(test::check_gradients(c), "");
@@ -359,7 +359,7 @@ INSTANTIATE_TEST_SUITE_P(
 // EyeLike's output does not depend on X's values: only the Mul path carries a gradient.
 TEST(IndexingNotDifferentiable, EyeLikeStopsGradient) {
   GradCase c;
-  c.model_text = header(13) + "g (double[3,4] X) => (double[3,4] Y) { E = EyeLike<k = 1>(X) Y = Mul(X, E) }";
+  c.model_text = model_header(13) + "g (double[3,4] X) => (double[3,4] Y) { E = EyeLike<k = 1>(X) Y = Mul(X, E) }";
   c.inputs = {{"X", dbl({3, 4}, 1)}};
   EXPECT_EQ(test::check_gradients(c), "");
 }
@@ -367,7 +367,7 @@ TEST(IndexingNotDifferentiable, EyeLikeStopsGradient) {
 // NonZero feeding a Gather: the indices branch carries no gradient, the data one does.
 TEST(IndexingNotDifferentiable, NonZeroIndices) {
   GradCase c;
-  c.model_text = header(13) +
+  c.model_text = model_header(13) +
                  "g (double[6] X, int64[1] S) => (double[K] Y) { N = NonZero(X) F = Reshape(N, S) Y = Gather<axis = 0>(X, F) }";
   c.inputs = {{"X", test::random_away_from(DType::Double, {6}, 1, {0.0}, 0.1)}, {"S", ints({1}, {-1})}};
   c.wrt = {"X"};

@@ -11,6 +11,7 @@
 #include "graph/importer.h"
 #include "src/executor.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/node_case.h"
 
 using namespace onnxtrain;
 using onnxtrain::test::GradCase;
@@ -50,7 +51,7 @@ TEST_P(ShapeGrad, MatchesFiniteDifferences) {
     for (int d = 1; d < rank; ++d) y_type += ",?";
     y_type += "]";
   }
-  c.model_text = "<ir_version: 8, opset_import: [\"\" : " + std::to_string(p.opset) + "]> g (" + p.params + ") => (" +
+  c.model_text = test::model_header(p.opset) + "g (" + p.params + ") => (" +
                  y_type + " Y) { " + p.body + " }";
   c.inputs = p.inputs;
   c.wrt = p.wrt;
@@ -331,8 +332,7 @@ TEST_P(ShapeGradLegacy, MatchesFiniteDifferences) {
   }
   std::string outputs;
   for (const auto& w : p.wrt) outputs += ", double" + shape_str(p.inputs.at(w).shape()) + " G_" + w;
-  const std::string text = "<ir_version: 8, opset_import: [\"\" : " + std::to_string(p.opset) +
-                           ", \"ai.onnx.preview.training\" : 1]> g (" + p.params + ", double" + ys +
+  const std::string text = test::model_header(p.opset, {{"ai.onnx.preview.training", 1}}) + "g (" + p.params + ", double" + ys +
                            " R) => (double" + ys + " Z" + outputs +
                            ", double" + ys + " Y" + p.declared + ") { " + p.body + " Z = Mul(Y, R) " + gs +
                            " = ai.onnx.preview.training.Gradient <xs = [" + xs + "], y = \"Z\"> (" +

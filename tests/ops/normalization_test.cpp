@@ -1,6 +1,5 @@
-// Behaviour of the normalization, resize and random families that the ONNX backend data
-// does not cover: older opsets, double, training outputs, own-loop fallbacks, plan
-// caching, seeds and invalid inputs.
+// Behaviour of the normalization family that the ONNX backend data does not cover: older
+// opsets, double, training outputs, own-loop fallbacks, plan caching and invalid inputs.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,14 +9,12 @@
 #include "tests/support/test_support.h"
 
 using namespace onnxtrain;
+using test::expect_close;
+using test::expect_error;
+using test::iota_values;
+using test::to_tensor;
 
 namespace {
-
-std::vector<float> iota_values(size_t n, float start = 0.f, float step = 1.f) {
-  std::vector<float> v(n);
-  for (size_t i = 0; i < n; ++i) v[i] = start + step * static_cast<float>(i);
-  return v;
-}
 
 std::vector<float> pseudo_random(size_t n, uint32_t seed = 1) {
   std::vector<float> v(n);
@@ -26,26 +23,6 @@ std::vector<float> pseudo_random(size_t n, uint32_t seed = 1) {
     x = static_cast<float>(seed >> 8) / static_cast<float>(1 << 24) * 4.f - 2.f;
   }
   return v;
-}
-
-template <typename T>
-Tensor to_tensor(Shape shape, const std::vector<float>& v) {
-  return Tensor::from_vector<T>(std::move(shape), std::vector<T>(v.begin(), v.end()));
-}
-
-void expect_close(const Tensor& actual, const Tensor& expected, double rtol = 1e-4, double atol = 1e-5) {
-  std::string report = test::compare_tensors(actual, expected, rtol, atol);
-  EXPECT_TRUE(report.empty()) << report;
-}
-
-template <typename F>
-void expect_error(F f, const std::string& fragment) {
-  try {
-    f();
-    ADD_FAILURE() << "expected an error mentioning '" << fragment << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace
@@ -216,160 +193,6 @@ TEST(MeanVarianceNormalization, CustomAxes) {
   InferenceSession session(model);
   auto out = session.run({{"X", to_tensor<float>({2, 3}, {1, 2, 3, 3, 6, 3})}});
   expect_close(out["Y"], to_tensor<float>({2, 3}, {-1, -1, 0, 1, 1, 0}));
-}
-
-TEST(Dropout, TrainingMaskIsSeededAndScalesKeptValues) {
-  Model model = Model::from_text(R"(
-    <ir_version: 8, opset_import: ["" : 13]>
-    g (float[1000] X, float R, bool T) => (float[1000] Y, bool[1000] M) { Y, M = Dropout (X, R, T) }
-  )");
-  Tensor x = to_tensor<float>({1000}, iota_values(1000, 1.f));
-  std::map<std::string, Tensor> feeds{{"X", x}, {"R", Tensor::scalar<float>(0.25f)}, {"T", Tensor::scalar<bool>(true)}};
-  InferenceSession a(model, {.seed = 42}), b(model, {.seed = 42}), c(model, {.seed = 43});
-  auto ra = a.run(feeds), rb = b.run(feeds), rc = c.run(feeds);
-  std::vector<bool> ma(1000), mb(1000), mc(1000);
-  int kept = 0;
-  for (int i = 0; i < 1000; ++i) {
-    ma[i] = ra["M"].data<bool>()[i], mb[i] = rb["M"].data<bool>()[i], mc[i] = rc["M"].data<bool>()[i];
-    kept += ma[i];
-    EXPECT_FLOAT_EQ(ra["Y"].data<float>()[i], ma[i] ? (i + 1) / 0.75f : 0.f);
-  }
-  EXPECT_EQ(ma, mb);
-  EXPECT_NE(ma, mc);
-  EXPECT_NEAR(kept, 750, 60);
-}
-
-TEST(Dropout, SeedAttributeMakesNodeIndependentOfSessionSeed) {
-  Model model = Model::from_text(R"(
-    <ir_version: 8, opset_import: ["" : 13]>
-    g (float[64] X, float R, bool T) => (bool[64] M) { Y, M = Dropout <seed = 5> (X, R, T) }
-  )");
-  std::map<std::string, Tensor> feeds{
-      {"X", Tensor(DType::Float, {64})}, {"R", Tensor::scalar<float>(0.5f)}, {"T", Tensor::scalar<bool>(true)}};
-  InferenceSession a(model, {.seed = 1}), b(model, {.seed = 2});
-  EXPECT_EQ(a.run(feeds)["M"].to_vector<bool>(), b.run(feeds)["M"].to_vector<bool>());
-}
-
-TEST(Dropout, Opset7IsIdentityWithFloatMask) {
-  Model model = Model::from_text(R"(
-    <ir_version: 3, opset_import: ["" : 7]>
-    g (float[3] X) => (float[3] Y, float[3] M) { Y, M = Dropout <ratio = 0.5> (X) }
-  )");
-  InferenceSession session(model);
-  auto out = session.run({{"X", to_tensor<float>({3}, {1, 2, 3})}});
-  EXPECT_EQ(out["Y"].to_vector<float>(), (std::vector<float>{1, 2, 3}));
-  EXPECT_EQ(out["M"].to_vector<float>(), (std::vector<float>{1, 1, 1}));
-}
-
-TEST(Dropout, RejectsRatioOutsideUnitInterval) {
-  Model model = Model::from_text(R"(
-    <ir_version: 8, opset_import: ["" : 13]>
-    g (float[3] X, float R, bool T) => (float[3] Y) { Y = Dropout (X, R, T) }
-  )");
-  InferenceSession session(model);
-  expect_error(
-      [&] {
-        session.run(
-            {{"X", Tensor(DType::Float, {3})}, {"R", Tensor::scalar<float>(1.5f)}, {"T", Tensor::scalar<bool>(true)}});
-      },
-      "ratio must be in [0, 1]");
-}
-
-TEST(RandomOps, ShapesRangesAndSeeds) {
-  Model model = Model::from_text(R"(
-    <ir_version: 8, opset_import: ["" : 15]>
-    g (float[4,5] X) => (double[3,4] U, float[4,5] N, int64[4,8] S) {
-      U = RandomUniform <shape = [3, 4], dtype = 11, low = 2.0, high = 3.0> ()
-      N = RandomNormalLike <seed = 3.0> (X)
-      S = Multinomial <sample_size = 8, dtype = 7> (X)
-    }
-  )");
-  InferenceSession a(model, {.seed = 1}), b(model, {.seed = 2});
-  Tensor x = to_tensor<float>({4, 5}, {0, 0, 0, 0, -1e9f, 0, -1e9f, -1e9f, -1e9f, -1e9f, 1, 1, 1, 1, 1, 5, 4, 3, 2, 1});
-  auto ra = a.run({{"X", x}}), rb = b.run({{"X", x}});
-  for (double u : ra["U"].to_vector<double>()) EXPECT_TRUE(u >= 2.0 && u < 3.0) << u;
-  EXPECT_NE(ra["U"].to_vector<double>(), rb["U"].to_vector<double>());
-  EXPECT_EQ(ra["N"].to_vector<float>(), rb["N"].to_vector<float>());  // own seed
-  std::vector<int64_t> s = ra["S"].to_vector<int64_t>();
-  for (size_t i = 0; i < s.size(); ++i) {
-    EXPECT_TRUE(s[i] >= 0 && s[i] < 5);
-    if (i / 8 == 0) {
-      EXPECT_NE(s[i], 4);  // zero probability
-    }
-    if (i / 8 == 1) {
-      EXPECT_EQ(s[i], 0);  // the only possible class
-    }
-  }
-}
-
-TEST(Resize, Opset10LinearIsAsymmetric) {
-  Model model = Model::from_text(R"(
-    <ir_version: 5, opset_import: ["" : 10]>
-    g (float[1,3] X, float[2] S) => (float[1,6] Y) { Y = Resize <mode = "linear"> (X, S) }
-  )");
-  InferenceSession session(model);
-  auto out = session.run({{"X", to_tensor<float>({1, 3}, {0, 2, 4})}, {"S", to_tensor<float>({2}, {1, 2})}});
-  expect_close(out["Y"], to_tensor<float>({1, 6}, {0, 1, 2, 3, 4, 4}));
-}
-
-TEST(Resize, TrilinearOverThreeAxesAndChangingSizes) {
-  Model model = Model::from_text(R"(
-    <ir_version: 8, opset_import: ["" : 13]>
-    g (double[1,2,2,2] X, int64[4] Z) => (double[1,?,?,?] Y) {
-      Y = Resize <mode = "linear", coordinate_transformation_mode = "align_corners"> (X, , , Z)
-    }
-  )");
-  InferenceSession session(model);
-  Tensor x = to_tensor<double>({1, 2, 2, 2}, iota_values(8));
-  // align_corners keeps the corners, so a trilinear function of the index is reproduced.
-  for (int64_t n : {3, 5}) {
-    auto out = session.run({{"X", x}, {"Z", Tensor::from_vector<int64_t>({4}, {1, n, n, n})}});
-    ASSERT_EQ(out["Y"].shape(), (Shape{1, n, n, n}));
-    const double* y = out["Y"].data<double>();
-    const double step = 1.0 / static_cast<double>(n - 1);
-    for (int64_t i = 0; i < n; ++i)
-      for (int64_t j = 0; j < n; ++j)
-        for (int64_t k = 0; k < n; ++k)
-          EXPECT_NEAR(y[(i * n + j) * n + k], 4 * i * step + 2 * j * step + k * step, 1e-12);
-  }
-}
-
-TEST(Resize, NearestOnIntegersAndUpsample7) {
-  Model model = Model::from_text(R"(
-    <ir_version: 3, opset_import: ["" : 7]>
-    g (int32[1,2] X) => (int32[2,4] Y) { Y = Upsample <scales = [2.0, 2.0]> (X) }
-  )");
-  InferenceSession session(model);
-  auto out = session.run({{"X", Tensor::from_vector<int32_t>({1, 2}, {7, 9})}});
-  EXPECT_EQ(out["Y"].to_vector<int32_t>(), (std::vector<int32_t>{7, 7, 9, 9, 7, 7, 9, 9}));
-}
-
-TEST(Resize, RejectsBothScalesAndSizes) {
-  Model model = Model::from_text(R"(
-    <ir_version: 8, opset_import: ["" : 13]>
-    g (float[1,2] X, float[2] S, int64[2] Z) => (float[?,?] Y) { Y = Resize (X, , S, Z) }
-  )");
-  InferenceSession session(model);
-  expect_error(
-      [&] {
-        session.run({{"X", Tensor(DType::Float, {1, 2})},
-                     {"S", to_tensor<float>({2}, {1, 2})},
-                     {"Z", Tensor::from_vector<int64_t>({2}, {1, 4})}});
-      },
-      "scales and sizes are both given");
-}
-
-TEST(GridSample, DoubleBorderPaddingClampsOutsidePoints) {
-  Model model = Model::from_text(R"(
-    <ir_version: 8, opset_import: ["" : 16]>
-    g (double[1,1,2,2] X, double[1,1,3,2] G) => (double[1,1,1,3] Y) {
-      Y = GridSample <padding_mode = "border", align_corners = 1> (X, G)
-    }
-  )");
-  InferenceSession session(model);
-  auto out = session.run({{"X", to_tensor<double>({1, 1, 2, 2}, {1, 2, 3, 4})},
-                          {"G", to_tensor<double>({1, 1, 3, 2}, {-5, -5, 0, 0, 5, 5})}});
-  expect_close(out["Y"], Tensor::from_vector<double>({1, 1, 1, 3}, {1, 2.5, 4}));
 }
 
 TEST(LRN, OneDnnMatchesOwnLoopForRanks3To5) {

@@ -8,19 +8,19 @@
 #include <string>
 
 #include "onnxtrain/onnxtrain.h"
+#include "tests/support/node_case.h"
 
 using namespace onnxtrain;
+using test::expect_error;
 
 namespace {
 
 Tensor run1(const std::string& text, const std::map<std::string, Tensor>& feeds, const std::string& out = "Y") {
-  Model model = Model::from_text(text);
-  InferenceSession session(model);
-  return session.run(feeds).at(out);
+  return test::run_model(text, feeds).at(out);
 }
 
 std::string model(int opset, const std::string& signature, const std::string& body) {
-  return "<ir_version: 8, opset_import: [\"\" : " + std::to_string(opset) + "]>\ng " + signature + " {\n" + body + "\n}";
+  return test::model_header(opset) + "g " + signature + " {\n" + body + "\n}";
 }
 
 template <typename T>
@@ -50,15 +50,6 @@ std::vector<float> transpose_ref(const Tensor& x, const std::vector<int64_t>& pe
     }
   }
   return out;
-}
-
-void expect_error(const std::string& text, const std::map<std::string, Tensor>& feeds, const std::string& needle) {
-  try {
-    run1(text, feeds);
-    FAIL() << "expected an error containing '" << needle << "'";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
-  }
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <cstdlib>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 #include "graph/tensor_proto.h"
@@ -73,6 +74,29 @@ Tensor read_tensor_proto_file(const std::string& path, std::string* name) {
 std::string source_dir() {
   const char* dir = std::getenv("ONNXTRAIN_SOURCE_DIR");
   return dir ? dir : ".";
+}
+
+std::vector<float> iota_values(size_t n, float start, float step) {
+  std::vector<float> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = start + step * static_cast<float>(i);
+  return v;
+}
+
+std::vector<double> random_values(size_t n, double lo, double hi, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<double> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+Tensor as_float(const Shape& shape, const std::vector<double>& v) {
+  return Tensor::from_vector<float>(shape, std::vector<float>(v.begin(), v.end()));
+}
+
+void expect_close(const Tensor& actual, const Tensor& expected, double rtol, double atol) {
+  std::string report = compare_tensors(actual, expected, rtol, atol);
+  EXPECT_TRUE(report.empty()) << report;
 }
 
 }  // namespace onnxtrain::test

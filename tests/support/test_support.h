@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "onnxtrain/errors.h"
 #include "onnxtrain/tensor.h"
@@ -37,6 +38,30 @@ std::string error_of(Fn&& fn) {
   }
   ADD_FAILURE() << "expected an exception, nothing was thrown";
   return {};
+}
+
+// v[i] = start + step * i.
+std::vector<float> iota_values(size_t n, float start = 0.f, float step = 1.f);
+
+// n values uniform in [lo, hi) from std::mt19937(seed).
+std::vector<double> random_values(size_t n, double lo, double hi, unsigned seed);
+
+// A tensor of element type T holding `v` (converted).
+template <typename T>
+Tensor to_tensor(Shape shape, const std::vector<float>& v) {
+  return Tensor::from_vector<T>(std::move(shape), std::vector<T>(v.begin(), v.end()));
+}
+// A float tensor holding `v` (rounded).
+Tensor as_float(const Shape& shape, const std::vector<double>& v);
+
+// EXPECT on compare_tensors with these tolerances.
+void expect_close(const Tensor& actual, const Tensor& expected, double rtol = 1e-4, double atol = 1e-5);
+
+// Expects `f` to throw an onnxtrain::Error whose message contains `fragment`.
+template <typename F>
+void expect_error(F f, const std::string& fragment) {
+  const std::string message = error_of<Error>(f);
+  EXPECT_NE(message.find(fragment), std::string::npos) << "message: " << message;
 }
 
 }  // namespace onnxtrain::test
