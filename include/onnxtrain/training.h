@@ -224,6 +224,8 @@ class TrainingSession {
 // The options a model written by TrainingSession::export_training_model was trained with
 // (nothing for other models).
 std::optional<TrainingOptions> training_options_of(const Model& model);
+// The optimizer steps such a model had taken (its "onnxtrain.step"; nothing for others).
+std::optional<int64_t> training_step_of(const Model& model);
 
 // TrainingOptions as JSON and back (every field; parse throws DataError naming the field).
 std::string format_training_options(const TrainingOptions& options);

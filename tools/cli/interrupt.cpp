@@ -15,9 +15,13 @@ namespace {
 // Only lock-free atomics may be touched from a signal handler.
 static_assert(std::atomic<int>::is_always_lock_free);
 static_assert(std::atomic<const char*>::is_always_lock_free);
+static_assert(std::atomic<InterruptGuard::Hook>::is_always_lock_free);
+static_assert(std::atomic<void*>::is_always_lock_free);
 
 std::atomic<int> g_signal{0};
 std::atomic<const char*> g_message{nullptr};
+std::atomic<InterruptGuard::Hook> g_hook{nullptr};
+std::atomic<void*> g_context{nullptr};
 std::atomic<bool> g_active{false};
 struct sigaction g_previous[2];
 constexpr int kSignals[2] = {SIGINT, SIGTERM};
@@ -30,6 +34,7 @@ extern "C" void on_signal(int sig) {
       ssize_t ignored = ::write(STDERR_FILENO, msg, std::strlen(msg));
       (void)ignored;
     }
+    if (InterruptGuard::Hook hook = g_hook.load()) hook(g_context.load());
   } else {
     // The user insists: the default action, delivered as soon as this handler returns
     // (the signal is blocked while its handler runs).
@@ -44,10 +49,12 @@ extern "C" void on_signal(int sig) {
 
 }  // namespace
 
-InterruptGuard::InterruptGuard(const char* message) {
+InterruptGuard::InterruptGuard(const char* message, Hook on_interrupt, void* context) {
   if (g_active.exchange(true)) throw std::logic_error("InterruptGuard: another guard is already installed");
   g_signal = 0;
   g_message = message;
+  g_context = context;
+  g_hook = on_interrupt;
   struct sigaction sa {};
   sa.sa_handler = on_signal;
   sigemptyset(&sa.sa_mask);
@@ -65,6 +72,8 @@ InterruptGuard::InterruptGuard(const char* message) {
 InterruptGuard::~InterruptGuard() {
   for (int i = 0; i < 2; ++i) ::sigaction(kSignals[i], &g_previous[i], nullptr);
   g_message = nullptr;
+  g_hook = nullptr;
+  g_context = nullptr;
   g_active = false;
 }
 

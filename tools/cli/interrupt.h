@@ -7,9 +7,12 @@ namespace onnxtrain::cli {
 class InterruptGuard {
  public:
   // Installs the handlers for SIGINT and SIGTERM until destruction. `message` (static
-  // storage, may be null) is written to stderr when the first signal arrives. Only one
-  // guard may be alive at a time (std::logic_error otherwise).
-  explicit InterruptGuard(const char* message = kDefaultMessage);
+  // storage, may be null) is written to stderr when the first signal arrives, and
+  // `on_interrupt(context)` is called (when set) from the handler: it must be
+  // async-signal-safe, e.g. Trainer::request_stop. Only one guard may be alive at a time
+  // (std::logic_error otherwise).
+  using Hook = void (*)(void* context);
+  explicit InterruptGuard(const char* message = kDefaultMessage, Hook on_interrupt = nullptr, void* context = nullptr);
   // Restores the handlers that were installed before.
   ~InterruptGuard();
   InterruptGuard(const InterruptGuard&) = delete;

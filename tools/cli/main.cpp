@@ -1,5 +1,3 @@
-#include <spdlog/spdlog.h>
-
 #include <iostream>
 
 #include "onnxtrain/onnxtrain.h"
@@ -89,11 +87,11 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
   g_quiet = quiet;
-  spdlog::set_pattern("%^[%l]%$ %v");
-  spdlog::set_level(quiet ? spdlog::level::err
-                          : verbosity >= 2 ? spdlog::level::debug
-                          : verbosity == 1 ? spdlog::level::info
-                                           : spdlog::level::warn);
+  using onnxtrain::LogLevel;
+  onnxtrain::set_log_level(quiet ? LogLevel::Error
+                           : verbosity >= 2 ? LogLevel::Debug
+                           : verbosity == 1 ? LogLevel::Info
+                                            : LogLevel::Warning);
   try {
     for (const auto& command : commands)
       if (command.app->parsed()) return command.action();

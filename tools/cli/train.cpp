@@ -10,9 +10,9 @@
 #include "onnxtrain/onnxtrain.h"
 #include "tools/cli/commands.h"
 #include "tools/cli/format.h"
-#include "tools/cli/run_dir.h"
+#include "tools/cli/fit_progress.h"
+#include "tools/cli/interrupt.h"
 #include "tools/cli/train_args.h"
-#include "tools/cli/trainer.h"
 
 namespace onnxtrain::cli {
 
@@ -37,6 +37,36 @@ std::string default_metric(const std::string& loss) {
   return loss == "cross_entropy" || loss == "nll" ? "accuracy" : "mse";
 }
 
+// What the user sees when a fit ends, and the exit code: 0, 130 after Ctrl-C (128 + the
+// signal), 1 after divergence.
+int report(const FitResult& result, const TrainingOptions& options, const fs::path& run_dir, const std::string& out,
+           const std::string& command_line, int interrupt_code) {
+  const fs::path checkpoint = run_dir / "checkpoint.npz";
+  switch (result.status) {
+    case FitStatus::Diverged:
+      std::cerr << "onnxtrain: training stopped: " << result.message << "\n";
+      if (!result.checkpoint.empty()) std::cerr << "the last good checkpoint is " << result.checkpoint.string() << "\n";
+      std::cerr << "try a lower --lr (now " << options.optimizer.lr << ") or --clip-grad-norm\n";
+      return 1;
+    case FitStatus::Interrupted:
+      std::cerr << "interrupted at step " << result.steps << "; checkpoint written to " << checkpoint.string() << "\n"
+                << "resume with: " << command_line << " --resume " << checkpoint.string() << "\n";
+      return interrupt_code ? interrupt_code : 130;
+    case FitStatus::EarlyStopped:
+      if (!quiet_mode())
+        std::cerr << "early stopping: no improvement in " << result.bad_epochs << " epochs (best " << fixed(result.best)
+                  << ")\n";
+      break;
+    case FitStatus::Completed:
+      break;
+  }
+  if (!quiet_mode()) {
+    std::cout << "results in " << run_dir.string() << " (last.onnx, best.onnx, metrics.csv, results.svg, checkpoint.npz)\n";
+    if (!out.empty()) std::cout << "wrote " << out << "\n";
+  }
+  return 0;
+}
+
 int run_train(CLI::App& cmd, const TrainArgs& a) {
   set_num_threads(a.threads);
   Model model = Model::load(a.model);
@@ -44,7 +74,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   TrainingOptions options = training_options(cmd, a.loss, a.optimizer, a.data_args.label, stored);
   options.threads = a.threads;
   options.seed = a.seed;
-  const std::string output = options.loss.output.empty() ? model.outputs().at(0).name : options.loss.output;
+  options.total_steps = 0;  // the Trainer sets the schedule's horizon from the plan
 
   // Data first: a file that does not fit the model fails before anything is written.
   const LabelOptions label = label_options(options.loss, model);
@@ -60,61 +90,54 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     train = parts.train;
     val = parts.val;
   }
-  DataLoader loader(train, LoaderOptions{.batch_size = a.batch_size, .shuffle = !a.no_shuffle, .drop_last = a.drop_last,
-                                         .seed = a.seed, .augment = true});
-  const int64_t bpe = loader.batches_per_epoch();
-  TrainerConfig config;
-  config.micro_batches = a.steps > 0 ? a.steps * options.accumulate : bpe * a.epochs;
-  config.epochs = (config.micro_batches + bpe - 1) / bpe;
-  options.total_steps = (config.micro_batches + options.accumulate - 1) / options.accumulate;
-  if (stored) {
-    // A training model continues its schedule: the horizon extends from its stored step.
-    const auto names = model.initializer_names();
-    if (std::find(names.begin(), names.end(), "onnxtrain.step") != names.end())
-      options.total_steps += model.initializer("onnxtrain.step").as_int64().at(0);
-  }
-  TrainingSession session(model, options);
-  config.metric = a.metric.empty() ? default_metric(options.loss.kind) : a.metric;
-  if (label.name.empty() && a.metric.empty()) config.metric = "loss";
-  config.patience = a.patience;
-  config.label = label.name;
-  config.output = output;
-  config.metrics_csv = a.metrics_csv;
-  config.out = a.out;
-  config.model_path = a.model;
-  config.quiet = quiet_mode();
-  config.command_line = a.command_line;
+  FitOptions fit;
+  fit.epochs = a.epochs;
+  fit.steps = a.steps;
+  fit.batch_size = a.batch_size;
+  fit.shuffle = !a.no_shuffle;
+  fit.drop_last = a.drop_last;
+  fit.seed = a.seed;
+  fit.metric = a.metric;
+  fit.label = label.name;
+  fit.patience = a.patience;
+  fit.metrics_copy = a.metrics_csv;
+  fit.model_path = a.model;
   if (!a.resume.empty()) {
-    config.resume = a.resume;
+    fit.resume = a.resume;
     // A resumed run continues in the directory of its checkpoint.
-    config.run_dir = a.run_dir.empty() ? fs::path(a.resume).parent_path() : fs::path(a.run_dir);
-    if (config.run_dir.empty()) config.run_dir = ".";
-    fs::create_directories(config.run_dir);
-  } else if (!a.run_dir.empty()) {
-    config.run_dir = a.run_dir;
-    fs::create_directories(config.run_dir);
+    fit.run_dir = a.run_dir.empty() ? fs::path(a.resume).parent_path() : fs::path(a.run_dir);
+    if (fit.run_dir.empty()) fit.run_dir = ".";
   } else {
-    config.run_dir = create_numbered_run_dir("runs/train");
+    fit.run_dir = a.run_dir.empty() ? create_numbered_run_dir("runs/train") : fs::path(a.run_dir);
   }
-  // The options as given (reusable: `onnxtrain train --config config.toml`) and every
-  // resolved training setting.
+  // The options as given, reusable with `onnxtrain train --config config.toml`.
   std::string given = cmd.config_to_str(false, false), reusable;
   std::istringstream lines(given);
   for (std::string line; std::getline(lines, line);)
     if (line.rfind("resume=", 0) != 0) reusable += line + "\n";  // a re-run starts fresh
-  write_text_file_atomically(config.run_dir / "config.toml", reusable);
-  write_text_file_atomically(config.run_dir / "training_options.json", format_training_options(options) + "\n");
-  if (!train->class_names().empty()) {
-    std::string names;
-    for (const auto& c : train->class_names()) names += c + "\n";
-    write_text_file_atomically(config.run_dir / "classes.txt", names);
-  }
-  if (!config.quiet)
+  fit.run_files["config.toml"] = reusable;
+
+  Trainer trainer(model, options, fit, train, val);
+  const TrainingSession& session = trainer.session();
+  if (!quiet_mode())
     std::cout << "training " << session.trainable().size() << " parameter tensors (" << thousands(session.trainable_elements())
               << " values) on " << thousands(train->size()) << " samples"
-              << (val ? " (" + thousands(val->size()) + " for validation)" : std::string()) << ", " << bpe
-              << " batches per epoch; run directory " << config.run_dir.string() << std::endl;
-  return run_training(model, session, loader, val, options, config);
+              << (val ? " (" + thousands(val->size()) + " for validation)" : std::string()) << ", "
+              << trainer.plan().batches_per_epoch << " batches per epoch; run directory " << fit.run_dir.string()
+              << std::endl;
+  FitProgress progress(quiet_mode());
+  trainer.add_callback(progress);
+  FitResult result;
+  int interrupt_code = 0;
+  {
+    InterruptGuard interrupt(InterruptGuard::kDefaultMessage,
+                             [](void* t) { static_cast<Trainer*>(t)->request_stop(); }, &trainer);
+    result = trainer.fit();
+    interrupt_code = interrupt.exit_code();
+  }
+  const bool finished = result.status == FitStatus::Completed || result.status == FitStatus::EarlyStopped;
+  if (finished && !a.out.empty()) model.save_inference(a.out);
+  return report(result, trainer.options(), fit.run_dir, a.out, a.command_line, interrupt_code);
 }
 
 }  // namespace
@@ -182,16 +205,11 @@ Command add_eval_command(CLI::App& app) {
     loss.output = a->output;
     loss.target = a->data_args.label;
     DatasetPtr data = open_dataset_for(a->data, model, a->data_args, label_options(loss, model));
+    const EvaluateOptions eval{.metrics = metrics, .output = output, .label = a->data_args.label};
     Evaluation e;
     if (a->loss.empty()) {
       InferenceSession session(model, SessionOptions{.threads = a->threads, .inference_mode = true});
-      e = evaluate(
-          [&](const std::map<std::string, Tensor>& b) {
-            std::map<std::string, Tensor> inputs = b;
-            inputs.erase(a->data_args.label);
-            return std::make_pair(std::nan(""), session.run(inputs, {output}).at(output));
-          },
-          data, metrics, a->data_args.label, false);
+      e = evaluate(session, data, eval);
     } else {
       TrainingOptions options;
       options.loss.kind = a->loss;
@@ -199,12 +217,7 @@ Command add_eval_command(CLI::App& app) {
       options.loss.target = a->data_args.label;
       options.threads = a->threads;
       TrainingSession session(model, options);
-      e = evaluate(
-          [&](const std::map<std::string, Tensor>& b) {
-            EvalResult r = session.eval_step(b, {output});
-            return std::make_pair(r.loss, r.outputs.at(output));
-          },
-          data, metrics, a->data_args.label, false);
+      e = evaluate(session, data, eval);
       std::printf("loss: %.6g\n", e.loss);
     }
     for (const auto& [name, value] : e.metrics) std::printf("%s: %.4f\n", name.c_str(), value);

@@ -1,4 +1,4 @@
-#include "tools/cli/svg.h"
+#include "src/svg.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 
 #include "onnxtrain/errors.h"
 
-namespace onnxtrain::cli {
+namespace onnxtrain {
 
 namespace {
 
@@ -279,4 +279,4 @@ std::string confusion_matrix_svg(const ConfusionMatrix& m, std::string_view titl
   return out + "</svg>\n";
 }
 
-}  // namespace onnxtrain::cli
+}  // namespace onnxtrain

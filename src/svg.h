@@ -7,7 +7,7 @@
 
 #include "onnxtrain/metrics.h"
 
-namespace onnxtrain::cli {
+namespace onnxtrain {
 
 struct ChartSeries {
   std::string name;
@@ -43,4 +43,4 @@ std::string xml_escape(std::string_view text);
 // range is widened around its value. Both bounds must be finite.
 std::vector<double> nice_ticks(double lo, double hi, int target = 5, bool integer = false);
 
-}  // namespace onnxtrain::cli
+}  // namespace onnxtrain

@@ -1,6 +1,6 @@
 #pragma once
-// The files of one training run: its directory, the per-step metrics CSV and small text
-// files (configs, summaries, charts) written so a crash never leaves half a file.
+// The files of one training run besides models and checkpoints: the per-step metrics CSV
+// and the confusion-matrix tables. (create_numbered_run_dir is public, in trainer.h.)
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -10,19 +10,9 @@
 #include <vector>
 
 #include "onnxtrain/metrics.h"
+#include "onnxtrain/trainer.h"  // create_numbered_run_dir
 
-namespace onnxtrain::cli {
-
-// Creates and returns parent/N with N = 1 + the highest purely numeric entry name in
-// parent (1 when there is none); parent is created as needed. The directory is claimed
-// with mkdir, which fails if it exists, so concurrent runs never share one: on a lost
-// race the next number is tried. Throws BackendError when the file system refuses.
-std::filesystem::path create_numbered_run_dir(const std::filesystem::path& parent = "runs/train");
-
-// Writes `bytes` to a temporary file next to `path`, fsyncs it and renames it over
-// `path`: readers see the old or the new content, never a partial one. Throws
-// BackendError.
-void write_text_file_atomically(const std::filesystem::path& path, std::string_view bytes);
+namespace onnxtrain {
 
 // One value per column, or nothing (an empty cell), e.g. val_loss outside evaluations.
 struct MetricsRow {
@@ -70,4 +60,4 @@ std::string confusion_matrix_csv(const ConfusionMatrix& matrix);
 // Per class: "class,precision,recall,support" (precision/recall empty when undefined).
 std::string class_report_csv(const ConfusionMatrix& matrix);
 
-}  // namespace onnxtrain::cli
+}  // namespace onnxtrain
