@@ -7,14 +7,19 @@
 
 #include "graph/loss_builder.h"
 #include "onnxtrain/errors.h"
+#include "onnxtrain/option_choices.h"
 
 namespace onnxtrain::graph {
 
 namespace {
 
 const std::vector<std::string> kClassification{"cross_entropy", "nll"};
-const std::vector<std::string> kBuiltin{"cross_entropy", "nll",   "mse",           "l1",
-                                        "smooth_l1",     "huber", "bce_with_logits", "kl_div"};
+// Every kind but output and custom, whose "loss" is not a formula over a target.
+const std::vector<std::string> kBuiltin = [] {
+  std::vector<std::string> kinds = kLossKinds.names();
+  std::erase_if(kinds, [](const std::string& k) { return k == "output" || k == "custom"; });
+  return kinds;
+}();
 
 bool contains(const std::vector<std::string>& list, const std::string& s) {
   return std::find(list.begin(), list.end(), s) != list.end();
@@ -58,15 +63,12 @@ void check_option_use(const LossOptions& o) {
 }
 
 void check_options(const LossOptions& o) {
-  std::vector<std::string> kinds = kBuiltin;
-  kinds.insert(kinds.end(), {"output", "custom"});
   // ModelError (not DataError) for compatibility with callers that catch it.
-  if (!contains(kinds, o.kind)) throw ModelError("unknown loss '" + o.kind + "' (" + join(kinds) + ")");
+  if (!kLossKinds.contains(o.kind)) throw ModelError("unknown loss '" + o.kind + "' (" + kLossKinds.joined() + ")");
   check_option_use(o);
-  const bool batchmean = o.kind == "kl_div" && o.reduction == "batchmean";
-  if (o.reduction != "mean" && o.reduction != "sum" && !batchmean)
-    throw DataError("loss option 'reduction' is '" + o.reduction + "'; expected mean or sum" +
-                    (o.kind == "kl_div" ? " or batchmean" : ""));
+  kReductions.check(o.reduction);
+  if (o.reduction == "batchmean" && o.kind != "kl_div")
+    throw DataError("loss option 'reduction' is 'batchmean', which only kl_div takes; expected mean or sum");
   if (!(o.beta >= 0) || !std::isfinite(o.beta))
     throw DataError("loss option 'beta' must be a finite value >= 0, got " + std::to_string(o.beta));
   if (!(o.delta > 0) || !std::isfinite(o.delta))

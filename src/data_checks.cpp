@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <charconv>
 #include <optional>
+#include <set>
 
 #include "onnxtrain/data.h"
 #include "src/data_internal.h"
@@ -74,17 +75,9 @@ ValueInfo find_output(const Model& model, const std::string& name) {
   throw DataError("the model has no output '" + name + "' (outputs: " + data::join_names(names) + ")");
 }
 
-bool class_index_loss(const std::string& loss) {
-  if (loss == "cross_entropy" || loss == "nll") return true;
-  if (loss == "mse" || loss == "l1" || loss == "smooth_l1" || loss == "huber" || loss == "bce_with_logits" ||
-      loss == "kl_div")
-    return false;
-  throw DataError("unknown loss '" + loss + "' for labels (cross_entropy, nll, mse, l1, smooth_l1, huber, bce_with_logits, kl_div)");
-}
-
 // The dtype the session takes for the labels.
-DType label_dtype(const ValueInfo& output, const LabelOptions& label) {
-  return class_index_loss(label.loss) ? DType::Int64 : output.dtype;
+DType label_dtype(const ValueInfo& output, const LabelView& label) {
+  return label.class_indices ? DType::Int64 : output.dtype;
 }
 
 template <typename T, typename Src>
@@ -174,10 +167,36 @@ void check_inputs(const Dataset& data, const Model& model) {
   }
 }
 
-void check_labels(const Dataset& data, const Model& model, const LabelOptions& label) {
+LabelView label_view(const LossOptions& loss, const Model& model) {
+  if (!kLossKinds.contains(loss.kind))
+    throw DataError("unknown loss '" + loss.kind + "' for labels (" + kLossKinds.joined() + ")");
+  LabelView label;
+  label.loss = loss.kind;
+  label.class_indices = loss.kind == "cross_entropy" || loss.kind == "nll";
+  label.output = loss.output;
+  label.ignore_index = loss.ignore_index;
+  if (loss.kind == "output") return label;
+  if (loss.kind != "custom") {
+    label.name = loss.target;
+    return label;
+  }
+  // The custom loss's targets: its inputs that the model does not provide.
+  Model loss_model = loss.model_bytes.empty() ? Model::load(loss.model_path)
+                                              : Model::from_bytes(loss.model_bytes.data(), loss.model_bytes.size());
+  std::set<std::string> known;
+  for (const auto& v : model.inputs()) known.insert(v.name);
+  for (const auto& v : model.outputs()) known.insert(v.name);
+  for (const auto& v : loss_model.inputs())
+    if (!known.count(v.name)) label.extra.push_back(v.name);
+  return label;
+}
+
+namespace {
+
+void check_label_view(const Dataset& data, const Model& model, const LabelView& label) {
   if (label.name.empty()) return;
   const ValueInfo output = find_output(model, label.output);
-  const bool classes = class_index_loss(label.loss);
+  const bool classes = label.class_indices;
   const ArrayInfo* a = data.find(label.name);
   if (!a)
     throw DataError(data.source() + " has no label array '" + label.name + "' (it has: " +
@@ -225,10 +244,17 @@ void check_labels(const Dataset& data, const Model& model, const LabelOptions& l
   }
 }
 
-DatasetPtr fit_to_model(DatasetPtr data, const Model& model, const LabelOptions& label) {
+}  // namespace
+
+void check_labels(const Dataset& data, const Model& model, const LossOptions& loss) {
+  check_label_view(data, model, label_view(loss, model));
+}
+
+DatasetPtr fit_to_model(DatasetPtr data, const Model& model, const LossOptions& loss) {
   if (!data) throw DataError("fit_to_model: no dataset");
+  const LabelView label = label_view(loss, model);
   check_inputs(*data, model);
-  check_labels(*data, model, label);
+  check_label_view(*data, model, label);
   // The sample shape each array is served with: the model's when the data only differs in
   // unit or flattened dims (see reshapes_to).
   auto served_shape = [](const Shape& sample, const std::vector<std::string>& dims) {
@@ -247,7 +273,7 @@ DatasetPtr fit_to_model(DatasetPtr data, const Model& model, const LabelOptions&
     Shape shape = a.sample_shape;
     if (!output.dims.empty()) {
       std::vector<std::string> dims(output.dims.begin() + 1, output.dims.end());
-      if (class_index_loss(label.loss) && !dims.empty()) dims.erase(dims.begin());
+      if (label.class_indices && !dims.empty()) dims.erase(dims.begin());
       shape = served_shape(a.sample_shape, dims);
     }
     schema.push_back({a.name, label_dtype(output, label), shape});

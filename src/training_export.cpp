@@ -10,6 +10,7 @@
 #include "graph/tensor_proto.h"
 #include "graph/training_info.h"
 #include "graph/exporter.h"
+#include "src/training_options_json.h"
 #include "src/training_session_impl.h"
 
 namespace onnxtrain {
@@ -17,95 +18,7 @@ namespace onnxtrain {
 namespace {
 
 constexpr const char* kMetadataKey = "onnxtrain.training";
-constexpr const char* kFormat = "onnxtrain-training-1";
-
-// A custom loss given as bytes (LossOptions::model_bytes) is not stored: such options are
-// not serialisable and say so.
-nlohmann::json options_to_json(const TrainingOptions& o) {
-  if (!o.loss.model_bytes.empty())
-    throw DataError("training options with a custom loss given as bytes cannot be stored; give its file (model_path)");
-  const auto& opt = o.optimizer;
-  nlohmann::json groups = nlohmann::json::array();
-  for (const auto& g : opt.groups) {
-    nlohmann::json j{{"pattern", g.pattern}};
-    if (g.lr) j["lr"] = *g.lr;
-    if (g.weight_decay) j["weight_decay"] = *g.weight_decay;
-    groups.push_back(j);
-  }
-  nlohmann::json optimizer{{"kind", opt.kind}, {"lr", opt.lr}, {"momentum", opt.momentum}, {"dampening", opt.dampening},
-                           {"nesterov", opt.nesterov}, {"weight_decay", opt.weight_decay}, {"beta1", opt.beta1},
-                           {"beta2", opt.beta2}, {"amsgrad", opt.amsgrad}, {"alpha", opt.alpha},
-                           {"centered", opt.centered}, {"lr_decay", opt.lr_decay},
-                           {"initial_accumulator_value", opt.initial_accumulator_value}, {"groups", groups},
-                           {"no_decay_on_bias_and_norm", opt.no_decay_on_bias_and_norm}};
-  if (opt.eps) optimizer["eps"] = *opt.eps;
-  return {{"format", kFormat},
-          {"loss", {{"kind", o.loss.kind}, {"output", o.loss.output}, {"target", o.loss.target},
-                    {"reduction", o.loss.reduction}, {"ignore_index", o.loss.ignore_index},
-                    {"class_weights", o.loss.class_weights}, {"label_smoothing", o.loss.label_smoothing},
-                    {"beta", o.loss.beta}, {"delta", o.loss.delta}, {"pos_weight", o.loss.pos_weight},
-                    {"log_target", o.loss.log_target}, {"model_path", o.loss.model_path}}},
-          {"optimizer", optimizer},
-          {"schedule", format_schedule(o.schedule)},
-          {"total_steps", o.total_steps},
-          {"clip_grad_norm", o.clip_grad_norm},
-          {"bn_running_var", o.bn_running_var},
-          {"batchnorm", o.batchnorm},
-          {"accumulate", o.accumulate},
-          {"trainable", o.trainable},
-          {"freeze", o.freeze},
-          {"seed", o.seed}};
-}
-
-TrainingOptions options_from_json(const nlohmann::json& j) {
-  TrainingOptions o;
-  const auto& loss = j.at("loss");
-  o.loss.kind = loss.at("kind");
-  o.loss.output = loss.at("output");
-  o.loss.target = loss.at("target");
-  o.loss.reduction = loss.at("reduction");
-  o.loss.ignore_index = loss.at("ignore_index");
-  o.loss.class_weights = loss.at("class_weights").get<std::vector<double>>();
-  o.loss.label_smoothing = loss.at("label_smoothing");
-  o.loss.beta = loss.at("beta");
-  o.loss.delta = loss.at("delta");
-  o.loss.pos_weight = loss.at("pos_weight").get<std::vector<double>>();
-  o.loss.log_target = loss.at("log_target");
-  o.loss.model_path = loss.at("model_path");
-  const auto& opt = j.at("optimizer");
-  auto& p = o.optimizer;
-  p.kind = opt.at("kind");
-  p.lr = opt.at("lr");
-  p.momentum = opt.at("momentum");
-  p.dampening = opt.at("dampening");
-  p.nesterov = opt.at("nesterov");
-  p.weight_decay = opt.at("weight_decay");
-  p.beta1 = opt.at("beta1");
-  p.beta2 = opt.at("beta2");
-  p.amsgrad = opt.at("amsgrad");
-  p.alpha = opt.at("alpha");
-  p.centered = opt.at("centered");
-  p.lr_decay = opt.at("lr_decay");
-  p.initial_accumulator_value = opt.at("initial_accumulator_value");
-  p.no_decay_on_bias_and_norm = opt.at("no_decay_on_bias_and_norm");
-  if (opt.contains("eps")) p.eps = opt.at("eps").get<double>();
-  for (const auto& g : opt.at("groups")) {
-    ParamGroup group{g.at("pattern")};
-    if (g.contains("lr")) group.lr = g.at("lr").get<double>();
-    if (g.contains("weight_decay")) group.weight_decay = g.at("weight_decay").get<double>();
-    p.groups.push_back(group);
-  }
-  o.schedule = parse_schedule(j.at("schedule"));
-  o.total_steps = j.at("total_steps");
-  o.clip_grad_norm = j.at("clip_grad_norm");
-  o.bn_running_var = j.at("bn_running_var");
-  o.batchnorm = j.at("batchnorm");
-  o.accumulate = j.at("accumulate");
-  o.trainable = j.at("trainable");
-  o.freeze = j.at("freeze");
-  o.seed = j.at("seed");
-  return o;
-}
+constexpr const char* kFormat = kTrainingOptionsFormat;
 
 void put_initializer(onnx::GraphProto& g, const std::string& name, const Tensor& value) {
   onnx::TensorProto* target = nullptr;
@@ -117,18 +30,6 @@ void put_initializer(onnx::GraphProto& g, const std::string& name, const Tensor&
 }
 
 }  // namespace
-
-std::string format_training_options(const TrainingOptions& options) { return options_to_json(options).dump(2); }
-
-TrainingOptions parse_training_options(const std::string& json) {
-  try {
-    return options_from_json(nlohmann::json::parse(json));
-  } catch (const Error&) {
-    throw;
-  } catch (const std::exception& e) {
-    throw DataError(std::string("invalid training options: ") + e.what());
-  }
-}
 
 std::optional<TrainingOptions> training_options_of(const Model& model) {
   auto metadata = model.metadata();

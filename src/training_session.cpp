@@ -37,8 +37,8 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   impl_->options = options;
   set_num_threads(options.threads);
   if (options.accumulate < 1) throw DataError("accumulate must be at least 1, got " + std::to_string(options.accumulate));
-  if (options.bn_running_var != "onnx" && options.bn_running_var != "pytorch")
-    throw DataError("bn_running_var must be 'onnx' or 'pytorch', got '" + options.bn_running_var + "'");
+  kBnRunningVars.check(options.bn_running_var);
+  kBatchNormModes.check(options.batchnorm);
   auto g = model.graph().clone();
   if (options.batchnorm == "frozen") {
     int n = graph::to_inference_mode(*g, {.batchnorm = true, .dropout = false});
@@ -46,8 +46,6 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   } else if (options.batchnorm == "train") {
     int n = graph::batchnorm_to_training_mode(*g);
     spdlog::debug("batchnorm train: {} inference-form BatchNormalization nodes switched to batch statistics", n);
-  } else if (options.batchnorm != "auto") {
-    throw DataError("batchnorm must be 'auto', 'train' or 'frozen', got '" + options.batchnorm + "'");
   }
   const size_t nodes_before = g->nodes().size();
   graph::Value* loss = graph::attach_loss(*g, options.loss);

@@ -5,6 +5,8 @@
 #include <optional>
 #include <regex>
 
+#include "onnxtrain/option_choices.h"
+
 namespace onnxtrain::graph {
 
 namespace {
@@ -49,7 +51,8 @@ OptimizerSpec optimizer_spec(const OptimizerOptions& o, std::map<std::string, At
     if (o.momentum > 0) states.push_back("momentum_buffer");
     return {"RMSprop", states};
   }
-  throw DataError("unknown optimizer '" + o.kind + "' (sgd, adam, adamw, adagrad, rmsprop)");
+  kOptimizerKinds.check(o.kind);
+  throw DataError("optimizer '" + o.kind + "' has no update rule");
 }
 
 // The (lr, weight decay) setting of a parameter: its group's, or the defaults. Each

@@ -15,6 +15,7 @@
 
 #include "onnxtrain/model.h"
 #include "onnxtrain/tensor.h"
+#include "onnxtrain/training.h"
 
 namespace onnxtrain {
 
@@ -131,17 +132,24 @@ Split split(DatasetPtr data, double val_fraction, uint64_t seed);
 
 // ---- Fitting a model ----------------------------------------------------------------------
 
-// What the label array must be. Class-index losses (cross_entropy, nll) want integer labels
-// in [0, classes) or equal to ignore_index, shaped like the output without dim 1; value
-// losses (mse, l1) want float labels shaped like the output.
-struct LabelOptions {
-  std::string name = "label";      // the label array; "" = none (inference)
-  std::string loss = "cross_entropy";
-  std::string output;              // the model output the loss reads; "" = the first
+// What a loss reads from a dataset, derived from its LossOptions by label_view (the data
+// checks below take the LossOptions and derive it the same way). Class-index losses
+// (cross_entropy, nll) want integer labels in [0, classes) or equal to ignore_index, shaped
+// like the output without dim 1; the other built-in losses want float labels shaped like
+// the output.
+struct LabelView {
+  std::string name;            // the label array (LossOptions::target); "" = none
+  std::string loss;            // the loss kind, for messages
+  bool class_indices = false;  // cross_entropy, nll: int64 class indices
+  std::string output;          // the model output the loss reads; "" = the first
   int64_t ignore_index = -100;
-  // Further arrays the loss reads (e.g. the targets of a custom loss model), passed as they are.
+  // Further arrays the loss reads, passed as they are: a custom loss model's inputs that
+  // are neither model inputs nor model outputs (its targets).
   std::vector<std::string> extra;
 };
+// Losses without a label array (output, custom) and an empty target give name "". An
+// unknown kind throws DataError listing kLossKinds; a custom loss model is loaded here.
+LabelView label_view(const LossOptions& loss, const Model& model);
 
 // Conversions: an array feeds a model input (or a target) when the dtypes are equal or the
 // conversion keeps every value: int8/16/32, uint8/16/32 -> int64; int8/16, uint8/16 ->
@@ -152,12 +160,13 @@ bool converts_to(DType from, DType to);
 // Every model input is an array of the dataset, with a convertible dtype and a sample shape
 // matching the input's static dims (the batch dim excluded, named dims free).
 void check_inputs(const Dataset& data, const Model& model);
-// The label array exists with a dtype and sample shape that fit `label.loss` on the
-// output; class-index labels are in range (classes from the output's dim 1 when static).
-void check_labels(const Dataset& data, const Model& model, const LabelOptions& label);
-// Both checks, then a view that yields exactly the model's inputs and the label, converted
-// to the dtypes the session takes (the input's dtype; int64 or the output's dtype for labels).
-DatasetPtr fit_to_model(DatasetPtr data, const Model& model, const LabelOptions& label);
+// The label array exists with a dtype and sample shape that fit the loss on its output;
+// class-index labels are in range (classes from the output's dim 1 when static).
+void check_labels(const Dataset& data, const Model& model, const LossOptions& loss);
+// Both checks, then a view that yields exactly the model's inputs, the label and the
+// loss's extra arrays, converted to the dtypes the session takes (the input's dtype; int64
+// or the output's dtype for labels).
+DatasetPtr fit_to_model(DatasetPtr data, const Model& model, const LossOptions& loss);
 
 // ---- Batching -----------------------------------------------------------------------------
 

@@ -83,7 +83,13 @@ class Model {
 };
 
 struct SessionOptions {
-  int threads = 0;  // 0 = OpenMP's default
+  // Threads, the one rule: oneDNN and our loops run on OpenMP's thread pool, whose size is
+  // OpenMP's setting, not a session's. A session (this, or TrainingOptions::threads)
+  // applies its `threads` when it is created, by set_num_threads on the creating thread;
+  // 0 keeps the current count (at first OpenMP's default: all cores). Tools set threads
+  // through the sessions' options only; code running kernels without a session calls
+  // set_num_threads itself.
+  int threads = 0;
   uint64_t seed = 0;
   // Evaluation semantics for models exported in training form: BatchNormalization uses
   // its running statistics and Dropout is off. False runs the graph exactly as written.
@@ -108,7 +114,9 @@ class InferenceSession {
   std::unique_ptr<Impl> impl_;
 };
 
-// Sets the number of threads oneDNN and our own loops use (0 = default).
+// Sets the number of threads oneDNN and our own loops use when started from the calling
+// thread (0 = no change); sessions call it with their options' threads (see
+// SessionOptions::threads).
 void set_num_threads(int threads);
 
 }  // namespace onnxtrain

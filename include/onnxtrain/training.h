@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "onnxtrain/model.h"
+#include "onnxtrain/option_choices.h"
 #include "onnxtrain/schedule.h"
 
 namespace onnxtrain {
@@ -20,29 +21,16 @@ namespace onnxtrain {
 // their defaults for a kind that does not use them (e.g. label_smoothing with nll), throw
 // DataError naming the option (an unknown kind: ModelError).
 struct LossOptions {
-  // cross_entropy    logits [N, C, d1, ...] -> log_softmax over C, then nll
-  // nll              the output holds log-probabilities [N, C, d1, ...]
-  // mse, l1          (output - target)^2, |output - target|
-  // smooth_l1        0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta 0: l1)
-  // huber            0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)
-  // bce_with_logits  binary cross-entropy on logits (multi-label), overflow-free form
-  // kl_div           the output holds log-probabilities; the target probabilities
-  //                  (log-probabilities with log_target); terms with target 0 are 0
-  // output           the model output already is the loss (a float scalar or a single
-  //                  element, e.g. a model exported with its loss); no target input
-  // custom           the loss is an ONNX model (model_path or model_bytes): each of its
-  //                  inputs named like a model output or model input reads that value,
-  //                  every other input becomes a new graph input fed by its own name
-  //                  (targets); its single output must be a float scalar. It keeps its
-  //                  own opset; its initializers are constants, never trained.
+  // One of kLossKinds (option_choices.h, with a line on each). custom: each input of the
+  // loss model named like a model output or model input reads that value, every other
+  // input becomes a new graph input fed by its own name (targets); its single output must
+  // be a float scalar. It keeps its own opset; its initializers are constants, never trained.
   std::string kind = "cross_entropy";
   // The model output the loss reads (kind output: the loss itself); default: the first.
   // Not used by custom, which connects by input names.
   std::string output;
   std::string target = "label";    // feed name of the targets (built-in kinds with a target)
-  // Built-in kinds: mean | sum. mean averages over every element (cross_entropy / nll:
-  // the weighted mean over non-ignored targets); kl_div also takes batchmean (the sum /
-  // the batch size N).
+  // Built-in kinds: one of kReductions (batchmean: kl_div only).
   std::string reduction = "mean";
   int64_t ignore_index = -100;     // cross_entropy, nll: targets of this class count for nothing
   // cross_entropy, nll: one weight per class (length C, empty = all 1); torch's `weight`.
@@ -74,7 +62,7 @@ struct ParamGroup {
 // torch.optim's optimizers with torch's formulas and defaults (an unset eps takes the
 // optimizer's default: 1e-8, Adagrad 1e-10).
 struct OptimizerOptions {
-  std::string kind = "sgd";  // sgd | adam | adamw | adagrad | rmsprop
+  std::string kind = "sgd";  // one of kOptimizerKinds
   double lr = 0.01;
   double momentum = 0, dampening = 0;  // sgd, rmsprop (momentum)
   bool nesterov = false;               // sgd
@@ -101,14 +89,9 @@ struct TrainingOptions {
   // > 0: gradients are scaled so their global 2-norm is at most this (torch's clip_grad_norm_).
   double clip_grad_norm = 0;
   // BatchNormalization in training mode updates its running statistics, which each step
-  // writes back to the model's initializers. "onnx": the ONNX spec's update with the
-  // population batch variance; "pytorch": torch's, with the unbiased variance (N/(N-1)).
+  // writes back to the model's initializers, as one of kBnRunningVars says.
   std::string bn_running_var = "onnx";
-  // BatchNormalization during training: "auto" runs each node as exported (training-form
-  // nodes of a TRAINING export use batch statistics, inference-form nodes of an EVAL export
-  // use the running ones); "train" puts every BatchNormalization in training mode (batch
-  // statistics, running statistics updated); "frozen" uses the running statistics and
-  // never updates them (PyTorch's model.eval() for BatchNorm; scale and bias still train).
+  // BatchNormalization during training: one of kBatchNormModes ("auto": as exported).
   std::string batchnorm = "auto";
   // Gradient accumulation: train_step applies the optimizer every `accumulate` calls, to
   // the gradients of those micro-batches combined as one batch would give them (mean
@@ -120,7 +103,7 @@ struct TrainingOptions {
   // not match `freeze` (when set).
   std::string trainable;
   std::string freeze;
-  int threads = 0;
+  int threads = 0;  // see SessionOptions::threads: the session applies it, process-wide
   uint64_t seed = 0;
 };
 
@@ -227,7 +210,8 @@ std::optional<TrainingOptions> training_options_of(const Model& model);
 // The optimizer steps such a model had taken (its "onnxtrain.step"; nothing for others).
 std::optional<int64_t> training_step_of(const Model& model);
 
-// TrainingOptions as JSON and back (every field; parse throws DataError naming the field).
+// TrainingOptions as JSON and back (every field but threads, see option_fields.h; parse
+// throws DataError naming the field).
 std::string format_training_options(const TrainingOptions& options);
 TrainingOptions parse_training_options(const std::string& json);
 

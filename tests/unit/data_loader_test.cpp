@@ -226,8 +226,8 @@ TEST(DataChecks, InputsPresentShapedAndConvertible) {
   auto labels = Tensor::from_vector<int32_t>({5}, {0, 1, 2, -100, 1});
   auto ok = make_array_dataset(model_data(DType::Double, {5, 4}, labels), "ok.npz");
   EXPECT_NO_THROW(check_inputs(*ok, model));
-  EXPECT_NO_THROW(check_labels(*ok, model, LabelOptions{}));
-  auto fitted = fit_to_model(ok, model, LabelOptions{});
+  EXPECT_NO_THROW(check_labels(*ok, model, LossOptions{}));
+  auto fitted = fit_to_model(ok, model, LossOptions{});
   ASSERT_EQ(fitted->arrays().size(), 2u);
   EXPECT_EQ(fitted->find("X")->dtype, DType::Float);
   EXPECT_EQ(fitted->find("label")->dtype, DType::Int64);
@@ -243,7 +243,7 @@ TEST(DataChecks, InputsPresentShapedAndConvertible) {
   EXPECT_ERROR(check_inputs(*make_array_dataset(model_data(DType::Float, {5, 2, 3}, labels), "r.npz"), model),
                "rank 2 vs 1");
   // The same element count in another shape is served in the model's shape.
-  auto flat = fit_to_model(make_array_dataset(model_data(DType::Float, {5, 4, 1}, labels), "u.npz"), model, LabelOptions{});
+  auto flat = fit_to_model(make_array_dataset(model_data(DType::Float, {5, 4, 1}, labels), "u.npz"), model, LossOptions{});
   EXPECT_EQ(flat->find("X")->sample_shape, (Shape{4}));
   EXPECT_EQ(flat->batch(iota(5)).at("X").shape(), (Shape{5, 4}));
   EXPECT_ERROR(check_inputs(*make_array_dataset(model_data(DType::Int64, {5, 4}, labels), "t.npz"), model),
@@ -252,7 +252,7 @@ TEST(DataChecks, InputsPresentShapedAndConvertible) {
 
 TEST(DataChecks, LabelsInRangeWithTheRightDtypeAndShape) {
   Model model = Model::from_text(kClassifier);
-  auto check = [&](Tensor label, LabelOptions o = {}) {
+  auto check = [&](Tensor label, LossOptions o = {}) {
     check_labels(*make_array_dataset(model_data(DType::Float, {label.dim(0), 4}, label), "l.npz"), model, o);
   };
   EXPECT_ERROR(check(Tensor::from_vector<int64_t>({4}, {0, 2, 1, 3})), "l.npz: label array 'label' sample 3",
@@ -261,25 +261,25 @@ TEST(DataChecks, LabelsInRangeWithTheRightDtypeAndShape) {
   EXPECT_ERROR(check(Tensor::from_vector<float>({2}, {0, 1})), "label array 'label' holds float",
                "cross_entropy loss takes integer class indices");
   EXPECT_ERROR(check(Tensor(DType::Int64, {2, 3})), "has samples of shape [3]", "takes labels of shape [] per sample");
-  LabelOptions ignore;
+  LossOptions ignore;
   ignore.ignore_index = 7;
   EXPECT_NO_THROW(check(Tensor::from_vector<int64_t>({2}, {7, 0}), ignore));
-  LabelOptions mse;
-  mse.loss = "mse";
+  LossOptions mse;
+  mse.kind = "mse";
   EXPECT_NO_THROW(check(Tensor(DType::Double, {2, 3}), mse));
   EXPECT_ERROR(check(Tensor(DType::Float, {2}), mse), "the mse loss on output 'Y' [N,3]", "rank 0 vs 1");
   EXPECT_ERROR(check(Tensor(DType::Int64, {2, 3}), mse), "holds int64", "mse loss takes float");
-  LabelOptions other;
-  other.name = "target";
+  LossOptions other;
+  other.target = "target";
   EXPECT_ERROR(check(Tensor(DType::Int64, {2}), other), "l.npz has no label array 'target'", "it has: X, extra, label");
   other = {};
   other.output = "Z";
   EXPECT_ERROR(check(Tensor(DType::Int64, {2}), other), "no output 'Z'", "outputs: Y");
   other = {};
-  other.loss = "hinge";
+  other.kind = "hinge";
   EXPECT_ERROR(check(Tensor(DType::Int64, {2}), other), "unknown loss 'hinge'");
   other = {};
-  other.name = "";
+  other.target = "";
   EXPECT_NO_THROW(check(Tensor(DType::Float, {2}), other));  // no labels: nothing to check
 }
 

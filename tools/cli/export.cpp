@@ -52,25 +52,24 @@ Command add_artifacts_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("artifacts", "Write training artifacts for the C++ API: training model, eval model, checkpoint");
   struct ArtifactsArgs {
     std::string model, out_dir, label = "label";
-    LossArgs loss;
-    OptimizerArgs optimizer;
+    TrainingFlags training;
   };
   auto a = std::make_shared<ArtifactsArgs>();
   cmd->add_option("model", a->model, "ONNX model file")->required()->check(CLI::ExistingFile);
   cmd->add_option("--out-dir", a->out_dir, "Directory for the artifacts")->required();
   cmd->add_option("--label", a->label, "Name of the loss target input (default: label)");
-  add_loss_flags(cmd, a->loss);
-  add_optimizer_flags(cmd, a->optimizer);
+  add_loss_flags(cmd, a->training);
+  add_optimizer_flags(cmd, a->training);
   return {cmd, [cmd, a]() {
     Model model = Model::load(a->model);
-    TrainingSession session(model, training_options(*cmd, a->loss, a->optimizer, a->label, std::nullopt));
+    TrainingSession session(model, training_options(*cmd, a->training, std::nullopt));
     fs::create_directories(a->out_dir);
     const fs::path dir(a->out_dir);
     session.export_training_model((dir / "training_model.onnx").string());
     session.export_eval_model((dir / "eval_model.onnx").string());
     session.save_checkpoint((dir / "checkpoint.npz").string(),
                             {{"model", fs::absolute(a->model).string()},
-                             {"options", format_training_options(training_options(*cmd, a->loss, a->optimizer, a->label, std::nullopt))}});
+                             {"options", format_training_options(training_options(*cmd, a->training, std::nullopt))}});
     if (!quiet_mode())
       std::cout << "wrote " << (dir / "training_model.onnx").string() << " (model + TrainingInfoProto: loss, gradients, "
                 << "optimizer update), " << (dir / "eval_model.onnx").string() << " (evaluation graph with the loss), "

@@ -52,7 +52,6 @@ Command add_run_command(CLI::App& app) {
                 "Run the graph as written (training-form BatchNorm/Dropout stay in training mode); "
                 "the default evaluates with running statistics and no dropout");
   return {cmd, [opt]() {
-    set_num_threads(opt->threads);
     Model model = Model::load(opt->model);
     auto arrays = read_arrays(opt->data);
     // A single .npy feeds the only input regardless of its file name (in an .npz the

@@ -24,8 +24,7 @@ struct TrainArgs {
   std::string model, data, val, out, metrics_csv, run_dir, resume, metric;
   double val_split = 0;
   DataArgs data_args;
-  LossArgs loss;
-  OptimizerArgs optimizer;
+  TrainingFlags training;
   int epochs = 10, threads = 0, patience = 0;
   int64_t steps = 0, batch_size = 32;
   bool no_shuffle = false, drop_last = false;
@@ -68,23 +67,22 @@ int report(const FitResult& result, const TrainingOptions& options, const fs::pa
 }
 
 int run_train(CLI::App& cmd, const TrainArgs& a) {
-  set_num_threads(a.threads);
   Model model = Model::load(a.model);
   std::optional<TrainingOptions> stored = training_options_of(model);
-  TrainingOptions options = training_options(cmd, a.loss, a.optimizer, a.data_args.label, stored);
+  TrainingOptions options = training_options(cmd, a.training, stored);
   options.threads = a.threads;
   options.seed = a.seed;
   options.total_steps = 0;  // the Trainer sets the schedule's horizon from the plan
 
   // Data first: a file that does not fit the model fails before anything is written.
-  const LabelOptions label = label_options(options.loss, model);
-  DatasetPtr train = open_dataset_for(a.data, model, a.data_args, label);
+  const LabelView label = label_view(options.loss, model);
+  DatasetPtr train = open_dataset_for(a.data, model, a.data_args, options.loss);
   DatasetPtr val;
   if (!a.val.empty()) {
     if (a.val_split > 0) throw DataError("--val and --val-split exclude each other");
     DataArgs val_data = a.data_args;
     val_data.augment = false;
-    val = open_dataset_for(a.val, model, val_data, label);
+    val = open_dataset_for(a.val, model, val_data, options.loss);
   } else if (a.val_split > 0) {
     auto parts = split(train, a.val_split, a.seed);
     train = parts.train;
@@ -154,8 +152,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--val", a->val, "Validation data (same formats), evaluated after each epoch");
   cmd->add_option("--val-split", a->val_split, "Hold out this fraction of the training data for validation")->check(CLI::Range(0.0, 0.9));
   add_data_flags(cmd, a->data_args, true);
-  add_loss_flags(cmd, a->loss);
-  add_optimizer_flags(cmd, a->optimizer);
+  add_loss_flags(cmd, a->training);
+  add_optimizer_flags(cmd, a->training);
   cmd->add_option("--epochs", a->epochs, "Epochs")->check(CLI::PositiveNumber);
   cmd->add_option("--steps", a->steps, "Optimizer steps (instead of --epochs)")->check(CLI::PositiveNumber)->excludes("--epochs");
   cmd->add_option("--batch-size", a->batch_size, "Batch size")->check(CLI::PositiveNumber);
@@ -192,7 +190,6 @@ Command add_eval_command(CLI::App& app) {
   cmd->add_option("--metric", a->metrics, "accuracy | top5 | mse | mae (repeatable; default: accuracy)");
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
   return {cmd, [a]() {
-    set_num_threads(a->threads);
     Model model = Model::load(a->model);
     const std::string output = a->output.empty() ? model.outputs().at(0).name : a->output;
     std::vector<std::string> metrics = a->metrics;
@@ -204,7 +201,7 @@ Command add_eval_command(CLI::App& app) {
     loss.kind = kind;
     loss.output = a->output;
     loss.target = a->data_args.label;
-    DatasetPtr data = open_dataset_for(a->data, model, a->data_args, label_options(loss, model));
+    DatasetPtr data = open_dataset_for(a->data, model, a->data_args, loss);
     const EvaluateOptions eval{.metrics = metrics, .output = output, .label = a->data_args.label};
     Evaluation e;
     if (a->loss.empty()) {

@@ -1,7 +1,8 @@
 #include "tools/cli/train_args.h"
 
 #include <filesystem>
-#include <set>
+
+#include "onnxtrain/option_fields.h"
 
 namespace onnxtrain::cli {
 
@@ -18,86 +19,125 @@ void add_data_flags(CLI::App* cmd, DataArgs& a, bool training) {
   if (training) cmd->add_flag("--augment", a.augment, "Images: random crop and horizontal flip while training");
 }
 
-void add_loss_flags(CLI::App* cmd, LossArgs& a) {
-  cmd->add_option("--loss", a.kind,
-                  "cross_entropy | nll | mse | l1 | smooth_l1 | huber | bce_with_logits | kl_div | output (the model "
-                  "output is the loss)");
-  cmd->add_option("--output", a.output, "Model output the loss reads (default: the first)");
-  cmd->add_option("--reduction", a.reduction, "mean | sum (kl_div also batchmean)");
-  cmd->add_option("--class-weights", a.class_weights, "cross_entropy/nll: weight per class, e.g. 1,2,1")->delimiter(',');
-  cmd->add_option("--label-smoothing", a.label_smoothing, "cross_entropy: label smoothing in [0, 1]");
-  cmd->add_option("--smooth-l1-beta", a.beta, "smooth_l1: beta (0 = l1)");
-  cmd->add_option("--huber-delta", a.delta, "huber: delta");
-  cmd->add_option("--pos-weight", a.pos_weight, "bce_with_logits: weight of positives (per class)")->delimiter(',');
-  cmd->add_flag("--log-target", a.log_target, "kl_div: the targets are log-probabilities");
-  cmd->add_option("--loss-model", a.loss_model,
-                  "Custom loss: an ONNX file whose inputs are model outputs (by name) and targets (read from the data), "
-                  "output a scalar")->check(CLI::ExistingFile);
+TrainingOptions TrainingFlags::cli_defaults() {
+  TrainingOptions o;
+  o.optimizer.kind = "adam";
+  o.optimizer.lr = 1e-3;
+  return o;
 }
 
-void add_optimizer_flags(CLI::App* cmd, OptimizerArgs& a) {
-  cmd->add_option("--optimizer", a.kind, "sgd | momentum | adam | adamw | adagrad | rmsprop (momentum = sgd with momentum 0.9)");
-  cmd->add_option("--lr", a.lr, "Learning rate");
-  cmd->add_option("--momentum", a.momentum, "Momentum (sgd, rmsprop)");
-  cmd->add_flag("--nesterov", a.nesterov, "Nesterov momentum (sgd)");
-  cmd->add_option("--weight-decay", a.weight_decay, "Weight decay (adamw: decoupled)");
-  cmd->add_flag("--no-decay-bias-norm", a.no_decay_bias_norm, "No weight decay on biases and normalization scales (rank <= 1)");
-  cmd->add_option("--betas", a.betas, "Adam/AdamW betas, e.g. 0.9,0.999")->delimiter(',')->expected(2);
-  cmd->add_option("--eps", a.eps, "Epsilon (default: the optimizer's)");
+namespace {
+
+// `--optimizer momentum`: sgd with momentum 0.9 unless --momentum says otherwise.
+constexpr const char* kMomentumAlias = "momentum";
+
+// The --help text of a row: its description, then each allowed value with its own (the
+// IsMember check lists the names).
+std::string help_of(std::string_view description, const ChoiceList* choices, const std::vector<Choice>& extra = {}) {
+  std::string help(description);
+  if (!choices) return help;
+  auto line = [&](const Choice& c) { help += "\n    " + std::string(c.name) + ": " + std::string(c.description); };
+  for (const Choice& c : choices->choices()) line(c);
+  for (const Choice& c : extra) line(c);
+  return help;
+}
+
+// One flag per row of `fields`, bound to its member of `values` (optional fields: to
+// `optionals[flag]`); rows whose flag the command declares itself are skipped. `aliases` are
+// further values the command line accepts for the "kind" row.
+template <typename Options>
+void add_field_flags(CLI::App* cmd, std::span<const OptionField<Options>> fields, Options& values,
+                     std::map<std::string, double, std::less<>>& optionals, const std::vector<Choice>& aliases = {}) {
+  for_each_field(fields, values, [&](const auto& row, auto& value) {
+    if (row.command_flag) return;
+    using T = std::decay_t<decltype(value)>;
+    const std::string flag(row.flag);
+    const std::vector<Choice> extra = row.key == "kind" ? aliases : std::vector<Choice>{};
+    const std::string help = help_of(row.description, row.choices, extra);
+    CLI::Option* o = nullptr;
+    if constexpr (std::is_same_v<T, bool>) o = cmd->add_flag(flag, value, help);
+    else if constexpr (std::is_same_v<T, std::optional<double>>) o = cmd->add_option(flag, optionals[flag], help);
+    else o = cmd->add_option(flag, value, help);
+    if constexpr (std::is_same_v<T, std::vector<double>>) o->delimiter(',');
+    if (row.choices) {
+      std::vector<std::string> allowed = row.choices->names();
+      for (const Choice& c : extra) allowed.emplace_back(c.name);
+      o->check(CLI::IsMember(allowed));
+    }
+    if (row.check == FlagCheck::Positive) o->check(CLI::PositiveNumber);
+    if (row.check == FlagCheck::ExistingFile) o->check(CLI::ExistingFile);
+  });
+}
+
+// Each row's value: the flag's when given, else the base's (a training model's stored
+// options) or, without a base, the flag's default.
+template <typename Options>
+void take_field_flags(const CLI::App& cmd, std::span<const OptionField<Options>> fields, const Options& values,
+                      const std::map<std::string, double, std::less<>>& optionals, bool from_model, Options& out) {
+  for (const auto& row : fields) {
+    std::visit(
+        [&](auto member) {
+          using T = std::decay_t<decltype(out.*member)>;
+          const std::string flag(row.flag);
+          const CLI::Option* option = cmd.get_option_no_throw(flag);
+          const bool given = option && option->count() > 0;
+          if (!given) {
+            if (!from_model) out.*member = values.*member;
+          } else if constexpr (std::is_same_v<T, std::optional<double>>) {
+            out.*member = optionals.at(flag);
+          } else if (row.command_flag) {
+            T v{};
+            option->results(v);
+            out.*member = v;
+          } else {
+            out.*member = values.*member;
+          }
+        },
+        row.member);
+  }
+}
+
+const std::vector<Choice> kOptimizerAliases{{kMomentumAlias, "sgd with momentum 0.9 (unless --momentum is given)"}};
+
+}  // namespace
+
+void add_loss_flags(CLI::App* cmd, TrainingFlags& a) {
+  add_field_flags<LossOptions>(cmd, kLossFields, a.values.loss, a.optionals);
+}
+
+void add_optimizer_flags(CLI::App* cmd, TrainingFlags& a) {
+  add_field_flags<OptimizerOptions>(cmd, kOptimizerFields, a.values.optimizer, a.optionals, kOptimizerAliases);
+  cmd->add_option("--betas", a.betas, "Adam/AdamW betas, e.g. 0.9,0.999")->delimiter(',')->expected(2)
+      ->excludes("--beta1")->excludes("--beta2");
   cmd->add_option("--scheduler", a.scheduler,
                   "constant | step:N:G | multistep:M1,M2:G | exponential:G | cosine[:MIN] | linear[:F] | onecycle[:MAX]");
   cmd->add_option("--warmup", a.warmup, "Linear warmup steps before the schedule");
-  cmd->add_option("--clip-grad-norm", a.clip, "Clip the global gradient norm to this value");
-  cmd->add_option("--accumulate", a.accumulate, "Optimizer step every N batches (gradient accumulation)")->check(CLI::PositiveNumber);
-  cmd->add_option("--freeze", a.freeze, "Do not train parameters whose name matches this regex");
-  cmd->add_option("--trainable", a.trainable, "Train only parameters whose name matches this regex");
-  cmd->add_option("--bn", a.bn, "BatchNormalization: auto (as exported) | train (batch statistics) | frozen (running statistics)")
-      ->check(CLI::IsMember({"auto", "train", "frozen"}));
+  add_field_flags<TrainingOptions>(cmd, kTrainingFields, a.values, a.optionals);
 }
 
-TrainingOptions training_options(const CLI::App& cmd, const LossArgs& loss, const OptimizerArgs& opt,
-                                 const std::string& label, std::optional<TrainingOptions> base) {
+TrainingOptions training_options(const CLI::App& cmd, const TrainingFlags& flags, std::optional<TrainingOptions> base) {
   const bool from_model = base.has_value();
   TrainingOptions o = base.value_or(TrainingOptions{});
-  // A flag wins when given; otherwise a training model's stored value, else the default.
-  auto given = [&](const char* flag) { return !from_model || cmd.count(flag) > 0; };
-  if (given("--loss")) o.loss.kind = loss.kind;
-  if (given("--output")) o.loss.output = loss.output;
-  if (given("--reduction")) o.loss.reduction = loss.reduction;
-  if (given("--label")) o.loss.target = label;
-  if (given("--class-weights")) o.loss.class_weights = loss.class_weights;
-  if (given("--label-smoothing")) o.loss.label_smoothing = loss.label_smoothing;
-  if (given("--smooth-l1-beta")) o.loss.beta = loss.beta;
-  if (given("--huber-delta")) o.loss.delta = loss.delta;
-  if (given("--pos-weight")) o.loss.pos_weight = loss.pos_weight;
-  if (given("--log-target")) o.loss.log_target = loss.log_target;
-  if (cmd.count("--loss-model")) {
-    if (cmd.count("--loss") && loss.kind != "custom") throw DataError("--loss-model sets the loss; drop --loss " + loss.kind);
+  take_field_flags<LossOptions>(cmd, kLossFields, flags.values.loss, flags.optionals, from_model, o.loss);
+  take_field_flags<OptimizerOptions>(cmd, kOptimizerFields, flags.values.optimizer, flags.optionals, from_model, o.optimizer);
+  take_field_flags<TrainingOptions>(cmd, kTrainingFields, flags.values, flags.optionals, from_model, o);
+  auto count = [&](const char* flag) { return cmd.count(flag) > 0; };
+  if (count("--loss-model")) {
+    if (count("--loss") && flags.values.loss.kind != "custom")
+      throw DataError("--loss-model sets the loss; drop --loss " + flags.values.loss.kind);
     o.loss.kind = "custom";
-    o.loss.model_path = loss.loss_model;
   }
   auto& p = o.optimizer;
-  if (given("--momentum")) p.momentum = opt.momentum;
-  if (given("--optimizer")) {
-    p.kind = opt.kind == "momentum" ? "sgd" : opt.kind;
-    if (opt.kind == "momentum" && !cmd.count("--momentum")) p.momentum = 0.9;
+  if (p.kind == kMomentumAlias) {
+    p.kind = "sgd";
+    if (!count("--momentum")) p.momentum = 0.9;
   }
-  if (given("--lr")) p.lr = opt.lr;
-  if (given("--nesterov")) p.nesterov = opt.nesterov;
-  if (given("--weight-decay")) p.weight_decay = opt.weight_decay;
-  if (given("--no-decay-bias-norm")) p.no_decay_on_bias_and_norm = opt.no_decay_bias_norm;
-  if (cmd.count("--betas")) {
-    p.beta1 = opt.betas.at(0);
-    p.beta2 = opt.betas.at(1);
+  if (count("--betas")) {
+    p.beta1 = flags.betas.at(0);
+    p.beta2 = flags.betas.at(1);
   }
-  if (cmd.count("--eps")) p.eps = opt.eps;
-  if (given("--scheduler")) o.schedule = parse_schedule(opt.scheduler);
-  if (cmd.count("--warmup")) o.schedule.warmup_steps = opt.warmup;
-  if (given("--clip-grad-norm")) o.clip_grad_norm = opt.clip;
-  if (given("--accumulate")) o.accumulate = opt.accumulate;
-  if (given("--freeze")) o.freeze = opt.freeze;
-  if (given("--trainable")) o.trainable = opt.trainable;
-  if (given("--bn")) o.batchnorm = opt.bn;
+  if (!from_model || count("--scheduler")) o.schedule = parse_schedule(flags.scheduler);
+  if (count("--warmup")) o.schedule.warmup_steps = flags.warmup;
   if (p.nesterov && (p.kind != "sgd" || p.momentum <= 0))
     throw DataError("--nesterov needs --optimizer sgd (or momentum) with a momentum > 0");
   return o;
@@ -115,29 +155,8 @@ int static_dim(const ValueInfo& input, size_t axis) {
 
 }  // namespace
 
-LabelOptions label_options(const LossOptions& loss, const Model& model) {
-  LabelOptions label;
-  label.loss = loss.kind;
-  label.output = loss.output;
-  label.ignore_index = loss.ignore_index;
-  label.name = loss.target;
-  if (loss.kind == "output") {
-    label.name.clear();
-    label.loss = "mse";  // unused without a label
-  } else if (loss.kind == "custom") {
-    label.name.clear();
-    label.loss = "mse";
-    Model loss_model = Model::load(loss.model_path);
-    std::set<std::string> known;
-    for (const auto& v : model.inputs()) known.insert(v.name);
-    for (const auto& v : model.outputs()) known.insert(v.name);
-    for (const auto& v : loss_model.inputs())
-      if (!known.count(v.name)) label.extra.push_back(v.name);
-  }
-  return label;
-}
-
-DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const LabelOptions& label) {
+DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const LossOptions& loss) {
+  const LabelView label = label_view(loss, model);
   if (!fs::exists(path)) throw DataError(path + ": no such file or directory");
   const auto inputs = model.inputs();
   if (inputs.empty()) throw ModelError("the model has no inputs to feed");
@@ -178,14 +197,14 @@ DatasetPtr open_dataset_for(const std::string& path, const Model& model, const D
     o.input = inputs.front().name;
     o.label = label.name;
     o.label_column = data.label_column;
-    o.label_dtype = label.loss == "cross_entropy" || label.loss == "nll" ? DType::Int64 : DType::Float;
+    o.label_dtype = label.class_indices ? DType::Int64 : DType::Float;
     raw = open_csv(path, o);
   } else if (ext == ".npz" || ext == ".npy") {
     raw = open_arrays(path, ext == ".npy" ? inputs.front().name : "");
   } else {
     throw DataError(path + ": unknown data format '" + ext + "' (.npz, .npy, .csv or an image folder)");
   }
-  return fit_to_model(raw, model, label);
+  return fit_to_model(raw, model, loss);
 }
 
 }  // namespace onnxtrain::cli

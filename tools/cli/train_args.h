@@ -3,6 +3,7 @@
 // train and eval, and their translation into the public API's structs.
 #include <CLI/CLI.hpp>
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,40 +22,32 @@ struct DataArgs {
   std::vector<float> mean, std;      // images: normalisation (default ImageNet / 0,1)
 };
 
-struct LossArgs {
-  std::string kind = "cross_entropy", output, reduction = "mean", loss_model;
-  std::vector<double> class_weights, pos_weight;
-  double label_smoothing = 0, beta = 1.0, delta = 1.0;
-  bool log_target = false;
-};
-
-struct OptimizerArgs {
-  std::string kind = "adam";
-  double lr = 1e-3, momentum = 0, weight_decay = 0, eps = 0;
-  std::vector<double> betas;
-  bool nesterov = false, no_decay_bias_norm = false;
+// The training options' flags, generated from the field tables of
+// include/onnxtrain/option_fields.h: flag values land in `values` (pre-set with the CLI's
+// defaults, which differ from the library's in the optimizer: adam with lr 1e-3), optional
+// fields in `optionals` (by flag). The few flags that are not one field each follow.
+struct TrainingFlags {
+  TrainingOptions values = cli_defaults();
+  std::map<std::string, double, std::less<>> optionals;
+  std::vector<double> betas;  // --betas B1,B2: beta1 and beta2 at once
   std::string scheduler = "constant";
   int64_t warmup = 0;
-  double clip = 0;
-  int accumulate = 1;
-  std::string freeze, trainable, bn = "auto";
+
+  static TrainingOptions cli_defaults();
 };
 
 void add_data_flags(CLI::App* cmd, DataArgs& a, bool training);
-void add_loss_flags(CLI::App* cmd, LossArgs& a);
-void add_optimizer_flags(CLI::App* cmd, OptimizerArgs& a);
+// The rows of kLossFields / kOptimizerFields and kTrainingFields (but the flags a command
+// declares itself, e.g. --label, --seed), --betas, --scheduler and --warmup.
+void add_loss_flags(CLI::App* cmd, TrainingFlags& a);
+void add_optimizer_flags(CLI::App* cmd, TrainingFlags& a);
 
 // The TrainingOptions the flags ask for. `base` (the options stored in a training model)
 // supplies every value whose flag was not given on the command line.
-TrainingOptions training_options(const CLI::App& cmd, const LossArgs& loss, const OptimizerArgs& opt,
-                                 const std::string& label, std::optional<TrainingOptions> base);
-
-// What the loss reads from the data: the label array (converted for the loss kind), or
-// for a custom loss model the arrays its free inputs name.
-LabelOptions label_options(const LossOptions& loss, const Model& model);
+TrainingOptions training_options(const CLI::App& cmd, const TrainingFlags& flags, std::optional<TrainingOptions> base);
 
 // Opens `path` as a dataset shaped for `model` (inputs by name, the label converted for the
 // loss), checking that it fits before any training starts.
-DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const LabelOptions& label);
+DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const LossOptions& loss);
 
 }  // namespace onnxtrain::cli
