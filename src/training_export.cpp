@@ -2,6 +2,8 @@
 // holding the training algorithm, and the way back (options and state from such a file).
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
@@ -42,6 +44,12 @@ std::optional<TrainingOptions> training_options_of(const Model& model) {
   } catch (const std::exception& e) {
     throw ModelError("metadata '" + std::string(kMetadataKey) + "' of the model is not valid: " + e.what());
   }
+}
+
+std::optional<int64_t> training_step_of(const Model& model) {
+  const auto names = model.initializer_names();
+  if (std::find(names.begin(), names.end(), graph::kStepInput) == names.end()) return std::nullopt;
+  return model.initializer(graph::kStepInput).as_int64().at(0);
 }
 
 void TrainingSession::Impl::restore_from_model() {
