@@ -10,7 +10,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_set>
 
-#include "graph/importer.h"
+#include "graph/passes/kernel_check.h"
 
 namespace onnxtrain {
 

@@ -8,11 +8,13 @@
 #include <regex>
 #include <set>
 
-#include "graph/autodiff.h"
+#include "graph/passes/autodiff.h"
 #include "graph/exporter.h"
 #include "graph/loss.h"
 #include "graph/passes/inference_mode.h"
+#include "ops/batch_norm.h"
 #include "ops/op_utils.h"
+#include "src/model_file.h"
 #include "src/training_session_impl.h"
 
 namespace onnxtrain {
@@ -22,7 +24,7 @@ void TrainingSession::Impl::find_running_stats() {
   for (const auto& n : graph->nodes())
     if (n->domain.empty() && n->op_type == "BatchNormalization") bns.push_back(n.get());
   for (graph::Node* n : bns) {
-    if (!graph::batchnorm_trains(*n) || n->inputs.size() < 5) continue;
+    if (!ops::batchnorm_trains(*n) || n->inputs.size() < 5) continue;
     for (int i = 1; i <= 2; ++i) {
       graph::Value* stat = n->inputs[2 + i];
       if (!stat || stat->kind != graph::ValueKind::Initializer) continue;
@@ -279,7 +281,7 @@ int64_t TrainingSession::step() const { return impl_->step; }
 void TrainingSession::export_training_graph(const std::string& path) const {
   onnx::ModelProto proto;
   graph::export_graph(*impl_->graph, proto);
-  graph::save_model_file(proto, path);
+  save_model_file(proto, path);
 }
 
 const std::string& TrainingSession::loss_name() const { return impl_->loss; }

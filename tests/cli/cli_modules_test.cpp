@@ -463,11 +463,11 @@ TEST_F(RunDir, ConcurrentRunsGetDistinctDirectories) {
 
 TEST_F(RunDir, AtomicWritesReplaceWholeFiles) {
   fs::create_directories(dir_);
-  write_text_file_atomically(dir_ / "a.txt", "first");
-  write_text_file_atomically(dir_ / "a.txt", "second");
+  write_file_atomically(dir_ / "a.txt", "first");
+  write_file_atomically(dir_ / "a.txt", "second");
   EXPECT_EQ(read(dir_ / "a.txt"), "second");
   EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1) << "no temporary file left";
-  EXPECT_THROW(write_text_file_atomically(dir_ / "missing" / "a.txt", "x"), BackendError);
+  EXPECT_THROW(write_file_atomically(dir_ / "missing" / "a.txt", "x"), BackendError);
 }
 
 TEST_F(RunDir, MetricsCsvFlushesEveryRow) {

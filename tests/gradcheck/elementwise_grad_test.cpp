@@ -8,7 +8,7 @@
 
 #include <onnx/onnx_pb.h>
 
-#include "graph/autodiff.h"
+#include "graph/passes/autodiff.h"
 #include "graph/importer.h"
 #include "ops/registry.h"
 #include "src/executor.h"

@@ -1,11 +1,8 @@
 #include "tools/cli/run_dir.h"
 
-#include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cmath>
@@ -59,38 +56,6 @@ fs::path create_numbered_run_dir(const fs::path& parent) {
     if (errno != EEXIST) fail("cannot create run directory", dir, errno);
   }
   throw BackendError("cannot claim a numbered run directory in '" + parent.string() + "' (1000 attempts lost)");
-}
-
-void write_text_file_atomically(const fs::path& path, std::string_view bytes) {
-  // The temporary name is unique per process and call, so concurrent writers never
-  // truncate each other's temporary file.
-  static std::atomic<uint64_t> counter{0};
-  const fs::path tmp = path.string() + ".tmp" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot create", tmp, errno);
-  auto abandon = [&](const char* what) {
-    const int err = errno;
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail(what, path, err);
-  };
-  for (size_t done = 0; done < bytes.size();) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) abandon("cannot write");
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) abandon("cannot fsync");
-  if (::close(fd) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot close", path, err);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    fail("cannot rename a temporary file onto", path, err);
-  }
 }
 
 std::string csv_field(std::string_view text) {

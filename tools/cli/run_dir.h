@@ -1,6 +1,7 @@
 #pragma once
 // The files of one training run: its directory, the per-step metrics CSV and small text
-// files (configs, summaries, charts) written so a crash never leaves half a file.
+// files (configs, summaries, charts; written with onnxtrain::write_file_atomically, so a
+// crash never leaves half a file).
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -9,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "onnxtrain/atomic_file.h"
 #include "onnxtrain/metrics.h"
 
 namespace onnxtrain::cli {
@@ -18,11 +20,6 @@ namespace onnxtrain::cli {
 // with mkdir, which fails if it exists, so concurrent runs never share one: on a lost
 // race the next number is tried. Throws BackendError when the file system refuses.
 std::filesystem::path create_numbered_run_dir(const std::filesystem::path& parent = "runs/train");
-
-// Writes `bytes` to a temporary file next to `path`, fsyncs it and renames it over
-// `path`: readers see the old or the new content, never a partial one. Throws
-// BackendError.
-void write_text_file_atomically(const std::filesystem::path& path, std::string_view bytes);
 
 // One value per column, or nothing (an empty cell), e.g. val_loss outside evaluations.
 struct MetricsRow {

@@ -102,12 +102,12 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   std::istringstream lines(given);
   for (std::string line; std::getline(lines, line);)
     if (line.rfind("resume=", 0) != 0) reusable += line + "\n";  // a re-run starts fresh
-  write_text_file_atomically(config.run_dir / "config.toml", reusable);
-  write_text_file_atomically(config.run_dir / "training_options.json", format_training_options(options) + "\n");
+  write_file_atomically(config.run_dir / "config.toml", reusable);
+  write_file_atomically(config.run_dir / "training_options.json", format_training_options(options) + "\n");
   if (!train->class_names().empty()) {
     std::string names;
     for (const auto& c : train->class_names()) names += c + "\n";
-    write_text_file_atomically(config.run_dir / "classes.txt", names);
+    write_file_atomically(config.run_dir / "classes.txt", names);
   }
   if (!config.quiet)
     std::cout << "training " << session.trainable().size() << " parameter tensors (" << thousands(session.trainable_elements())

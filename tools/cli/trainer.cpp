@@ -114,7 +114,7 @@ void write_plot(const fs::path& path, const Progress& p, const std::string& metr
     chart.y2_label = "val " + metric;
     chart.series.push_back({.name = "val " + metric, .y = p.val_metric, .right_axis = true});
   }
-  write_text_file_atomically(path, line_chart_svg(chart));
+  write_file_atomically(path, line_chart_svg(chart));
 }
 
 }  // namespace
@@ -250,9 +250,9 @@ int run_training(Model& model, TrainingSession& session, DataLoader& train, Data
     }
   }
   if (last_eval && last_eval->confusion) {
-    write_text_file_atomically(dir / "confusion_matrix.csv", confusion_matrix_csv(*last_eval->confusion));
-    write_text_file_atomically(dir / "confusion_matrix.svg", confusion_matrix_svg(*last_eval->confusion));
-    write_text_file_atomically(dir / "class_report.csv", class_report_csv(*last_eval->confusion));
+    write_file_atomically(dir / "confusion_matrix.csv", confusion_matrix_csv(*last_eval->confusion));
+    write_file_atomically(dir / "confusion_matrix.svg", confusion_matrix_svg(*last_eval->confusion));
+    write_file_atomically(dir / "class_report.csv", class_report_csv(*last_eval->confusion));
   }
   if (!config.out.empty()) model.save_inference(config.out);
   if (!config.quiet) {
