@@ -3,7 +3,6 @@
 #include <onnx/onnx_pb.h>
 
 #include "graph/tensor_proto.h"
-#include "src/atomic_file.h"
 
 namespace onnxtrain::graph {
 
@@ -113,13 +112,6 @@ void replace_initializers(onnx::ModelProto& model, const std::map<std::string, T
                        shape_str(tensor.shape()));
     tensor_to_proto(tensor, t);
   }
-}
-
-void save_model_file(const onnx::ModelProto& model, const std::string& path) {
-  std::string bytes;
-  if (!model.SerializeToString(&bytes))
-    throw ModelError("cannot serialise the model for '" + path + "' (over 2 GB?)");
-  write_file_atomically(path, bytes);
 }
 
 }  // namespace onnxtrain::graph

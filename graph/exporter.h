@@ -1,6 +1,7 @@
 #pragma once
 // Graph -> ONNX ModelProto, and "the original model with new initializer values" (what a
-// trained model is exported as: everything the user had survives untouched).
+// trained model is exported as: everything the user had survives untouched). Files are
+// src/'s business (save_model_file in src/model_file.h).
 #include <map>
 #include <string>
 
@@ -15,8 +16,5 @@ void export_graph(const Graph& graph, onnx::ModelProto& model);
 // Replaces the data of the named initializers in place (dtype and shape must match).
 // Throws ModelError naming any name that is not an initializer of the model.
 void replace_initializers(onnx::ModelProto& model, const std::map<std::string, Tensor>& values);
-
-// Serialises to a file atomically: a temporary file is written, flushed and renamed.
-void save_model_file(const onnx::ModelProto& model, const std::string& path);
 
 }  // namespace onnxtrain::graph

@@ -9,12 +9,8 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <sstream>
 
-#include "graph/autodiff.h"
 #include "graph/tensor_proto.h"
-#include "graph/training_info.h"
-#include "ops/registry.h"
 
 namespace onnxtrain::graph {
 
@@ -214,43 +210,7 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
     graph->outputs.push_back(v);
   }
   graph->topological_sort();
-  expand_gradient_ops(*graph);
-  if (model.training_info_size() > 0) validate_training_info(model, source);
   return graph;
-}
-
-std::vector<MissingOp> find_missing_kernels(const Graph& graph) {
-  const auto& registry = ops::Registry::instance();
-  std::map<std::tuple<std::string, std::string, int>, MissingOp> missing;
-  for (const auto& n : graph.nodes()) {
-    if (registry.find(n->domain, n->op_type, n->opset)) continue;
-    auto& m = missing[{n->domain, n->op_type, n->opset}];
-    m.domain = n->domain;
-    m.op_type = n->op_type;
-    m.opset = n->opset;
-    m.other_versions_known = registry.knows(n->domain, n->op_type);
-    m.nodes.push_back(n->name);
-  }
-  std::vector<MissingOp> out;
-  for (auto& [key, m] : missing) out.push_back(std::move(m));
-  return out;
-}
-
-void require_kernels(const Graph& graph, const std::string& source) {
-  auto missing = find_missing_kernels(graph);
-  if (missing.empty()) return;
-  std::ostringstream msg;
-  size_t total = 0;
-  for (const auto& m : missing) total += m.nodes.size();
-  msg << source << ": " << total << " node(s) use operators onnxtrain has no kernel for:";
-  for (const auto& m : missing) {
-    msg << "\n  " << (m.domain.empty() ? "" : m.domain + ".") << m.op_type << " (opset " << m.opset;
-    if (m.other_versions_known) msg << "; other opset versions are supported";
-    msg << "), " << m.nodes.size() << " node(s): ";
-    for (size_t i = 0; i < m.nodes.size() && i < 8; ++i) msg << (i ? ", " : "") << m.nodes[i];
-    if (m.nodes.size() > 8) msg << ", ...";
-  }
-  throw UnsupportedOp(msg.str());
 }
 
 }  // namespace onnxtrain::graph

@@ -1,7 +1,9 @@
 #pragma once
 // ONNX ModelProto -> Graph. Faithful: the checker and ONNX shape inference run first,
 // external data is read, Constant nodes become constant values. Each op's kernel factory
-// maps its own opset versions; the importer does not rewrite operators.
+// maps its own opset versions; the importer does not rewrite operators. It neither asks the
+// operator registry nor runs passes: Model's loaders (src/model.cpp) expand Gradient ops,
+// validate training_info and leave the kernel check to the executor.
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,16 +26,5 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
 void load_model_file(const std::string& path, onnx::ModelProto& model);
 void load_model_bytes(const void* data, size_t size, onnx::ModelProto& model);
 void load_model_text(const std::string& text, onnx::ModelProto& model);
-
-// Ops without a kernel: op type -> node names. Empty when everything can run.
-struct MissingOp {
-  std::string domain, op_type;
-  int opset = 0;
-  bool other_versions_known = false;
-  std::vector<std::string> nodes;
-};
-std::vector<MissingOp> find_missing_kernels(const Graph& graph);
-// Throws UnsupportedOp listing every missing op with its nodes and count.
-void require_kernels(const Graph& graph, const std::string& source);
 
 }  // namespace onnxtrain::graph

@@ -82,7 +82,8 @@ void check_bindings(const google::protobuf::RepeatedPtrField<onnx::StringStringE
 
 // The graph as a model of its own, with the main graph's initializers in scope, so the
 // ONNX checker, shape inference and our importer can judge it.
-void check_graph(const onnx::ModelProto& model, const onnx::GraphProto& graph, const std::string& where) {
+void check_graph(const onnx::ModelProto& model, const onnx::GraphProto& graph, const std::string& where,
+                 const std::function<void(Graph&)>& prepare) {
   onnx::ModelProto standalone;
   standalone.set_ir_version(model.ir_version());
   *standalone.mutable_opset_import() = model.opset_import();
@@ -94,7 +95,8 @@ void check_graph(const onnx::ModelProto& model, const onnx::GraphProto& graph, c
   ImportOptions options;
   options.model_path = where;
   try {
-    import_graph(standalone, options);
+    auto imported = import_graph(standalone, options);
+    if (prepare) prepare(*imported);
   } catch (const Error& e) {
     throw ModelError(std::string(e.what()));
   }
@@ -102,20 +104,21 @@ void check_graph(const onnx::ModelProto& model, const onnx::GraphProto& graph, c
 
 }  // namespace
 
-void validate_training_info(const onnx::ModelProto& model, const std::string& source) {
+void validate_training_info(const onnx::ModelProto& model, const std::string& source,
+                            const std::function<void(Graph&)>& prepare) {
   std::map<std::string, const onnx::TensorProto*> initializers;
   for (const auto& t : model.graph().initializer()) initializers[t.name()] = &t;
   for (int i = 0; i < model.training_info_size(); ++i) {
     const auto& info = model.training_info(i);
     const std::string where = source + ": training_info[" + std::to_string(i) + "]";
     if (info.has_initialization() && info.initialization().node_size() > 0) {
-      check_graph(model, info.initialization(), where + ".initialization");
+      check_graph(model, info.initialization(), where + ".initialization", prepare);
       check_bindings(info.initialization_binding(), info.initialization(), initializers, where + ".initialization_binding");
     } else if (info.initialization_binding_size() > 0) {
       throw ModelError(where + ": initialization_binding without an initialization graph");
     }
     if (info.has_algorithm() && info.algorithm().node_size() > 0) {
-      check_graph(model, info.algorithm(), where + ".algorithm");
+      check_graph(model, info.algorithm(), where + ".algorithm", prepare);
       check_bindings(info.update_binding(), info.algorithm(), initializers, where + ".update_binding");
     } else if (info.update_binding_size() > 0) {
       throw ModelError(where + ": update_binding without an algorithm graph");

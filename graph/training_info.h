@@ -2,6 +2,7 @@
 // ONNX TrainingInfoProto: a training algorithm stored next to the inference graph. The
 // algorithm graph reads the main graph's initializers by name; after each run its outputs
 // named in update_binding replace those initializers.
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,8 +23,10 @@ void set_training_info(onnx::ModelProto& model, const Graph& algorithm,
 // The checks ONNX 1.12's checker skips: every training_info graph is a valid graph in the
 // scope of the main graph's initializers (ONNX checker, shape inference and onnxtrain
 // kernels for every op), and every binding maps an initializer of the main graph, at most
-// once, to an output of the right graph with the same element type and shape. Throws
-// ModelError naming the entry, the binding or the node.
-void validate_training_info(const onnx::ModelProto& model, const std::string& source);
+// once, to an output of the right graph with the same element type and shape. `prepare`
+// runs on each imported graph (the passes a loaded model gets; they live above this
+// layer). Throws ModelError naming the entry, the binding or the node.
+void validate_training_info(const onnx::ModelProto& model, const std::string& source,
+                            const std::function<void(Graph&)>& prepare);
 
 }  // namespace onnxtrain::graph

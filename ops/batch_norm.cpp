@@ -5,11 +5,19 @@
 #include <cmath>
 #include <variant>
 
-#include "graph/passes/inference_mode.h"
+#include "ops/batch_norm.h"
 #include "ops/gradient.h"
 #include "ops/normalization_common.h"
 
 namespace onnxtrain::ops {
+
+bool batchnorm_trains(const Node& n) {
+  if (n.opset < 7) return n.attr_int("is_test", 0) == 0;
+  if (n.opset < 14)
+    return std::any_of(n.outputs.begin() + std::min<size_t>(1, n.outputs.size()), n.outputs.end(),
+                       [](const graph::Value* v) { return v != nullptr; });
+  return n.attr_int("training_mode", 0) != 0;
+}
 
 namespace norm_impl {
 
@@ -20,8 +28,6 @@ namespace norm_impl {
 // Training outputs: opset 14+ (Y, running_mean, running_var); before 14 (Y, running_mean,
 // running_var, saved_mean, saved_var) with the saved values the batch mean and the batch
 // (population) variance.
-// Whether a BatchNormalization node computes batch statistics (shared with its gradient rule).
-bool batchnorm_training(const Node& node) { return graph::batchnorm_trains(node); }
 
 class BatchNormKernel final : public Kernel {
  public:
@@ -34,7 +40,7 @@ class BatchNormKernel final : public Kernel {
     dispatch_float(dtype_, node, [](auto) {});
     epsilon_ = node.attr_float("epsilon", 1e-5f);
     momentum_ = node.attr_float("momentum", 0.9f);
-    training_ = batchnorm_training(node);
+    training_ = batchnorm_trains(node);
     full_outputs_ = node.opset < 14;
     bool spatial = node.opset >= 9 || node.attr_int("spatial", 1) != 0;
 
@@ -394,7 +400,7 @@ Value* shaped_like(GradientBuilder& b, Value* g, Value* like, Value* reference) 
 // differentiable paths: gradients reaching them are ignored (stop-gradient).
 void batchnorm_gradient(GradientBuilder& b) {
   const Node& node = b.node();
-  const bool training = batchnorm_training(node);
+  const bool training = batchnorm_trains(node);
   Value* x = b.I(0);
   std::vector<Value*> inputs{b.GO(0), x, b.I(1)};
   if (training && node.opset < 14) {

@@ -1,7 +1,7 @@
 #pragma once
 // Gradient rules emit graph nodes, never compute. A rule sees the forward node's inputs
 // I(i), outputs O(i) and the gradients of its outputs GO(i), asks needs_grad(i), and sets
-// GI(i). The autodiff driver (graph/autodiff.cpp) does the shared work: reverse walk,
+// GI(i). The autodiff driver (graph/passes/autodiff.cpp) does the shared work: reverse walk,
 // pruning, fan-out sums and reducing broadcast gradients.
 //
 // Rules should emit ops whose semantics are stable across opsets 7..17 (Mul, Add, Sub,

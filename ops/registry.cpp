@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "ops/rules.h"
+
 namespace onnxtrain::ops {
 
 const Registry& Registry::instance() {
@@ -22,6 +24,7 @@ const Registry& Registry::instance() {
     register_generator_ops(r);
     register_resize_ops(r);
     register_rnn_ops(r);
+    register_rnn_grad_ops(r);
     register_random_ops(r);
     register_autodiff_ops(r);
     register_optimizer_ops(r);
@@ -59,6 +62,13 @@ std::vector<const OpDef*> Registry::all() const {
   for (const auto& [key, list] : defs_)
     for (const OpDef& d : list) out.push_back(&d);
   return out;
+}
+
+std::optional<GradientRuleInfo> find_gradient_rule(const std::string& domain, const std::string& op_type, int opset) {
+  const OpDef* def = Registry::instance().find(domain, op_type, opset);
+  if (!def) return std::nullopt;
+  return GradientRuleInfo{def->gradient ? &def->gradient : nullptr, &def->non_differentiable_inputs,
+                          def->not_differentiable};
 }
 
 const Tensor& KernelContext::input(size_t i) const {

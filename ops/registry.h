@@ -59,6 +59,7 @@ void register_indexing_ops(Registry& r);
 void register_generator_ops(Registry& r);
 void register_resize_ops(Registry& r);
 void register_rnn_ops(Registry& r);
+void register_rnn_grad_ops(Registry& r);
 void register_random_ops(Registry& r);
 void register_autodiff_ops(Registry& r);
 void register_optimizer_ops(Registry& r);

@@ -7,8 +7,8 @@
 // oneDNN configurations it reruns the forward in forward_training mode (for the workspace)
 // and then the backward primitive; otherwise, and for double, backpropagation through time
 // over the ONNX formulas (reference loops, per-step records of the recomputed forward).
-// The backward kernels and the gradient rule are in rnn_grad.cpp, what both share in
-// rnn_common.h.
+// The gradient rule is below; the backward kernels are in rnn_grad.cpp (which registers
+// them), what both files share in rnn_common.h.
 //
 // ONNX vs oneDNN, the facts this file maps between:
 //   ONNX W [dirs, G*H, I], R [dirs, G*H, H], gates stacked along rows; oneDNN weights
@@ -325,6 +325,14 @@ DnnlRnnSetup::DnnlRnnSetup(const RnnConfig& cfg, dnnl::prop_kind prop) : c(cfg) 
   w_iter_t = Tensor(DType::Float, {D, H, G, H});
   bias_t = Tensor(DType::Float, {D, bias_gates, H});  // stays zero when B is absent
   if (c.has_peephole) peephole_t = Tensor(DType::Float, {D, 3, H});
+
+  w_layer_reorder = Reorderer(w_layer, fwd_arg(DNNL_ARG_WEIGHTS_LAYER));
+  w_iter_reorder = Reorderer(w_iter, fwd_arg(DNNL_ARG_WEIGHTS_ITER));
+  const dnnl::memory::desc ws = fwd_arg(DNNL_ARG_WORKSPACE);
+  if (ws.get_size() > 0) workspace = dnnl::memory(ws, eng);
+  if (c.batch_first) x_buf = Tensor(DType::Float, {S, N, I});
+  if (c.batch_first || !c.has_h0) h0_buf = Tensor(DType::Float, {D, N, H});
+  if (c.cell == CellKind::Lstm && (c.batch_first || !c.has_c0)) c0_buf = Tensor(DType::Float, {D, N, H});
 }
 
 void DnnlRnnSetup::load_weights(const KernelContext& ctx) {
@@ -363,21 +371,27 @@ const Tensor& DnnlRnnSetup::load_state(const KernelContext& ctx, int index, bool
   return buf;
 }
 
+void DnnlRnnSetup::bind_forward_inputs(const KernelContext& ctx, std::unordered_map<int, dnnl::memory>& args) {
+  load_weights(ctx);
+  const Tensor& x = ctx.input(kX);
+  if (c.batch_first) swap_leading(x.data<float>(), x_buf.data<float>(), c.batch, c.seq, c.input);
+  args[DNNL_ARG_SRC_LAYER] = bind(src_layer, c.batch_first ? x_buf : x);
+  args[DNNL_ARG_SRC_ITER] = bind(state, load_state(ctx, kInitialH, c.has_h0, h0_buf));
+  if (c.cell == CellKind::Lstm) args[DNNL_ARG_SRC_ITER_C] = bind(state, load_state(ctx, kInitialC, c.has_c0, c0_buf));
+  args[DNNL_ARG_WEIGHTS_LAYER] = w_layer_reorder(bind(w_layer, w_layer_t), w_layer_packed);
+  args[DNNL_ARG_WEIGHTS_ITER] = w_iter_reorder(bind(w_iter, w_iter_t), w_iter_packed);
+  args[DNNL_ARG_BIAS] = bind(bias, bias_t);
+  if (c.has_peephole) args[DNNL_ARG_WEIGHTS_PEEPHOLE] = bind(peephole, peephole_t);
+  if (workspace) args[DNNL_ARG_WORKSPACE] = workspace;
+}
+
 class DnnlRnnKernel final : public Kernel {
  public:
   explicit DnnlRnnKernel(const RnnConfig& c) : s_(c, dnnl::prop_kind::forward_inference) {
-    const int64_t D = c.dirs, N = c.batch, S = c.seq, I = c.input, H = c.hidden;
+    const int64_t D = c.dirs, N = c.batch, S = c.seq, H = c.hidden;
     std::visit([&](const auto& pd) { primitive_ = dnnl::primitive(pd); }, s_.fwd_pd);
-    w_layer_reorder_ = Reorderer(s_.w_layer, s_.fwd_arg(DNNL_ARG_WEIGHTS_LAYER));
-    w_iter_reorder_ = Reorderer(s_.w_iter, s_.fwd_arg(DNNL_ARG_WEIGHTS_ITER));
-    const dnnl::memory::desc ws = s_.fwd_arg(DNNL_ARG_WORKSPACE);
-    if (ws.get_size() > 0) workspace_ = dnnl::memory(ws, cpu_engine());
-
     // Staging where ONNX's layout is not oneDNN's, or where oneDNN wants memory for an
-    // output the node does not declare. A missing initial state stays all zeros.
-    if (c.batch_first) x_buf_ = Tensor(DType::Float, {S, N, I});
-    if (c.batch_first || !c.has_h0) h0_buf_ = Tensor(DType::Float, {D, N, H});
-    if (c.cell == CellKind::Lstm && (c.batch_first || !c.has_c0)) c0_buf_ = Tensor(DType::Float, {D, N, H});
+    // output the node does not declare.
     if (c.batch_first || D == 2 || !c.want_y) y_buf_ = Tensor(DType::Float, {S, N, D * H});
     if (c.batch_first || !c.want_yh) yh_buf_ = Tensor(DType::Float, {D, N, H});
     if (c.cell == CellKind::Lstm && (c.batch_first || !c.want_yc)) yc_buf_ = Tensor(DType::Float, {D, N, H});
@@ -385,7 +399,7 @@ class DnnlRnnKernel final : public Kernel {
 
   void run(KernelContext& ctx) override {
     const RnnConfig& c = s_.c;
-    const int64_t D = c.dirs, N = c.batch, S = c.seq, I = c.input, H = c.hidden;
+    const int64_t D = c.dirs, N = c.batch, S = c.seq, H = c.hidden;
     if (c.has_lens) {
       const std::vector<int64_t> lens = sequence_lengths(c, ctx);
       if (std::any_of(lens.begin(), lens.end(), [&](int64_t len) { return len != S; })) {
@@ -393,20 +407,8 @@ class DnnlRnnKernel final : public Kernel {
         return;
       }
     }
-    s_.load_weights(ctx);
-
     std::unordered_map<int, dnnl::memory> args;
-    const Tensor& x = ctx.input(kX);
-    if (c.batch_first) swap_leading(x.data<float>(), x_buf_.data<float>(), N, S, I);
-    args[DNNL_ARG_SRC_LAYER] = bind(s_.src_layer, c.batch_first ? x_buf_ : x);
-    args[DNNL_ARG_SRC_ITER] = bind(s_.state, s_.load_state(ctx, kInitialH, c.has_h0, h0_buf_));
-    if (c.cell == CellKind::Lstm) args[DNNL_ARG_SRC_ITER_C] = bind(s_.state, s_.load_state(ctx, kInitialC, c.has_c0, c0_buf_));
-    args[DNNL_ARG_WEIGHTS_LAYER] = w_layer_reorder_(bind(s_.w_layer, s_.w_layer_t), w_layer_packed_);
-    args[DNNL_ARG_WEIGHTS_ITER] = w_iter_reorder_(bind(s_.w_iter, s_.w_iter_t), w_iter_packed_);
-    args[DNNL_ARG_BIAS] = bind(s_.bias, s_.bias_t);
-    if (c.has_peephole) args[DNNL_ARG_WEIGHTS_PEEPHOLE] = bind(s_.peephole, s_.peephole_t);
-    if (workspace_) args[DNNL_ARG_WORKSPACE] = workspace_;
-
+    s_.bind_forward_inputs(ctx, args);
     Tensor* y = c.want_y ? &ctx.output(kY, DType::Float, c.y_shape()) : nullptr;
     args[DNNL_ARG_DST_LAYER] = bind(s_.dst_layer, y_buf_.defined() ? y_buf_ : *y);
     Tensor* yh = c.want_yh ? &ctx.output(kYh, DType::Float, c.state_shape()) : nullptr;
@@ -431,9 +433,7 @@ class DnnlRnnKernel final : public Kernel {
  private:
   DnnlRnnSetup s_;
   dnnl::primitive primitive_;
-  Reorderer w_layer_reorder_, w_iter_reorder_;
-  dnnl::memory w_layer_packed_, w_iter_packed_, workspace_;
-  Tensor x_buf_, h0_buf_, c0_buf_, y_buf_, yh_buf_, yc_buf_;
+  Tensor y_buf_, yh_buf_, yc_buf_;
 };
 
 bool dnnl_supports(const RnnConfig& c) {
@@ -475,6 +475,31 @@ KernelFactory rnn_factory(CellKind cell) {
   };
 }
 
+// Every gradient of the node comes from one ai.onnxtrain <Op>Grad node (attributes as the
+// forward node's, normalised to the newest opset's meaning); output gradients that do not
+// flow are left out (zeros).
+GradientRule rnn_gradient(CellKind cell, const char* grad_op) {
+  return [cell, grad_op](GradientBuilder& b) {
+    const Node& node = b.node();
+    const int nf = forward_input_count(cell);
+    const int no = cell == CellKind::Lstm ? 3 : 2;
+    std::vector<Value*> inputs;
+    for (int i = 0; i < nf; ++i) inputs.push_back(i < static_cast<int>(node.inputs.size()) ? node.inputs[i] : nullptr);
+    for (int k = 0; k < no; ++k) inputs.push_back(b.has_GO(k) ? b.GO(k) : nullptr);
+    while (!inputs.empty() && !inputs.back()) inputs.pop_back();
+    Attributes attrs = node.attributes;
+    if (node.opset < 14) attrs.erase("layout");
+    if (cell == CellKind::Gru && node.opset < 3) attrs.erase("linear_before_reset");
+    attrs.erase("output_sequence");  // opset 1; the forward ignores it too
+    const std::vector<Value*> grads = b.op_n(grad_op, inputs, grad_output_count(cell), attrs, graph::kTrainingDomain);
+    // forward input -> Grad output
+    const std::pair<int, int> map[] = {{kX, kGradX}, {kW, kGradW}, {kR, kGradR}, {kB, kGradB},
+                                       {kInitialH, kGradH0}, {kInitialC, kGradC0}, {kPeephole, kGradP}};
+    for (const auto& [in, out] : map)
+      if (out < grad_output_count(cell) && b.needs_grad(in)) b.GI(in, grads[out]);
+  };
+}
+
 }  // namespace rnn_impl
 
 void register_rnn_ops(Registry& r) {
@@ -485,10 +510,6 @@ void register_rnn_ops(Registry& r) {
          {kSeqLens}});
   r.add({"", "LSTM", 1, INT_MAX, rnn_factory(CellKind::Lstm), "oneDNN lstm", rnn_gradient(CellKind::Lstm, "LSTMGrad"),
          {kSeqLens}});
-  const char* d = graph::kTrainingDomain;
-  r.add({d, "RNNGrad", 1, INT_MAX, rnn_grad_factory(CellKind::Rnn), "oneDNN vanilla_rnn_backward"});
-  r.add({d, "GRUGrad", 1, INT_MAX, rnn_grad_factory(CellKind::Gru), "oneDNN gru_backward / lbr_gru_backward"});
-  r.add({d, "LSTMGrad", 1, INT_MAX, rnn_grad_factory(CellKind::Lstm), "oneDNN lstm_backward"});
 }
 
 }  // namespace onnxtrain::ops

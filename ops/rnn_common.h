@@ -1,9 +1,11 @@
 #pragma once
 // What the recurrent-layer files share: rnn.cpp (configuration, forward kernels, the
-// oneDNN setup, registration) and rnn_grad.cpp (backward kernels, gradient rule). The
+// oneDNN setup, gradient rule) and rnn_grad.cpp (backward kernels). Each registers its own
+// ops; neither calls into the other's registration. The
 // ONNX vs oneDNN mapping is described at the top of rnn.cpp.
 #include <algorithm>
 #include <cmath>
+#include <unordered_map>
 #include <variant>
 #include <vector>
 
@@ -254,6 +256,12 @@ struct DnnlRnnSetup {
   dnnl::memory::desc src_layer, state, dst_layer, w_layer_any, w_iter_any, w_layer, w_iter, bias, peephole;
   ForwardPd fwd_pd;
   Tensor w_layer_t, w_iter_t, bias_t, peephole_t;  // parameters in oneDNN's plain layouts
+  // The forward primitive's inputs: weights re-laid out to its preferred layouts, its
+  // workspace, and staging where ONNX's layout is not oneDNN's (a missing initial state
+  // stays all zeros).
+  Reorderer w_layer_reorder, w_iter_reorder;
+  dnnl::memory w_layer_packed, w_iter_packed, workspace;
+  Tensor x_buf, h0_buf, c0_buf;
 
   DnnlRnnSetup(const RnnConfig& cfg, dnnl::prop_kind prop);
 
@@ -267,13 +275,21 @@ struct DnnlRnnSetup {
   // The tensor holding initial state `index` in oneDNN's [dirs, N, H] order (`buf` when the
   // input is absent: it stays zero).
   const Tensor& load_state(const KernelContext& ctx, int index, bool present, Tensor& buf) const;
+
+  // Loads the weights and binds the forward primitive's sources, parameters and workspace:
+  // the same for the forward kernel and for the gradient kernel's recomputed forward.
+  void bind_forward_inputs(const KernelContext& ctx, std::unordered_map<int, dnnl::memory>& args);
 };
 
 // Whether oneDNN's cells compute exactly this node.
 bool dnnl_supports(const RnnConfig& c);
 
-// rnn_grad.cpp: the ai.onnxtrain <Op>Grad kernels and the gradient rule of the forward ops.
-KernelFactory rnn_grad_factory(CellKind cell);
-GradientRule rnn_gradient(CellKind cell, const char* grad_op);
+// The ai.onnxtrain <Op>Grad interface, emitted by the gradient rule (rnn.cpp) and run by
+// the backward kernels (rnn_grad.cpp): the forward node's inputs, then the gradients of
+// its outputs; outputs are the input gradients in this order.
+enum { kGradX, kGradW, kGradR, kGradB, kGradH0, kGradC0, kGradP };
+
+inline int forward_input_count(CellKind cell) { return cell == CellKind::Lstm ? 8 : 6; }
+inline int grad_output_count(CellKind cell) { return cell == CellKind::Lstm ? 7 : 5; }
 
 }  // namespace onnxtrain::ops::rnn_impl

@@ -1,6 +1,6 @@
-// Backward of the recurrent layers RNN, GRU and LSTM (forward, configuration and the
-// ONNX vs oneDNN mapping in rnn.cpp): the ai.onnxtrain RNNGrad / GRUGrad / LSTMGrad
-// kernels, reference and oneDNN, and the gradient rule that emits them.
+// Backward of the recurrent layers RNN, GRU and LSTM (forward, configuration, the ONNX vs
+// oneDNN mapping and the gradient rule that emits these ops in rnn.cpp): the ai.onnxtrain
+// RNNGrad / GRUGrad / LSTMGrad kernels, reference and oneDNN, and their registration.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -12,9 +12,12 @@
 #include "ops/dnnl_utils.h"
 #include "ops/gradient.h"
 #include "ops/op_utils.h"
+#include "ops/registry.h"
 #include "ops/rnn_common.h"
 
-namespace onnxtrain::ops::rnn_impl {
+namespace onnxtrain::ops {
+
+namespace rnn_impl {
 
 // out[k] += sum_r v[r] * m[r][k]: the transposed product, for gradients.
 template <typename T>
@@ -74,10 +77,6 @@ void activation_backward(const Activation& a, T clip, const T* x, const T* y, T*
 // Both kernels recompute the forward pass (the ONNX node has no output to keep oneDNN's
 // workspace or our per-step records in).
 
-enum { kGradX, kGradW, kGradR, kGradB, kGradH0, kGradC0, kGradP };
-
-int forward_input_count(CellKind cell) { return cell == CellKind::Lstm ? 8 : 6; }
-int grad_output_count(CellKind cell) { return cell == CellKind::Lstm ? 7 : 5; }
 
 // Backpropagates one step of one recurrence. dh/dc: gradients of the step's new state in, of
 // its previous state out. da_in: gradients of the gates' W x + Wb parts, da_rec of their
@@ -367,12 +366,8 @@ class DnnlRnnGradKernel final : public Kernel {
     std::visit([&](const auto& pd) { fwd_ = dnnl::primitive(pd); }, s_.fwd_pd);
     std::visit([&](const auto& pd) { bwd_ = dnnl::primitive(pd); }, bwd_pd_);
 
-    fwd_w_layer_reorder_ = Reorderer(s_.w_layer, s_.fwd_arg(DNNL_ARG_WEIGHTS_LAYER));
-    fwd_w_iter_reorder_ = Reorderer(s_.w_iter, s_.fwd_arg(DNNL_ARG_WEIGHTS_ITER));
     bwd_w_layer_reorder_ = Reorderer(s_.w_layer, bwd_arg(DNNL_ARG_WEIGHTS_LAYER));
     bwd_w_iter_reorder_ = Reorderer(s_.w_iter, bwd_arg(DNNL_ARG_WEIGHTS_ITER));
-    const dnnl::memory::desc ws = s_.fwd_arg(DNNL_ARG_WORKSPACE);
-    if (ws.get_size() > 0) workspace_ = dnnl::memory(ws, eng);
     // The weight gradients come in the backward primitive's layout, and go through plain
     // ldigo back to ONNX's.
     dw_layer_ = dnnl::memory(bwd_arg(DNNL_ARG_DIFF_WEIGHTS_LAYER), eng);
@@ -382,15 +377,12 @@ class DnnlRnnGradKernel final : public Kernel {
     dbias_t_ = Tensor(DType::Float, {D, s_.bias_gates, H});
     if (c.has_peephole) dpeep_t_ = Tensor(DType::Float, {D, 3, H});
 
-    // Staging. Absent initial states and output gradients stay all zeros.
+    // Staging. Absent output gradients stay all zeros.
     if (c.batch_first) {
-      x_buf_ = Tensor(DType::Float, {S, N, I});
       dx_buf_ = Tensor(DType::Float, {S, N, I});
       dh0_buf_ = Tensor(DType::Float, {D, N, H});
       if (lstm) dc0_buf_ = Tensor(DType::Float, {D, N, H});
     }
-    if (c.batch_first || !c.has_h0) h0_buf_ = Tensor(DType::Float, {D, N, H});
-    if (lstm && (c.batch_first || !c.has_c0)) c0_buf_ = Tensor(DType::Float, {D, N, H});
     y_buf_ = Tensor(DType::Float, {S, N, D * H});
     yh_buf_ = Tensor(DType::Float, {D, N, H});
     if (lstm) yc_buf_ = Tensor(DType::Float, {D, N, H});
@@ -410,20 +402,9 @@ class DnnlRnnGradKernel final : public Kernel {
         return;
       }
     }
-    s_.load_weights(ctx);
-
     // Forward (training).
     std::unordered_map<int, dnnl::memory> args;
-    const Tensor& x = ctx.input(kX);
-    if (c.batch_first) swap_leading(x.data<float>(), x_buf_.data<float>(), N, S, I);
-    args[DNNL_ARG_SRC_LAYER] = bind(s_.src_layer, c.batch_first ? x_buf_ : x);
-    args[DNNL_ARG_SRC_ITER] = bind(s_.state, s_.load_state(ctx, kInitialH, c.has_h0, h0_buf_));
-    if (lstm) args[DNNL_ARG_SRC_ITER_C] = bind(s_.state, s_.load_state(ctx, kInitialC, c.has_c0, c0_buf_));
-    args[DNNL_ARG_WEIGHTS_LAYER] = fwd_w_layer_reorder_(bind(s_.w_layer, s_.w_layer_t), fwd_w_layer_packed_);
-    args[DNNL_ARG_WEIGHTS_ITER] = fwd_w_iter_reorder_(bind(s_.w_iter, s_.w_iter_t), fwd_w_iter_packed_);
-    args[DNNL_ARG_BIAS] = bind(s_.bias, s_.bias_t);
-    if (c.has_peephole) args[DNNL_ARG_WEIGHTS_PEEPHOLE] = bind(s_.peephole, s_.peephole_t);
-    if (workspace_) args[DNNL_ARG_WORKSPACE] = workspace_;
+    s_.bind_forward_inputs(ctx, args);
     args[DNNL_ARG_DST_LAYER] = bind(s_.dst_layer, y_buf_);
     args[DNNL_ARG_DST_ITER] = bind(s_.state, yh_buf_);
     if (lstm) args[DNNL_ARG_DST_ITER_C] = bind(s_.state, yc_buf_);
@@ -543,12 +524,12 @@ class DnnlRnnGradKernel final : public Kernel {
   DnnlRnnSetup s_;
   BackwardPd bwd_pd_;
   dnnl::primitive fwd_, bwd_;
-  Reorderer fwd_w_layer_reorder_, fwd_w_iter_reorder_, bwd_w_layer_reorder_, bwd_w_iter_reorder_;
+  Reorderer bwd_w_layer_reorder_, bwd_w_iter_reorder_;
   Reorderer dw_layer_reorder_, dw_iter_reorder_;
-  dnnl::memory fwd_w_layer_packed_, fwd_w_iter_packed_, bwd_w_layer_packed_, bwd_w_iter_packed_, workspace_;
+  dnnl::memory bwd_w_layer_packed_, bwd_w_iter_packed_;
   dnnl::memory dw_layer_, dw_iter_, dw_layer_plain_, dw_iter_plain_;
   Tensor dbias_t_, dpeep_t_;
-  Tensor x_buf_, h0_buf_, c0_buf_, y_buf_, yh_buf_, yc_buf_;
+  Tensor y_buf_, yh_buf_, yc_buf_;
   Tensor dy_buf_, dyh_buf_, dyc_buf_, dx_buf_, dh0_buf_, dc0_buf_;
   bool dy_zeroed_ = false;
 };
@@ -585,29 +566,14 @@ KernelFactory rnn_grad_factory(CellKind cell) {
   };
 }
 
-// Every gradient of the node comes from one ai.onnxtrain <Op>Grad node (attributes as the
-// forward node's, normalised to the newest opset's meaning); output gradients that do not
-// flow are left out (zeros).
-GradientRule rnn_gradient(CellKind cell, const char* grad_op) {
-  return [cell, grad_op](GradientBuilder& b) {
-    const Node& node = b.node();
-    const int nf = forward_input_count(cell);
-    const int no = cell == CellKind::Lstm ? 3 : 2;
-    std::vector<Value*> inputs;
-    for (int i = 0; i < nf; ++i) inputs.push_back(i < static_cast<int>(node.inputs.size()) ? node.inputs[i] : nullptr);
-    for (int k = 0; k < no; ++k) inputs.push_back(b.has_GO(k) ? b.GO(k) : nullptr);
-    while (!inputs.empty() && !inputs.back()) inputs.pop_back();
-    Attributes attrs = node.attributes;
-    if (node.opset < 14) attrs.erase("layout");
-    if (cell == CellKind::Gru && node.opset < 3) attrs.erase("linear_before_reset");
-    attrs.erase("output_sequence");  // opset 1; the forward ignores it too
-    const std::vector<Value*> grads = b.op_n(grad_op, inputs, grad_output_count(cell), attrs, graph::kTrainingDomain);
-    // forward input -> Grad output
-    const std::pair<int, int> map[] = {{kX, kGradX}, {kW, kGradW}, {kR, kGradR}, {kB, kGradB},
-                                       {kInitialH, kGradH0}, {kInitialC, kGradC0}, {kPeephole, kGradP}};
-    for (const auto& [in, out] : map)
-      if (out < grad_output_count(cell) && b.needs_grad(in)) b.GI(in, grads[out]);
-  };
+}  // namespace rnn_impl
+
+void register_rnn_grad_ops(Registry& r) {
+  using namespace rnn_impl;
+  const char* d = graph::kTrainingDomain;
+  r.add({d, "RNNGrad", 1, INT_MAX, rnn_grad_factory(CellKind::Rnn), "oneDNN vanilla_rnn_backward"});
+  r.add({d, "GRUGrad", 1, INT_MAX, rnn_grad_factory(CellKind::Gru), "oneDNN gru_backward / lbr_gru_backward"});
+  r.add({d, "LSTMGrad", 1, INT_MAX, rnn_grad_factory(CellKind::Lstm), "oneDNN lstm_backward"});
 }
 
-}  // namespace onnxtrain::ops::rnn_impl
+}  // namespace onnxtrain::ops

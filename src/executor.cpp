@@ -9,7 +9,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_set>
 
-#include "graph/importer.h"
+#include "graph/passes/kernel_check.h"
 
 namespace onnxtrain {
 

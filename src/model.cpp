@@ -6,9 +6,13 @@
 
 #include "graph/exporter.h"
 #include "graph/importer.h"
+#include "graph/passes/expand_gradient.h"
 #include "graph/passes/inference_mode.h"
-#include "ops/registry.h"
+#include "graph/passes/kernel_check.h"
+#include "graph/training_info.h"
+#include "onnxtrain/atomic_file.h"
 #include "onnxtrain/model.h"
+#include "src/model_file.h"
 
 namespace onnxtrain {
 
@@ -33,6 +37,15 @@ ValueInfo value_info_of(const graph::Value& v) {
   return info;
 }
 
+// Import plus the passes every loaded model gets, in the order errors are reported: the
+// main graph's Gradient ops, then the training_info graphs.
+std::unique_ptr<Graph> import_model(const onnx::ModelProto& proto, const graph::ImportOptions& options) {
+  auto g = graph::import_graph(proto, options);
+  graph::expand_gradient_ops(*g);
+  if (proto.training_info_size() > 0) graph::validate_training_info(proto, options.model_path, graph::expand_gradient_ops);
+  return g;
+}
+
 }  // namespace
 
 std::string ValueInfo::shape_str() const {
@@ -53,7 +66,7 @@ Model Model::load(const std::string& path) {
   options.model_path = path;
   options.model_dir = std::filesystem::path(path).parent_path().string();
   impl->source = path;
-  impl->graph = graph::import_graph(impl->proto, options);
+  impl->graph = import_model(impl->proto, options);
   return Model(std::move(impl));
 }
 
@@ -63,7 +76,7 @@ Model Model::from_bytes(const void* data, size_t size) {
   impl->source = "model (from memory)";
   graph::ImportOptions options;
   options.model_path = impl->source;
-  impl->graph = graph::import_graph(impl->proto, options);
+  impl->graph = import_model(impl->proto, options);
   return Model(std::move(impl));
 }
 
@@ -73,7 +86,7 @@ Model Model::from_text(const std::string& onnx_text) {
   impl->source = "model (from ONNX text)";
   graph::ImportOptions options;
   options.model_path = impl->source;
-  impl->graph = graph::import_graph(impl->proto, options);
+  impl->graph = import_model(impl->proto, options);
   return Model(std::move(impl));
 }
 
@@ -107,20 +120,8 @@ ModelInfo Model::info() const {
     }
   }
   for (const auto& n : g.nodes()) ++info.op_histogram[n->domain.empty() ? n->op_type : n->domain + "." + n->op_type];
-  for (const auto& m : graph::find_missing_kernels(g)) {
-    std::string key = (m.domain.empty() ? "" : m.domain + ".") + m.op_type + " (opset " + std::to_string(m.opset) + ")";
-    info.missing_kernels[key] = m.nodes;
-  }
-  const auto& registry = ops::Registry::instance();
-  for (const auto& n : g.nodes()) {
-    const ops::OpDef* def = registry.find(n->domain, n->op_type, n->opset);
-    if (!def || def->not_differentiable || def->gradient) continue;
-    bool float_path = false;
-    for (const auto* out : n->outputs) float_path = float_path || (out && is_floating(out->dtype));
-    if (!float_path) continue;
-    std::string key = (n->domain.empty() ? "" : n->domain + ".") + n->op_type + " (opset " + std::to_string(n->opset) + ")";
-    info.missing_gradients[key].push_back(n->name);
-  }
+  for (const auto& m : graph::find_missing_kernels(g)) info.missing_kernels[m.label()] = m.nodes;
+  for (const auto& m : graph::find_missing_gradients(g)) info.missing_gradients[m.label()] = m.nodes;
   return info;
 }
 
@@ -164,6 +165,13 @@ onnx::ModelProto with_current_initializers(const onnx::ModelProto& proto, const 
 
 }  // namespace
 
+void save_model_file(const onnx::ModelProto& model, const std::string& path) {
+  std::string bytes;
+  if (!model.SerializeToString(&bytes))
+    throw ModelError("cannot serialise the model for '" + path + "' (over 2 GB?)");
+  write_file_atomically(path, bytes);
+}
+
 std::string Model::serialize() const {
   onnx::ModelProto out = with_current_initializers(impl_->proto, *impl_->graph);
   std::string bytes;
@@ -172,13 +180,13 @@ std::string Model::serialize() const {
 }
 
 void Model::save(const std::string& path) const {
-  graph::save_model_file(with_current_initializers(impl_->proto, *impl_->graph), path);
+  save_model_file(with_current_initializers(impl_->proto, *impl_->graph), path);
 }
 
 void Model::save_inference(const std::string& path) const {
   onnx::ModelProto out = with_current_initializers(impl_->proto, *impl_->graph);
   graph::to_inference_form(out);
-  graph::save_model_file(out, path);
+  save_model_file(out, path);
 }
 
 const graph::Graph& Model::graph() const { return *impl_->graph; }

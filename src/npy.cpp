@@ -11,7 +11,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "src/atomic_file.h"
+#include "onnxtrain/atomic_file.h"
 #include "src/zip_archive.h"
 
 namespace onnxtrain {

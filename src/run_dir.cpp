@@ -1,7 +1,6 @@
 #include "src/run_dir.h"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>

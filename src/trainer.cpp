@@ -9,7 +9,7 @@
 #include <stdexcept>
 
 #include "onnxtrain/errors.h"
-#include "src/atomic_file.h"
+#include "onnxtrain/atomic_file.h"
 #include "src/fit_state.h"
 #include "src/run_dir.h"
 #include "src/svg.h"

@@ -12,6 +12,7 @@
 #include "graph/tensor_proto.h"
 #include "graph/training_info.h"
 #include "graph/exporter.h"
+#include "src/model_file.h"
 #include "src/training_options_json.h"
 #include "src/training_session_impl.h"
 
@@ -74,7 +75,7 @@ void TrainingSession::export_eval_model(const std::string& path) const {
   auto g = impl_->build_eval_graph(loss);
   onnx::ModelProto proto;
   graph::export_graph(*g, proto);
-  graph::save_model_file(proto, path);
+  save_model_file(proto, path);
 }
 
 void TrainingSession::export_training_model(const std::string& path) const {
@@ -112,7 +113,7 @@ void TrainingSession::export_training_model(const std::string& path) const {
   rng << s.executor->rng();
   j["rng"] = rng.str();
   entry->set_value(j.dump());
-  graph::save_model_file(proto, path);
+  save_model_file(proto, path);
 }
 
 }  // namespace onnxtrain

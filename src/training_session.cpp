@@ -8,12 +8,13 @@
 #include <regex>
 #include <set>
 
-#include "graph/autodiff.h"
+#include "graph/passes/autodiff.h"
 #include "graph/exporter.h"
 #include "graph/loss.h"
 #include "graph/passes/inference_mode.h"
 #include "graph/passes/running_stats.h"
 #include "ops/op_utils.h"
+#include "src/model_file.h"
 #include "src/training_session_impl.h"
 
 namespace onnxtrain {
@@ -249,7 +250,7 @@ void TrainingSession::export_training_graph(const std::string& path) const {
   g->prune_to_outputs();
   onnx::ModelProto proto;
   graph::export_graph(*g, proto);
-  graph::save_model_file(proto, path);
+  save_model_file(proto, path);
 }
 
 const std::string& TrainingSession::loss_name() const { return impl_->loss; }

@@ -6,16 +6,9 @@
 #include <unordered_set>
 
 #include "onnxtrain/errors.h"
+#include "ops/batch_norm.h"
 
 namespace onnxtrain::graph {
-
-bool batchnorm_trains(const Node& n) {
-  if (n.opset < 7) return n.attr_int("is_test", 0) == 0;
-  if (n.opset < 14)
-    return std::any_of(n.outputs.begin() + std::min<size_t>(1, n.outputs.size()), n.outputs.end(),
-                       [](const Value* v) { return v != nullptr; });
-  return n.attr_int("training_mode", 0) != 0;
-}
 
 int to_inference_mode(Graph& graph, InferenceModeOptions options) {
   auto uses = graph.uses();
@@ -37,7 +30,7 @@ int to_inference_mode(Graph& graph, InferenceModeOptions options) {
   for (const auto& node : graph.nodes()) {
     Node& n = *node;
     if (!n.domain.empty()) continue;
-    if (options.batchnorm && n.op_type == "BatchNormalization" && batchnorm_trains(n)) {
+    if (options.batchnorm && n.op_type == "BatchNormalization" && ops::batchnorm_trains(n)) {
       if (n.opset < 7) n.attributes["is_test"] = int64_t{1};
       else if (n.opset >= 14) n.attributes["training_mode"] = int64_t{0};
       drop_outputs_from(n, 1);
@@ -59,7 +52,7 @@ int to_inference_mode(Graph& graph, InferenceModeOptions options) {
 int batchnorm_to_training_mode(Graph& graph) {
   std::vector<Node*> targets;
   for (const auto& node : graph.nodes())
-    if (node->domain.empty() && node->op_type == "BatchNormalization" && !batchnorm_trains(*node)) {
+    if (node->domain.empty() && node->op_type == "BatchNormalization" && !ops::batchnorm_trains(*node)) {
       if (node->opset < 7)
         throw ModelError(node->describe() + ": BatchNormalization before opset 7 cannot be switched to training mode");
       targets.push_back(node.get());

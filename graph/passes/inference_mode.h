@@ -8,11 +8,6 @@
 
 namespace onnxtrain::graph {
 
-// Whether a BatchNormalization node computes batch statistics. Opsets 1/6 choose training
-// with is_test = 0; opsets 7-13 train when the node asks for more than Y; 14+ have the
-// training_mode attribute.
-bool batchnorm_trains(const Node& node);
-
 struct InferenceModeOptions {
   bool batchnorm = true;
   bool dropout = true;

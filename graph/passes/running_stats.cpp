@@ -1,6 +1,6 @@
 #include "graph/passes/running_stats.h"
 
-#include "graph/passes/inference_mode.h"
+#include "ops/batch_norm.h"
 
 namespace onnxtrain::graph {
 
@@ -45,7 +45,7 @@ Value* unbiased_update(Graph& g, const Node& bn, Value* x, Value* old, Value* on
 std::vector<std::pair<std::string, std::string>> bind_running_statistics(Graph& g, bool unbiased_variance) {
   std::vector<Node*> bns;
   for (const auto& n : g.nodes())
-    if (n->domain.empty() && n->op_type == "BatchNormalization" && batchnorm_trains(*n) && n->inputs.size() >= 5)
+    if (n->domain.empty() && n->op_type == "BatchNormalization" && ops::batchnorm_trains(*n) && n->inputs.size() >= 5)
       bns.push_back(n.get());
   std::vector<std::pair<std::string, std::string>> bindings;
   for (Node* n : bns) {

@@ -1,5 +1,6 @@
 #pragma once
 // The public API of onnxtrain: the only header tools, examples and users include.
+#include "onnxtrain/atomic_file.h"
 #include "onnxtrain/clipping.h"
 #include "onnxtrain/data.h"
 #include "onnxtrain/errors.h"

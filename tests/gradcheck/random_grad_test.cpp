@@ -6,7 +6,7 @@
 #include <cmath>
 #include <unordered_map>
 
-#include "graph/autodiff.h"
+#include "graph/passes/autodiff.h"
 #include "graph/importer.h"
 #include "src/executor.h"
 #include "tests/support/local_grad.h"

@@ -17,7 +17,7 @@
 #include <string>
 #include <vector>
 
-#include "graph/autodiff.h"
+#include "graph/passes/autodiff.h"
 #include "graph/importer.h"
 #include "onnxtrain/onnxtrain.h"
 #include "src/executor.h"

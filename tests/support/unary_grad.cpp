@@ -2,7 +2,7 @@
 
 #include <onnx/onnx_pb.h>
 
-#include "graph/autodiff.h"
+#include "graph/passes/autodiff.h"
 #include "graph/importer.h"
 #include "src/executor.h"
 #include "tests/support/node_case.h"

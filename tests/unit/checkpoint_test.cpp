@@ -1,6 +1,8 @@
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 
@@ -61,11 +63,20 @@ TEST(Checkpoint, FailedSaveLeavesThePreviousCheckpointIntact) {
   s.save_checkpoint(ckpt);
   auto before = read_npz(ckpt);
   s.train_step(f.batch);
-  // Make the temporary file impossible to create: the write must fail cleanly.
-  const std::string tmp = ckpt + ".tmp" + std::to_string(::getpid());
-  fs::create_directory(tmp);
+  // Make the write fail half way (a file size limit; permissions would not stop root):
+  // the error must be clean and leave neither a broken checkpoint nor a temporary file.
+  rlimit old_limit{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+  rlimit small = old_limit;
+  small.rlim_cur = 256;
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
   EXPECT_THROW(s.save_checkpoint(ckpt), BackendError);
-  fs::remove(tmp);
+  ::setrlimit(RLIMIT_FSIZE, &old_limit);
+  std::signal(SIGXFSZ, old_handler);
+  for (const auto& entry : fs::directory_iterator(fs::temp_directory_path()))
+    EXPECT_NE(entry.path().filename().string().rfind(fs::path(ckpt).filename().string() + ".tmp", 0), 0u)
+        << "temporary file left behind: " << entry.path();
   auto after = read_npz(ckpt);
   ASSERT_EQ(before.size(), after.size());
   for (const auto& [key, t] : before) EXPECT_TRUE(bit_identical(t, after.at(key))) << key;

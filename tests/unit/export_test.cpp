@@ -8,6 +8,7 @@
 #include "graph/exporter.h"
 #include "graph/importer.h"
 #include "onnxtrain/onnxtrain.h"
+#include "src/model_file.h"
 
 using namespace onnxtrain;
 
@@ -102,7 +103,7 @@ TEST(Import, ReadsExternalData) {
   add("location", "weights.bin");
   add("offset", "8");
   add("length", "12");
-  graph::save_model_file(proto, (dir / "model.onnx").string());
+  save_model_file(proto, (dir / "model.onnx").string());
   Model model = Model::load((dir / "model.onnx").string());
   EXPECT_EQ(model.initializer("bias").to_vector<float>(), values);
   fs::remove_all(dir);

@@ -22,8 +22,11 @@ struct GradientGraph {
 GradientGraph build_gradient_graph(Graph& graph, const std::string& loss, const std::vector<std::string>& wrt,
                                    bool warn_unreachable = true);
 
-// Replaces every ai.onnx.preview.training Gradient node (attributes xs, y) by the backward
-// nodes that compute d y / d xs (the seed is ones, so a non-scalar y means d sum(y) / d xs).
-void expand_gradient_ops(Graph& graph);
+// The backward pass proper, through `forward` (nodes in topological order): appends the
+// backward nodes and returns wrt name -> accumulated gradient value (absent when the loss
+// does not depend on it). The seed is ones, so a non-scalar loss means d sum(loss).
+// backward_nodes receives the number of nodes added.
+std::map<std::string, Value*> differentiate(Graph& graph, const std::vector<Node*>& forward, Value& loss,
+                                            const std::vector<std::string>& wrt, size_t& backward_nodes);
 
 }  // namespace onnxtrain::graph

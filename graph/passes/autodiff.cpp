@@ -1,4 +1,4 @@
-#include "graph/autodiff.h"
+#include "graph/passes/autodiff.h"
 
 #include <spdlog/spdlog.h>
 
@@ -6,7 +6,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "ops/registry.h"
+#include "ops/rules.h"
 
 namespace onnxtrain::graph {
 
@@ -32,21 +32,12 @@ bool known_equal_shapes(const Value* a, const Value* b) {
 
 // Unknown ops count as differentiable, so a path through them fails loudly (no rule)
 // instead of silently giving no gradient.
-bool input_is_differentiable(const ops::OpDef* def, size_t i) {
+bool input_is_differentiable(const std::optional<ops::GradientRuleInfo>& def, size_t i) {
   if (!def) return true;
   if (def->not_differentiable) return false;
-  const auto& nd = def->non_differentiable_inputs;
+  const auto& nd = *def->non_differentiable_inputs;
   return std::find(nd.begin(), nd.end(), static_cast<int>(i)) == nd.end();
 }
-
-}  // namespace
-
-namespace {
-
-// The backward pass proper; returns wrt name -> accumulated gradient (absent when the loss
-// does not depend on it). `forward` are the nodes to differentiate through.
-std::map<std::string, Value*> differentiate(Graph& graph, const std::vector<Node*>& forward, Value& loss,
-                                            const std::vector<std::string>& wrt, size_t& backward_nodes);
 
 }  // namespace
 
@@ -80,46 +71,9 @@ GradientGraph build_gradient_graph(Graph& graph, const std::string& loss_name, c
   return result;
 }
 
-void expand_gradient_ops(Graph& graph) {
-  std::vector<Node*> gradient_nodes;
-  for (const auto& n : graph.nodes())
-    if (n->domain == kPreviewTrainingDomain && n->op_type == "Gradient") gradient_nodes.push_back(n.get());
-  for (Node* g : gradient_nodes) {
-    auto xs = g->attr_strings("xs");
-    std::string y = g->attr_string("y", "");
-    if (xs.empty() || y.empty()) throw ModelError(g->describe() + ": attributes 'xs' and 'y' are required");
-    if (g->outputs.size() != xs.size())
-      throw ModelError(g->describe() + ": has " + std::to_string(g->outputs.size()) + " outputs for " +
-                       std::to_string(xs.size()) + " values in 'xs'");
-    std::vector<Node*> forward;
-    for (const auto& n : graph.nodes())
-      if (n->domain != kPreviewTrainingDomain || n->op_type != "Gradient") forward.push_back(n.get());
-    size_t count = 0;
-    auto grads = differentiate(graph, forward, graph.value(y), xs, count);
-    std::vector<Value*> outputs = g->outputs;
-    const std::string name = g->name;
-    graph.remove_nodes({g});
-    for (size_t i = 0; i < xs.size(); ++i) {
-      if (!outputs[i]) continue;
-      Value* source = grads.count(xs[i]) ? grads[xs[i]] : nullptr;
-      if (!source) {
-        // y does not depend on this x: its gradient is zero.
-        graph.add_node("ZerosLike", {&graph.value(xs[i])}, {outputs[i]}, kTrainingDomain,
-                       graph.unique_name(name + "_zeros"));
-        continue;
-      }
-      graph.add_node("Identity", {source}, {outputs[i]}, kOnnxDomain, graph.unique_name(name + "_output"));
-    }
-  }
-  if (!gradient_nodes.empty()) graph.topological_sort();
-}
-
-namespace {
-
 std::map<std::string, Value*> differentiate(Graph& graph, const std::vector<Node*>& forward, Value& loss,
                                             const std::vector<std::string>& wrt, size_t& backward_nodes) {
   const std::string& loss_name = loss.name;
-  const auto& registry = ops::Registry::instance();
   if (!is_float_value(&loss))
     throw ModelError("the loss '" + loss_name + "' must be a float tensor, it is " + dtype_name(loss.dtype));
 
@@ -132,7 +86,7 @@ std::map<std::string, Value*> differentiate(Graph& graph, const std::vector<Node
     varying.insert(&v);
   }
   for (Node* n : forward) {
-    const ops::OpDef* def = registry.find(n->domain, n->op_type, n->opset);
+    const auto def = ops::find_gradient_rule(n->domain, n->op_type, n->opset);
     bool any = false;
     for (size_t i = 0; i < n->inputs.size(); ++i)
       any = any || (n->inputs[i] && varying.count(n->inputs[i]) && input_is_differentiable(def, i));
@@ -182,7 +136,7 @@ std::map<std::string, Value*> differentiate(Graph& graph, const std::vector<Node
       any_grad = any_grad || g;
     }
     if (!any_grad) continue;
-    const ops::OpDef* def = registry.find(n->domain, n->op_type, n->opset);
+    const auto def = ops::find_gradient_rule(n->domain, n->op_type, n->opset);
     std::vector<bool> needs(n->inputs.size(), false);
     bool any_need = false;
     for (size_t i = 0; i < n->inputs.size(); ++i) {
@@ -190,11 +144,11 @@ std::map<std::string, Value*> differentiate(Graph& graph, const std::vector<Node
       any_need = any_need || needs[i];
     }
     if (!any_need) continue;
-    if (!def || !def->gradient)
+    if (!def || !def->rule)
       throw UnsupportedOp("no gradient rule for " + n->describe() +
                           ": it lies on the path from a trainable value to the loss '" + loss_name + "'");
     ops::GradientBuilder builder(graph, *n, output_grads, needs);
-    def->gradient(builder);
+    (*def->rule)(builder);
     const auto& grads = builder.input_grads();
     for (size_t i = 0; i < n->inputs.size(); ++i) {
       if (!needs[i]) continue;
@@ -214,7 +168,5 @@ std::map<std::string, Value*> differentiate(Graph& graph, const std::vector<Node
   backward_nodes = graph.nodes().size() - nodes_before;
   return result;
 }
-
-}  // namespace
 
 }  // namespace onnxtrain::graph
