@@ -11,7 +11,7 @@
 #include <thread>
 
 #include "onnxtrain/onnxtrain.h"
-#include "src/atomic_file.h"
+#include "onnxtrain/atomic_file.h"
 #include "src/run_dir.h"
 #include "src/svg.h"
 #include "tests/support/test_support.h"
