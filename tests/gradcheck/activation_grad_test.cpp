@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "tests/support/node_case.h"
 #include "tests/support/unary_grad.h"
 
 using namespace onnxtrain;
@@ -65,8 +66,7 @@ TEST(ActivationGrad, ClipRuntimeBounds) {
   for (DType dtype : {DType::Double, DType::Float}) {
     const std::string t = type_name(dtype);
     GradCase c;
-    c.model_text = "<ir_version: 8, opset_import: [\"\" : 13]> g (" + t + "[2,5] X, " + t + " lo, " + t +
-                   " hi) => (" + t + "[2,5] Y) { Y = Clip(X, lo, hi) }";
+    c.model_text = test::NodeCase{"Clip", "", {t + "[2,5] X", t + " lo", t + " hi"}, {t + "[2,5] Y"}, 13}.text();
     c.inputs = {{"X", test::random_away_from(dtype, {2, 5}, 3, {-0.3, 0.6}, 0.05)},
                 {"lo", dtype == DType::Double ? Tensor::scalar<double>(-0.3) : Tensor::scalar<float>(-0.3f)},
                 {"hi", dtype == DType::Double ? Tensor::scalar<double>(0.6) : Tensor::scalar<float>(0.6f)}};

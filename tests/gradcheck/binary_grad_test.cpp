@@ -72,8 +72,8 @@ struct BinaryCase {
 };
 
 std::string binary_model(const std::string& node, const Shape& a, const Shape& b, const std::string& y, int opset = 17) {
-  return "<ir_version: 8, opset_import: [\"\" : " + std::to_string(opset) + "]> g (double" + shape_text(a) +
-         " A, double" + shape_text(b) + " B) => (double" + y + " Y) { Y = " + node + " }";
+  return test::graph_model("Y = " + node, "double" + shape_text(a) + " A, double" + shape_text(b) + " B",
+                           "double" + y + " Y", opset);
 }
 
 const std::vector<BinaryCase> kBroadcastShapes = {

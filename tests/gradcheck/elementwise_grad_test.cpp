@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "ops/registry.h"
+#include "tests/support/node_case.h"
 #include "tests/support/unary_grad.h"
 
 using namespace onnxtrain;
@@ -92,9 +93,8 @@ TEST(ElementwiseGrad, ValuesAtKinks) {
   };
   for (const auto& c : cases) {
     const std::string t = "double[" + std::to_string(c.x.size()) + "]";
-    auto g = gradients("<ir_version: 8, opset_import: [\"\" : 17]> g (" + t + " X) => (" + t + " Y) { Y = " + c.node +
-                           " }",
-                       "Y", {"X"}, {{"X", Tensor::from_vector<double>({static_cast<int64_t>(c.x.size())}, c.x)}});
+    auto g = gradients(test::graph_model("Y = " + c.node, t + " X", t + " Y"), "Y", {"X"},
+                       {{"X", Tensor::from_vector<double>({static_cast<int64_t>(c.x.size())}, c.x)}});
     const auto got = values(g[0]);
     ASSERT_EQ(got.size(), c.expected.size()) << c.node;
     for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], c.expected[i], 1e-12) << c.node << " at " << c.x[i];
@@ -105,8 +105,7 @@ TEST(ElementwiseGrad, ValuesAtKinks) {
 TEST(ElementwiseGrad, PiecewiseConstantInProduct) {
   for (const char* op : {"Floor", "Ceil", "Round", "Sign"}) {
     GradCase c;
-    c.model_text = std::string("<ir_version: 8, opset_import: [\"\" : 17]> g (double[9] X) => (double[9] Y) { F = ") +
-                   op + "(X) Y = Mul(X, F) }";
+    c.model_text = test::graph_model(std::string("F = ") + op + "(X) Y = Mul(X, F)", "double[9] X", "double[9] Y");
     c.inputs = {{"X", test::random_away_from(DType::Double, {9}, 5, {-2.5, -2, -1.5, -1, -0.5, 0, 0.5, 1, 1.5, 2, 2.5},
                                              0.05, -3, 3)}};
     EXPECT_EQ(test::check_gradients(c), "") << op;

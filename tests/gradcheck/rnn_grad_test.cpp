@@ -22,6 +22,7 @@
 #include "onnxtrain/onnxtrain.h"
 #include "src/executor.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/node_case.h"
 #include "tests/support/test_support.h"
 
 using namespace onnxtrain;
@@ -102,8 +103,7 @@ std::string forward_model(const RnnCase& c, const std::string& type) {
   } else {
     out = type + dims(c.check == "Y" ? c.y_shape() : c.state_shape()) + " " + c.check;
   }
-  return "<ir_version: 8, opset_import: [\"\" : " + std::to_string(c.opset) + "]>\n g (" + decls + ") => (" + out +
-         ") {\n " + body + "}";
+  return test::model_header(c.opset) + "g (" + decls + ") => (" + out + ") {\n " + body + "}";
 }
 
 std::map<std::string, Tensor> random_inputs(const RnnCase& c, DType dtype, uint64_t seed) {
@@ -320,19 +320,13 @@ std::string grad_model(const RnnCase& c, const std::string& type, bool dy, bool 
     outs += ", " + type + dims(c.state_shape()) + " dC0, " + type + dims({c.dirs, 3 * c.hidden}) + " dP";
     results += ", dC0, dP";
   }
-  return "<ir_version: 8, opset_import: [\"\" : 14, \"ai.onnxtrain\" : 1]>\n g (" + decls + ") => (" + outs + ") {\n " +
-         results + " = ai.onnxtrain." + c.op + "Grad <" + attributes(c) + "> (" + args + ")\n}";
+  return test::model_header(14, {{"ai.onnxtrain", 1}}) + "g (" + decls + ") => (" + outs + ") {\n " + results +
+         " = ai.onnxtrain." + c.op + "Grad <" + attributes(c) + "> (" + args + ")\n}";
 }
 
 Tensor to_float(const Tensor& t) {
   std::vector<double> d = t.as_double();
   return Tensor::from_vector<float>(t.shape(), std::vector<float>(d.begin(), d.end()));
-}
-
-std::map<std::string, Tensor> run_model(const std::string& text, const std::map<std::string, Tensor>& feeds) {
-  Model model = Model::from_text(text);
-  InferenceSession session(model);
-  return session.run(feeds);
 }
 
 TEST(RnnGradOneDnn, MatchesFloat64ReferenceForEveryCellDirectionAndLayout) {
@@ -380,10 +374,10 @@ TEST(RnnGradOneDnn, MatchesFloat64ReferenceForEveryCellDirectionAndLayout) {
         std::map<std::string, Tensor> actual;
         {
           LogCapture log;
-          actual = run_model(grad_model(k, "float", dy, dyh, dyc), ffeeds);
+          actual = test::run_model(grad_model(k, "float", dy, dyh, dyc), ffeeds);
           EXPECT_NE(log.text().find("oneDNN backward"), std::string::npos) << k.describe() << ": " << log.text();
         }
-        auto expected = run_model(grad_model(k, "double", dy, dyh, dyc), feeds);
+        auto expected = test::run_model(grad_model(k, "double", dy, dyh, dyc), feeds);
         for (const auto& [name, e] : expected)
           EXPECT_EQ(test::compare_tensors(actual.at(name), to_float(e), 1e-4, 1e-5), "")
               << k.describe() << " dY " << dy << " dYh " << dyh << " dYc " << dyc << ": " << name;
@@ -409,8 +403,8 @@ TEST(RnnGradOneDnn, SequenceLengthsFallBackToReference) {
       feeds["dYh"] = test::random_tensor(DType::Double, k.state_shape(), 5);
       std::map<std::string, Tensor> ffeeds;
       for (const auto& [name, t] : feeds) ffeeds[name] = t.dtype() == DType::Double ? to_float(t) : t;
-      auto actual = run_model(grad_model(k, "float", true, true, false), ffeeds);
-      auto expected = run_model(grad_model(k, "double", true, true, false), feeds);
+      auto actual = test::run_model(grad_model(k, "float", true, true, false), ffeeds);
+      auto expected = test::run_model(grad_model(k, "double", true, true, false), feeds);
       for (const auto& [name, e] : expected)
         EXPECT_EQ(test::compare_tensors(actual.at(name), to_float(e), 1e-4, 1e-5), "") << k.describe() << ": " << name;
     }
@@ -465,7 +459,7 @@ TEST(RnnGradOneDnn, PyTorchGruExportIsOnOneDnnPath) {
     t = Tensor::from_vector<double>(t.shape(), d);
   }
   ref_feeds["dY"] = Tensor::from_vector<double>(k.y_shape(), std::vector<double>(shape_numel(k.y_shape()), 1.0));
-  auto expected = run_model(grad_model(k, "double", true, false, false), ref_feeds);
+  auto expected = test::run_model(grad_model(k, "double", true, false, false), ref_feeds);
   const char* names[] = {"dX", "dW", "dR", "dB"};
   for (int i = 0; i < 4; ++i)
     EXPECT_EQ(test::compare_tensors(values[4 + i], to_float(expected.at(names[i])), 1e-4, 1e-5), "") << names[i];

@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "onnxtrain/onnxtrain.h"
+#include "tests/support/node_case.h"
 #include "tests/support/test_support.h"
 
 using namespace onnxtrain;
@@ -198,9 +199,9 @@ TEST(MeanVarianceNormalization, CustomAxes) {
 TEST(LRN, OneDnnMatchesOwnLoopForRanks3To5) {
   for (const char* dims : {"2,5,3", "2,5,3,2", "1,5,2,2,2"}) {
     auto make = [&](const std::string& type) {
-      return Model::from_text(std::string(R"(<ir_version: 8, opset_import: ["" : 13]> g ()") + type + "[" + dims +
-                              "] X) => (" + type + "[" + dims +
-                              R"(] Y) { Y = LRN <size = 3, alpha = 0.5, beta = 0.75, bias = 2.0> (X) })");
+      const std::string decl = type + "[" + dims + "] ";
+      const test::NodeCase lrn{"LRN", "size = 3, alpha = 0.5, beta = 0.75, bias = 2.0", {decl + "X"}, {decl + "Y"}, 13};
+      return Model::from_text(lrn.text());
     };
     Model mf = make("float"), md = make("double");
     InferenceSession sf(mf), sd(md);
@@ -223,10 +224,10 @@ TEST(Normalization, OneDnnMatchesOwnLoopForUnusualRanks) {
                  Case{"InstanceNormalization", "2,3,4"}, Case{"InstanceNormalization", "1,3,2,2,2,2"}}) {
     const bool bn = std::string(c.op) == "BatchNormalization";
     auto make = [&](const std::string& t) {
-      std::string params = bn ? ", " + t + "[3] M, " + t + "[3] V" : "";
-      return Model::from_text(std::string(R"(<ir_version: 8, opset_import: ["" : 15]> g ()") + t + "[" + c.dims +
-                              "] X, " + t + "[3] S, " + t + "[3] B" + params + ") => (" + t + "[" + c.dims +
-                              "] Y) { Y = " + c.op + (bn ? "(X, S, B, M, V) }" : "(X, S, B) }"));
+      const std::string x = t + "[" + c.dims + "] ";
+      test::NodeCase node{c.op, "", {x + "X", t + "[3] S", t + "[3] B"}, {x + "Y"}, 15};
+      if (bn) node.inputs.insert(node.inputs.end(), {t + "[3] M", t + "[3] V"});
+      return Model::from_text(node.text());
     };
     Model mf = make("float"), md = make("double");
     InferenceSession sf(mf), sd(md);

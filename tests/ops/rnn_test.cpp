@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "onnxtrain/onnxtrain.h"
+#include "tests/support/node_case.h"
 #include "tests/support/test_support.h"
 
 using namespace onnxtrain;
@@ -70,8 +71,9 @@ std::string model_text(const RnnCase& c, const std::string& type) {
   std::string attrs = "hidden_size = " + std::to_string(c.hidden);
   if (c.batch_first) attrs += ", layout = 1";
   if (!c.attrs.empty()) attrs += ", " + c.attrs;
-  return "<ir_version: 8, opset_import: [\"\" : " + std::to_string(c.opset) + "]>\n g (" + ins + ") => (" + outs + ") {\n " + results + " = " + c.op +
-         " <" + attrs + "> (" + args + ")\n}";
+  // Not a NodeCase: absent optional inputs leave empty slots in the argument list.
+  return test::model_header(c.opset) + "g (" + ins + ") => (" + outs + ") {\n " + results + " = " + c.op + " <" +
+         attrs + "> (" + args + ")\n}";
 }
 
 Tensor random_tensor(const Shape& shape, std::mt19937& rng, double scale = 1.0) {
@@ -100,12 +102,15 @@ std::map<std::string, Tensor> random_feeds(const RnnCase& c, std::mt19937& rng, 
   return feeds;
 }
 
-std::map<std::string, Tensor> run(const RnnCase& c, const std::string& type, const std::map<std::string, Tensor>& feeds) {
-  Model model = Model::from_text(model_text(c, type));
-  InferenceSession session(model);
+// The feeds in element type `type`: random_feeds draws doubles.
+std::map<std::string, Tensor> typed_feeds(const std::string& type, const std::map<std::string, Tensor>& feeds) {
   std::map<std::string, Tensor> typed;
   for (const auto& [name, t] : feeds) typed[name] = type == "float" && t.dtype() == DType::Double ? to_float(t) : t;
-  return session.run(typed);
+  return typed;
+}
+
+std::map<std::string, Tensor> run(const RnnCase& c, const std::string& type, const std::map<std::string, Tensor>& feeds) {
+  return test::run_model(model_text(c, type), typed_feeds(type, feeds));
 }
 
 void expect_close(const std::map<std::string, Tensor>& actual, const std::map<std::string, Tensor>& expected,
@@ -262,9 +267,7 @@ TEST(Rnn, NonDefaultActivationsClipAndInputForget) {
     c.seq = static_cast<int64_t>(x.size());
     c.batch = c.input = c.hidden = 1;
     c.bias = c.h0 = c.c0 = false;
-    Model model = Model::from_text(model_text(c, "float"));
-    InferenceSession session(model);
-    auto out = session.run({{"X", Tensor::from_vector<float>({c.seq, 1, 1}, x)},
+    auto out = test::run_model(model_text(c, "float"), {{"X", Tensor::from_vector<float>({c.seq, 1, 1}, x)},
                             {"W", Tensor::from_vector<float>({1, gates, 1}, w)},
                             {"R", Tensor::from_vector<float>({1, gates, 1}, r)}});
     return out["Y"].to_vector<float>();
@@ -303,43 +306,33 @@ TEST(Rnn, NonDefaultActivationsClipAndInputForget) {
 }
 
 TEST(Rnn, InvalidAttributesAndShapesGiveClearErrors) {
-  auto error_of = [](const RnnCase& c, const std::map<std::string, Tensor>& feeds) -> std::string {
-    try {
-      run(c, "float", feeds);
-    } catch (const Error& e) {
-      return e.what();
-    }
-    return "";
+  auto error_of = [](const RnnCase& c, const std::map<std::string, Tensor>& feeds) {
+    return test::run_error(model_text(c, "float"), typed_feeds("float", feeds));
   };
   std::mt19937 rng(1);
   RnnCase c;
   auto feeds = random_feeds(c, rng);
   RnnCase bad = c;
   bad.attrs = "direction = \"sideways\"";
-  EXPECT_NE(error_of(bad, feeds).find("direction"), std::string::npos);
+  EXPECT_CONTAINS(error_of(bad, feeds), "direction");
   bad = c;
   bad.attrs = "activations = [\"Sigmoid\", \"Tanh\"]";
-  EXPECT_NE(error_of(bad, feeds).find("activations"), std::string::npos);
+  EXPECT_CONTAINS(error_of(bad, feeds), "activations");
   bad = c;
   bad.attrs = "activations = [\"Sigmoid\", \"Swish\", \"Tanh\"]";
-  EXPECT_NE(error_of(bad, feeds).find("Swish"), std::string::npos);
-  try {
-    Model model = Model::from_text(R"(
-      <ir_version: 8, opset_import: ["" : 14]>
-      g (float[2, 1, 3] X, float[1, 16, 3] W, float[1, 16, 4] R) => (float[1, 1, 5] Yh) {
-        Y, Yh = LSTM <hidden_size = 5> (X, W, R)
-      })");
-    InferenceSession session(model);
-    session.run({{"X", Tensor(DType::Float, {2, 1, 3})}, {"W", Tensor(DType::Float, {1, 16, 3})},
-                 {"R", Tensor(DType::Float, {1, 16, 4})}});
-    ADD_FAILURE() << "expected an error for hidden_size 5 with R of shape [1,16,4]";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("W has shape [1,16,3], expected [1,20,3]"), std::string::npos) << e.what();
-  }
+  EXPECT_CONTAINS(error_of(bad, feeds), "Swish");
+  // hidden_size 5 with R of shape [1,16,4].
+  test::expect_error(test::model_header(14) +
+                         "g (float[2, 1, 3] X, float[1, 16, 3] W, float[1, 16, 4] R) => (float[1, 1, 5] Yh) {\n"
+                         "  Y, Yh = LSTM <hidden_size = 5> (X, W, R)\n}",
+                     {{"X", Tensor(DType::Float, {2, 1, 3})},
+                      {"W", Tensor(DType::Float, {1, 16, 3})},
+                      {"R", Tensor(DType::Float, {1, 16, 4})}},
+                     "W has shape [1,16,3], expected [1,20,3]");
   bad = c;
   bad.lens = true;
   auto lens_feeds = random_feeds(bad, rng, {4, 5, 1});
-  EXPECT_NE(error_of(bad, lens_feeds).find("sequence_lens"), std::string::npos);
+  EXPECT_CONTAINS(error_of(bad, lens_feeds), "sequence_lens");
 }
 
 // Before opset 14 there is no layout; opset 1 has output_sequence and GRU-1 no

@@ -4,6 +4,8 @@
 #include <cmath>
 #include <sstream>
 
+#include "tests/support/node_case.h"
+
 namespace onnxtrain::test {
 
 Array random_array(const Dims& shape, std::mt19937& rng, double lo, double hi) {
@@ -27,43 +29,40 @@ std::string ints(const std::vector<int64_t>& v) {
   return r + "]";
 }
 
+namespace {
+
+// "float[2,3] X" for a feed; "float[]" would mean unknown rank, so a scalar has no brackets.
+std::string input_declaration(const std::string& name, const Tensor& t) {
+  const DType dt = t.dtype();
+  const std::string type = dt == DType::Float    ? "float"
+                           : dt == DType::Double ? "double"
+                           : dt == DType::Int32  ? "int32"
+                                                 : "int64";
+  return type + (t.rank() ? ints(t.shape()) : "") + " " + name;
+}
+
+// "float[Y_0,Y_1] Y": an output of known rank and symbolic dims.
+std::string output_declaration(const std::string& name, size_t rank, const std::string& type) {
+  std::string dims;
+  for (size_t d = 0; d < rank; ++d) dims += (d ? "," : "[") + name + "_" + std::to_string(d);
+  return type + dims + (rank ? "]" : "") + " " + name;
+}
+
+}  // namespace
+
 std::map<std::string, Tensor> run_node(const std::string& op, const std::string& attrs,
                                        const std::vector<std::pair<std::string, Tensor>>& inputs,
                                        const std::vector<std::pair<std::string, size_t>>& outputs,
                                        const std::string& out_type) {
-  std::ostringstream text;
-  text << "<ir_version: 8, opset_import: [\"\" : 17, \"ai.onnxtrain\" : 1]>\ng (";
+  NodeCase node{op, attrs, {}, {}, 17, {{"ai.onnxtrain", 1}}};
   std::map<std::string, Tensor> feeds;
-  std::string args, decls;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    args += i ? ", " : "";
-    const auto& [name, t] = inputs[i];
-    if (name.empty()) continue;
-    const DType dt = t.dtype();
-    const char* type = dt == DType::Float    ? "float"
-                       : dt == DType::Double ? "double"
-                       : dt == DType::Int32  ? "int32"
-                                             : "int64";
-    // "float[]" would mean unknown rank: a scalar is declared without brackets
-    decls += (decls.empty() ? "" : ", ") + std::string(type) + (t.rank() ? ints(t.shape()) : "") + " " + name;
-    args += name;
-    feeds[name] = t;
+  for (const auto& [name, t] : inputs) {
+    node.inputs.push_back(name.empty() ? "" : input_declaration(name, t));
+    if (!name.empty()) feeds[name] = t;
   }
-  std::string outs, results;
-  for (size_t i = 0; i < outputs.size(); ++i) {
-    results += i ? ", " : "";
-    if (outputs[i].first.empty()) continue;
-    results += outputs[i].first;
-    std::string dims;
-    for (size_t d = 0; d < outputs[i].second; ++d) dims += (d ? "," : "[") + outputs[i].first + "_" + std::to_string(d);
-    if (outputs[i].second) dims += "]";
-    outs += (outs.empty() ? "" : ", ") + out_type + dims + " " + outputs[i].first;
-  }
-  text << decls << ") => (" << outs << ") {\n  " << results << " = " << op << (attrs.empty() ? "" : " <" + attrs + ">")
-       << " (" << args << ")\n}";
-  Model model = Model::from_text(text.str());
-  InferenceSession session(model);
-  return session.run(feeds);
+  for (const auto& [name, rank] : outputs)
+    node.outputs.push_back(name.empty() ? "" : output_declaration(name, rank, out_type));
+  return run_node_case(node, feeds);
 }
 
 std::map<std::string, Tensor> run_node(const std::string& op, const std::string& attrs,

@@ -1,5 +1,5 @@
 #pragma once
-// Runs one node through the public API (Model::from_text + InferenceSession) on float32
+// Runs one node (a tests/support NodeCase on InferenceSession) on float32
 // inputs and compares its outputs with a reference::Array within a tolerance derived from
 // the float32 accumulation length.
 #include <initializer_list>

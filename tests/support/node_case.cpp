@@ -12,9 +12,20 @@ std::string declared_name(const std::string& decl) {
   return space == std::string::npos ? decl : decl.substr(space + 1);
 }
 
-std::string joined(const std::vector<std::string>& parts, bool names_only) {
+// The graph's declarations skip empty entries; the node's argument list keeps them as empty
+// positions (absent optional inputs or outputs), trailing ones dropped.
+std::string declarations(const std::vector<std::string>& parts) {
   std::string out;
-  for (const std::string& p : parts) out += (out.empty() ? "" : ", ") + (names_only ? declared_name(p) : p);
+  for (const std::string& p : parts)
+    if (!p.empty()) out += (out.empty() ? "" : ", ") + p;
+  return out;
+}
+
+std::string arguments(const std::vector<std::string>& parts) {
+  size_t end = parts.size();
+  while (end > 0 && parts[end - 1].empty()) --end;
+  std::string out;
+  for (size_t i = 0; i < end; ++i) out += (i ? ", " : "") + (parts[i].empty() ? "" : declared_name(parts[i]));
   return out;
 }
 
@@ -31,8 +42,8 @@ std::string graph_model(const std::string& body, const std::string& inputs, cons
 }
 
 std::string NodeCase::text() const {
-  return model_header(opset, domains) + "g (" + joined(inputs, false) + ") => (" + joined(outputs, false) + ") { " +
-         joined(outputs, true) + " = " + op + (attrs.empty() ? "" : " <" + attrs + ">") + " (" + joined(inputs, true) +
+  return model_header(opset, domains) + "g (" + declarations(inputs) + ") => (" + declarations(outputs) + ") { " +
+         arguments(outputs) + " = " + op + (attrs.empty() ? "" : " <" + attrs + ">") + " (" + arguments(inputs) +
          ") }";
 }
 

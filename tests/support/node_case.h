@@ -25,8 +25,10 @@ std::string graph_model(const std::string& body, const std::string& inputs, cons
 struct NodeCase {
   std::string op;                    // op type, with its domain for other domains ("ai.onnxtrain.ConvGrad")
   std::string attrs;                 // ONNX text attribute list without the brackets ("axis = 0")
-  std::vector<std::string> inputs;   // typed graph inputs ("float[3, 2] X"); the node reads them in order
-  std::vector<std::string> outputs;  // typed graph outputs ("float[N, 2] Y")
+  // Typed graph inputs ("float[3, 2] X") that the node reads in order, and typed graph outputs
+  // ("float[N, 2] Y"); an empty entry leaves that node position out (absent optional ones).
+  std::vector<std::string> inputs;
+  std::vector<std::string> outputs;
   int opset = 17;
   std::map<std::string, int> domains;  // further opset imports
 

@@ -11,13 +11,12 @@
 #include <sstream>
 
 #include "onnxtrain/onnxtrain.h"
+#include "tests/support/node_case.h"
 #include "tests/support/test_support.h"
 
 using namespace onnxtrain;
 
 namespace {
-
-const char* kHeader = R"(<ir_version: 8, opset_import: ["" : 17]>)";
 
 std::string join_dims(const Shape& shape) {
   std::string s;
@@ -32,7 +31,7 @@ std::string probe_model(DType dtype, const Shape& shape) {
   const std::string t = (dtype == DType::Double ? "double[" : "float[") + join_dims(shape) + "]";
   std::string zeros;
   for (int64_t i = 0; i < shape_numel(shape); ++i) zeros += i ? ", 0" : "0";
-  return std::string(kHeader) + "\nprobe (" + t + " X) => (" + t + " Y) <" + t + " B = {" + zeros +
+  return test::model_header(17) + "probe (" + t + " X) => (" + t + " Y) <" + t + " B = {" + zeros +
          "}> { Y = Add(X, B) }";
 }
 
@@ -132,7 +131,7 @@ Tensor values(Shape shape, double start, double step) {
   return Tensor::from_vector<float>(std::move(shape), v);
 }
 
-std::string loss_model(const std::string& body) { return std::string(kHeader) + "\n" + body; }
+std::string loss_model(const std::string& body) { return test::model_header(17) + body; }
 
 std::string model_bytes(const std::string& text) { return Model::from_text(text).serialize(); }
 

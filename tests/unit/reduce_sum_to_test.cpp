@@ -2,6 +2,7 @@
 
 #include "onnxtrain/onnxtrain.h"
 #include "tests/support/gradcheck.h"
+#include "tests/support/node_case.h"
 
 using namespace onnxtrain;
 
@@ -12,12 +13,12 @@ namespace {
 void check_sum_to(const Shape& x_shape, const Shape& target) {
   std::string dims;
   for (size_t i = 0; i < x_shape.size(); ++i) dims += (i ? "," : "") + std::to_string(x_shape[i]);
-  Model model = Model::from_text(
-      "<ir_version: 8, opset_import: [\"\" : 17, \"ai.onnxtrain\" : 1]> g (float[" + dims +
-      "] X, int64[" + std::to_string(target.size()) + "] S) => (float[?] Y) { Y = ai.onnxtrain.ReduceSumTo(X, S) }");
+  test::NodeCase sum_to{"ai.onnxtrain.ReduceSumTo", "",
+                        {"float[" + dims + "] X", "int64[" + std::to_string(target.size()) + "] S"}, {"float[?] Y"}};
+  sum_to.domains = {{"ai.onnxtrain", 1}};
   Tensor x = test::random_tensor(DType::Float, x_shape, 7);
   Tensor s = Tensor::from_vector<int64_t>({static_cast<int64_t>(target.size())}, target);
-  Tensor y = InferenceSession(model).run({{"X", x}, {"S", s}}).at("Y");
+  Tensor y = test::run_node_case(sum_to, {{"X", x}, {"S", s}}).at("Y");
   ASSERT_EQ(y.shape(), target);
   Shape padded(x_shape.size() - target.size(), 1);
   padded.insert(padded.end(), target.begin(), target.end());
