@@ -85,6 +85,9 @@ class Graph {
 
   std::string name;
   std::map<std::string, int> opsets;  // domain -> version
+  // How the inputs' batch dim was treated at load (graph/relax_batch.h): what was relaxed,
+  // or why a fixed batch stays fixed. Empty when the model's batch was already symbolic.
+  std::string batch_note;
   std::vector<Value*> inputs;
   std::vector<Value*> outputs;
 

@@ -175,9 +175,12 @@ void Executor::check_feed(const Value& value, const Tensor& t) const {
   bool ok = value.dims->size() == t.rank();
   for (size_t i = 0; ok && i < t.rank(); ++i)
     if ((*value.dims)[i].known() && (*value.dims)[i].value != t.dim(i)) ok = false;
-  if (!ok)
+  if (!ok) {
+    const bool batch_differs = value.kind == ValueKind::Input && t.rank() > 0 && value.dims->size() == t.rank() &&
+                               (*value.dims)[0].known() && (*value.dims)[0].value != t.dim(0);
     throw DataError(what + " '" + value.name + "': expected " + expected() + ", got " + dtype_name(t.dtype()) +
-                    shape_str(t.shape()));
+                    shape_str(t.shape()) + (batch_differs && !graph_.batch_note.empty() ? "; " + graph_.batch_note : ""));
+  }
 }
 
 std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>& feeds,

@@ -4,11 +4,14 @@
 #include <filesystem>
 #include <sstream>
 
+#include <spdlog/spdlog.h>
+
 #include "graph/exporter.h"
 #include "graph/importer.h"
 #include "graph/passes/expand_gradient.h"
 #include "graph/passes/inference_mode.h"
 #include "graph/passes/kernel_check.h"
+#include "graph/relax_batch.h"
 #include "graph/training_info.h"
 #include "onnxtrain/atomic_file.h"
 #include "onnxtrain/model.h"
@@ -37,10 +40,33 @@ ValueInfo value_info_of(const graph::Value& v) {
   return info;
 }
 
+// A fixed batch relaxed in `proto` (the exported file then keeps the symbolic batch), or the
+// reason it stays fixed, recorded on the graph and said once.
+std::string relax_batch(onnx::ModelProto& proto, const std::string& source) {
+  const graph::BatchRelaxation r = graph::relax_fixed_batch(proto);
+  if (r.fixed_batch == 0) return "";
+  const std::string fixed = "the model's batch size is fixed at " + std::to_string(r.fixed_batch);
+  if (!r.relaxed) {
+    std::string note = fixed + " (" + r.blocker +
+                       "); re-export it with a dynamic batch, e.g. torch.onnx.export(..., dynamic_axes={'" +
+                       proto.graph().input(0).name() + "': {0: 'batch'}})";
+    spdlog::info("{}: {}", source, note);
+    return note;
+  }
+  std::string note = fixed + "; relaxed to any batch ('" + r.symbol + "'" +
+                     (r.reshapes.empty() ? std::string()
+                                         : ", " + std::to_string(r.reshapes.size()) + " Reshape shape(s) now copy it") +
+                     "); exported models keep the dynamic batch";
+  spdlog::info("{}: {}", source, note);
+  return note;
+}
+
 // Import plus the passes every loaded model gets, in the order errors are reported: the
 // main graph's Gradient ops, then the training_info graphs.
-std::unique_ptr<Graph> import_model(const onnx::ModelProto& proto, const graph::ImportOptions& options) {
+std::unique_ptr<Graph> import_model(onnx::ModelProto& proto, const graph::ImportOptions& options) {
+  std::string batch_note = relax_batch(proto, options.model_path);
   auto g = graph::import_graph(proto, options);
+  g->batch_note = std::move(batch_note);
   graph::expand_gradient_ops(*g);
   if (proto.training_info_size() > 0) graph::validate_training_info(proto, options.model_path, graph::expand_gradient_ops);
   return g;
@@ -119,6 +145,7 @@ ModelInfo Model::info() const {
       info.parameter_bytes += static_cast<int64_t>(v->data->nbytes());
     }
   }
+  info.batch_note = g.batch_note;
   for (const auto& n : g.nodes()) ++info.op_histogram[n->domain.empty() ? n->op_type : n->domain + "." + n->op_type];
   for (const auto& m : graph::find_missing_kernels(g)) info.missing_kernels[m.label()] = m.nodes;
   for (const auto& m : graph::find_missing_gradients(g)) info.missing_gradients[m.label()] = m.nodes;

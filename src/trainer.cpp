@@ -64,7 +64,8 @@ struct Trainer::Impl {
   FitState state;
   std::optional<MetricsCsv> csv, csv_copy;
   std::optional<Evaluation> last_eval;
-  std::optional<MetricsRow> pending_row;  // an epoch's last row, completed by its validation
+  std::optional<MetricsRow> pending_row;  // the last step's row, held for the epoch's validation columns
+  int64_t first_micro = 0;                // state.micro when this fit started (after a resume)
 
   Impl(Model& m, TrainingOptions o, FitOptions f, DatasetPtr t, DatasetPtr v)
       : model(m), options(std::move(o)), fit(std::move(f)), train(std::move(t)), val(std::move(v)) {
@@ -140,7 +141,7 @@ struct Trainer::Impl {
     const int64_t epoch = state.micro / bpe;  // 0-based
     const int64_t epoch_end = std::min((epoch + 1) * bpe, plan.micro_batches);
     emit([&](Callback& c) { c.on_epoch_begin({.epoch = epoch + 1, .epochs = plan.epochs, .batches = epoch_end - epoch * bpe}); });
-    std::optional<MetricsRow> held;  // the epoch's last row waits for the validation columns
+    std::optional<MetricsRow>& held = pending_row;  // the epoch's last row waits for the validation columns
     while (state.micro < epoch_end) {
       Batch batch = loader->next();
       const int64_t n = static_cast<int64_t>(batch.samples.size());
@@ -173,18 +174,17 @@ struct Trainer::Impl {
       emit([&](Callback& c) { c.on_step_end(event); });
       if (stop.load(std::memory_order_relaxed)) {
         if (held) write_row(*held);
+        held.reset();
         save_checkpoint();
         return false;
       }
     }
-    pending_row = held;
     return true;
   }
 
   // Validates, records, plots and saves after an epoch; true when patience ran out.
   bool end_epoch() {
-    std::optional<MetricsRow> held = std::move(pending_row);
-    pending_row.reset();
+    std::optional<MetricsRow>& held = pending_row;  // written once validated (or by a failure's checkpoint)
     const int64_t epoch = static_cast<int64_t>(state.train_loss.size()) + 1;
     const double train_loss =
         state.epoch_samples ? state.epoch_loss_sum / static_cast<double>(state.epoch_samples) : std::nan("");
@@ -213,6 +213,7 @@ struct Trainer::Impl {
       }
     }
     if (held) write_row(*held);
+    held.reset();
     if (writes_files()) {
       write_file_atomically(file("results.svg").string(), fit_curves_svg(state, plan.metric));
       model.save_inference(file("last.onnx").string());
@@ -259,6 +260,7 @@ struct Trainer::Impl {
     if (started) throw std::logic_error("Trainer::fit: a trainer fits once");
     started = true;
     begin();
+    first_micro = state.micro;
     emit([&](Callback& c) { c.on_fit_begin(plan); });
     FitResult result;
     try {
@@ -275,6 +277,20 @@ struct Trainer::Impl {
     } catch (const NonFiniteLoss& e) {
       result.status = FitStatus::Diverged;
       result.message = e.what();
+    } catch (const std::exception& e) {
+      // Work done in this fit is kept: the session is at its last completed step (a failed
+      // step changes nothing), so that state is checkpointed before the error is reported.
+      if (state.micro == first_micro || !writes_files()) throw;
+      result.status = FitStatus::Failed;
+      result.message = e.what();
+      result.error = std::current_exception();
+      try {
+        if (pending_row) write_row(*pending_row);
+        pending_row.reset();
+        save_checkpoint();
+      } catch (const std::exception& save_error) {
+        result.message += std::string("; the checkpoint could not be written either: ") + save_error.what();
+      }
     }
     return finish(std::move(result));
   }

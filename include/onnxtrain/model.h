@@ -32,6 +32,9 @@ struct ModelInfo {
   int64_t parameter_bytes = 0;
   int64_t initializer_count = 0;
   std::map<std::string, int> op_histogram;  // op type -> node count
+  // A fixed batch in the exported file: how it was relaxed to any batch, or why it could not
+  // be (then only that batch size runs). Empty when the batch was symbolic already.
+  std::string batch_note;
   // Op types (with opset) that have no kernel, and the nodes that use them.
   std::map<std::string, std::vector<std::string>> missing_kernels;
   // Float operators (with opset) that have no gradient rule, and their nodes: training

@@ -8,6 +8,7 @@
 //   onnxtrain::FitResult result = trainer.fit();
 #include <atomic>
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -118,7 +119,9 @@ struct EpochEndEvent {
   int bad_epochs = 0;    // epochs since the best
 };
 
-enum class FitStatus { Completed, EarlyStopped, Interrupted, Diverged };
+// Failed: an error after training started; the last completed step was checkpointed
+// (FitResult::checkpoint) before the fit returned, and FitResult::error holds the exception.
+enum class FitStatus { Completed, EarlyStopped, Interrupted, Diverged, Failed };
 
 struct FitResult {
   FitStatus status = FitStatus::Completed;
@@ -129,7 +132,8 @@ struct FitResult {
   int bad_epochs = 0;
   // Files of the run directory (empty when not written).
   std::filesystem::path best_model, last_model, checkpoint;
-  std::string message;                  // Diverged: what was not finite
+  std::string message;                  // Diverged: what was not finite; Failed: the error
+  std::exception_ptr error;             // Failed: the exception, to rethrow or inspect
   std::optional<Evaluation> validation; // of the last epoch
 };
 

@@ -190,6 +190,56 @@ TEST_F(TrainerTest, StopAndResumeEndBitIdenticalToAnUninterruptedFit) {
   EXPECT_TRUE(slurp(dir_ / "straight" / "metrics.csv") == slurp(dir_ / "cut" / "metrics.csv"));
 }
 
+// Throws from the fit's own thread, like a data or disk error would.
+struct FailAt : Callback {
+  int64_t micro_batch = -1;  // after this batch's step; 0: when the first epoch begins
+  void on_epoch_begin(const EpochBeginEvent&) override {
+    if (micro_batch == 0) throw DataError("failed before any batch");
+  }
+  void on_step_end(const StepEvent& e) override {
+    if (e.micro_batch == micro_batch) throw DataError("image 17 is unreadable");
+  }
+};
+
+TEST_F(TrainerTest, AnErrorMidFitCheckpointsTheLastStepAndTheResumeEndsBitIdentical) {
+  Model straight = model();
+  fit_.run_dir = dir_ / "straight";
+  fit_.epochs = 3;
+  ASSERT_EQ(Trainer(straight, options_, fit_, train_, val_).fit().status, FitStatus::Completed);
+
+  Model cut = model();
+  fit_.run_dir = dir_ / "cut";
+  Trainer first(cut, options_, fit_, train_, val_);
+  FailAt fail;
+  fail.micro_batch = 8;  // mid epoch 2
+  first.add_callback(fail);
+  FitResult r = first.fit();
+  EXPECT_EQ(r.status, FitStatus::Failed);
+  EXPECT_NE(r.message.find("image 17 is unreadable"), std::string::npos) << r.message;
+  EXPECT_THROW(std::rethrow_exception(r.error), DataError);
+  EXPECT_EQ(r.micro_batches, 8);
+  EXPECT_EQ(r.checkpoint, fit_.run_dir / "checkpoint.npz");
+
+  Model resumed = model();
+  fit_.resume = fit_.run_dir / "checkpoint.npz";
+  r = Trainer(resumed, options_, fit_, train_, val_).fit();
+  EXPECT_EQ(r.status, FitStatus::Completed);
+  for (const auto& name : straight.initializer_names())
+    EXPECT_TRUE(same_bytes(straight.initializer(name), resumed.initializer(name))) << name;
+  EXPECT_TRUE(slurp(dir_ / "straight" / "metrics.csv") == slurp(dir_ / "cut" / "metrics.csv"));
+}
+
+TEST_F(TrainerTest, AnErrorBeforeAnyBatchTrainedIsThrownAsItIs) {
+  Model m = model();
+  fit_.run_dir = dir_ / "run";
+  Trainer trainer(m, options_, fit_, train_, val_);
+  FailAt fail;
+  fail.micro_batch = 0;
+  trainer.add_callback(fail);
+  EXPECT_THROW(trainer.fit(), DataError);
+  EXPECT_FALSE(fs::exists(fit_.run_dir / "checkpoint.npz"));
+}
+
 TEST_F(TrainerTest, EarlyStoppingAfterPatienceEpochs) {
   Model m = model();
   options_.optimizer.kind = "sgd";

@@ -30,7 +30,7 @@ void FitProgress::on_epoch_end(const EpochEndEvent& e) {
 
 void FitProgress::on_fit_end(const FitResult& result) {
   if (!open_) return;
-  bar_.finish(result.status == FitStatus::Interrupted ? "interrupted" : "");
+  bar_.finish(result.status == FitStatus::Interrupted ? "interrupted" : result.status == FitStatus::Failed ? "failed" : "");
   open_ = false;
 }
 

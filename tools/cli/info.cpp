@@ -42,6 +42,7 @@ Command add_info_command(CLI::App& app) {
     for (const auto& v : info.inputs) std::cout << "  " << pad(v.name, 24) << dtype_name(v.dtype) << v.shape_str() << "\n";
     std::cout << "outputs:\n";
     for (const auto& v : info.outputs) std::cout << "  " << pad(v.name, 24) << dtype_name(v.dtype) << v.shape_str() << "\n";
+    if (!info.batch_note.empty()) std::cout << "batch:      " << info.batch_note << "\n";
     std::cout << "parameters: " << thousands(info.parameter_count) << " (" << human_bytes(info.parameter_bytes)
               << ") in " << info.initializer_count << " initializers\n";
     int nodes = 0;

@@ -37,7 +37,7 @@ std::string default_metric(const std::string& loss) {
 }
 
 // What the user sees when a fit ends, and the exit code: 0, 130 after Ctrl-C (128 + the
-// signal), 1 after divergence.
+// signal), 1 after divergence or an error.
 int report(const FitResult& result, const TrainingOptions& options, const fs::path& run_dir, const std::string& out,
            const std::string& command_line, int interrupt_code) {
   const fs::path checkpoint = run_dir / "checkpoint.npz";
@@ -46,6 +46,13 @@ int report(const FitResult& result, const TrainingOptions& options, const fs::pa
       std::cerr << "onnxtrain: training stopped: " << result.message << "\n";
       if (!result.checkpoint.empty()) std::cerr << "the last good checkpoint is " << result.checkpoint.string() << "\n";
       std::cerr << "try a lower --lr (now " << options.optimizer.lr << ") or --clip-grad-norm\n";
+      return 1;
+    case FitStatus::Failed:
+      std::cerr << "onnxtrain: training failed at step " << result.steps << ": " << result.message << "\n";
+      if (!result.checkpoint.empty())
+        std::cerr << "the last completed step is saved in " << result.checkpoint.string() << "\n"
+                  << "after fixing the cause, resume with: " << command_line << " --resume "
+                  << result.checkpoint.string() << "\n";
       return 1;
     case FitStatus::Interrupted:
       std::cerr << "interrupted at step " << result.steps << "; checkpoint written to " << checkpoint.string() << "\n"
