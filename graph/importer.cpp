@@ -1,22 +1,20 @@
 #include "graph/importer.h"
 
-#include <onnx/checker.h>
 #include <onnx/defs/parser.h>
 #include <onnx/onnx_pb.h>
-#include <onnx/shape_inference/implementation.h>
 #include <spdlog/spdlog.h>
 
 #include <filesystem>
 #include <fstream>
 #include <map>
 
+#include "graph/onnx_schemas.h"
 #include "graph/tensor_proto.h"
 
 namespace onnxtrain::graph {
 
 namespace {
 
-constexpr int kMaxOnnxOpset = 17;
 
 std::string source_of(const ImportOptions& options) {
   return options.model_path.empty() ? std::string("model") : options.model_path;
@@ -109,16 +107,14 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
     graph->opsets[domain] = static_cast<int>(op.version());
   }
   if (!graph->opsets.count("")) graph->opsets[""] = 1;
-  if (graph->opsets[""] > kMaxOnnxOpset)
+  if (graph->opsets[""] > kNewestOnnxOpset)
     throw ModelError(source + ": ONNX opset " + std::to_string(graph->opsets[""]) +
-                     " is newer than the newest onnxtrain supports (" + std::to_string(kMaxOnnxOpset) + ")");
+                     " is newer than the newest onnxtrain supports (" + std::to_string(kNewestOnnxOpset) + ")");
 
   if (options.run_checker) {
     try {
-      if (has_external_data(model.graph()) && !options.model_path.empty())
-        onnx::checker::check_model(options.model_path);
-      else
-        onnx::checker::check_model(model);
+      const bool external = has_external_data(model.graph()) && !options.model_path.empty();
+      check_model(model, external ? options.model_path : "", external ? options.model_dir : "");
     } catch (const std::exception& e) {
       throw ModelError(source + ": the ONNX checker rejects the model: " + e.what());
     }
@@ -131,8 +127,7 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
     try {
       // Data propagation folds Shape -> Gather -> Concat chains, so PyTorch exports keep
       // their ranks through computed Reshapes (gradient rules need ranks).
-      onnx::ShapeInferenceOptions inference_options(false, 0, true);
-      onnx::shape_inference::InferShapes(inferred, onnx::OpSchemaRegistry::Instance(), inference_options);
+      infer_shapes(inferred);
       typed = &inferred;
     } catch (const std::exception& e) {
       spdlog::warn("{}: ONNX shape inference failed ({}); continuing with declared shapes", source, e.what());

@@ -1,19 +1,15 @@
 #include "graph/relax_batch.h"
 
-#include <onnx/defs/schema.h>
 #include <onnx/onnx_pb.h>
-#include <onnx/shape_inference/implementation.h>
 
 #include <map>
 #include <set>
 
+#include "graph/onnx_schemas.h"
 #include "graph/tensor_proto.h"
 
 namespace onnxtrain::graph {
 namespace {
-
-// ONNX 1.12's shape inference, which proves the rewrite, knows opsets up to 17.
-constexpr int64_t kNewestInferredOpset = 17;
 
 using Dim = onnx::TensorShapeProto_Dimension;
 
@@ -82,8 +78,7 @@ std::map<std::string, onnx::TensorShapeProto> inferred_shapes(onnx::ModelProto m
   model.mutable_graph()->clear_value_info();
   for (auto& out : *model.mutable_graph()->mutable_output())
     if (out.type().has_tensor_type()) out.mutable_type()->mutable_tensor_type()->clear_shape();
-  onnx::ShapeInferenceOptions options(false, 0, true);
-  onnx::shape_inference::InferShapes(model, onnx::OpSchemaRegistry::Instance(), options);
+  infer_shapes(model);
   std::map<std::string, onnx::TensorShapeProto> shapes;
   const auto& g = model.graph();
   for (const auto* list : {&g.input(), &g.value_info(), &g.output()})
@@ -142,12 +137,6 @@ BatchRelaxation relax_fixed_batch(onnx::ModelProto& model) {
     if (d->dim_value() == r.fixed_batch) batch_inputs.push_back(i);
   }
   if (r.fixed_batch == 0) return r;
-  for (const auto& op : model.opset_import())
-    if ((op.domain().empty() || op.domain() == "ai.onnx") && op.version() > kNewestInferredOpset) {
-      r.blocker = "opset " + std::to_string(op.version()) + " is newer than shape inference can check";
-      return r;
-    }
-
   onnx::ModelProto trial = model;
   r.symbol = fresh_symbol(g);
   auto* tg = trial.mutable_graph();

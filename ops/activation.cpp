@@ -217,6 +217,30 @@ struct HardSwishD {
   }
   template <typename T> static T dst(T dd, T, T, T) { return dd; }  // unused
 };
+// GELU (exact erf form and the tanh approximation) and Mish, as d/dx.
+struct GeluErfD {
+  template <typename T> static T src(T dd, T x, T, T) {
+    const T cdf = T(0.5) * (T(1) + std::erf(x / std::sqrt(T(2))));
+    return dd * (cdf + x * std::exp(T(-0.5) * x * x) / std::sqrt(T(2) * T(M_PI)));
+  }
+  template <typename T> static T dst(T dd, T, T, T) { return dd; }  // unused
+};
+struct GeluTanhD {
+  template <typename T> static T src(T dd, T x, T, T) {
+    const T k = std::sqrt(T(2) / T(M_PI));
+    const T t = std::tanh(k * (x + T(0.044715) * x * x * x));
+    return dd * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3) * T(0.044715) * x * x));
+  }
+  template <typename T> static T dst(T dd, T, T, T) { return dd; }  // unused
+};
+struct MishD {
+  template <typename T> static T src(T dd, T x, T, T) {
+    const T sp = x > T(20) ? x : std::log1p(std::exp(x));
+    const T t = std::tanh(sp);
+    return dd * (t + x * (T(1) - t * t) / (T(1) + std::exp(-x)));
+  }
+  template <typename T> static T dst(T dd, T, T, T) { return dd; }  // unused
+};
 struct SqrtD {
   template <typename T> static T src(T dd, T x, T, T) { return dd / (T(2) * std::sqrt(x)); }
   template <typename T> static T dst(T dd, T y, T, T) { return dd / (T(2) * y); }
@@ -372,6 +396,23 @@ void simple_gradient(GradientBuilder& b) {
   emit_eltwise_grad(b, kGradOp, kUseOutput);
 }
 
+constexpr char kGeluGrad[] = "GeluGrad", kGeluTanhGrad[] = "GeluTanhGrad", kMishGrad[] = "MishGrad";
+
+bool gelu_tanh(const Node& n) {
+  const std::string a = n.attr_string("approximate", "none");
+  if (a != "none" && a != "tanh") fail(n, "approximate must be 'none' or 'tanh', got '" + a + "'");
+  return a == "tanh";
+}
+
+void gelu_gradient(GradientBuilder& b) {
+  emit_eltwise_grad(b, gelu_tanh(b.node()) ? kGeluTanhGrad : kGeluGrad, false);
+}
+
+double gelu_reference(double x, double tanh_form, double) {
+  if (tanh_form != 0) return 0.5 * x * (1 + std::tanh(std::sqrt(2 / M_PI) * (x + 0.044715 * x * x * x)));
+  return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0)));
+}
+
 constexpr char kReluGrad[] = "ReluGrad", kSigmoidGrad[] = "SigmoidGrad", kTanhGrad[] = "TanhGrad",
                kSoftplusGrad[] = "SoftplusGrad", kHardSwishGrad[] = "HardSwishGrad", kSqrtGrad[] = "SqrtGrad",
                kAbsGrad[] = "AbsGrad";
@@ -445,6 +486,12 @@ void register_activation_ops(Registry& r) {
       simple_gradient<kAbsGrad, false>, IntegerOp::Abs);
   add("Neg", 1, fixed(A::eltwise_linear, -1.f, 0.f), [](double x, double, double) { return -x; }, neg_gradient,
       IntegerOp::Neg);
+  add("Mish", 18, fixed(A::eltwise_mish), [](double x, double, double) { return x * std::tanh(std::log1p(std::exp(x))); },
+      simple_gradient<kMishGrad, false>);
+  // The reference function reads the form from alpha (1: tanh); oneDNN from the algorithm.
+  add("Gelu", 20, [](const Node& n, const std::vector<InputInfo>&) {
+    return gelu_tanh(n) ? EltwiseParams{A::eltwise_gelu_tanh, 1.f, 0.f} : EltwiseParams{A::eltwise_gelu_erf, 0.f, 0.f};
+  }, gelu_reference, gelu_gradient);
   // min/max get no gradient.
   r.add({"", "Clip", 1, INT_MAX, make_clip, "oneDNN eltwise", clip_gradient, {1, 2}});
 
@@ -455,6 +502,9 @@ void register_activation_ops(Registry& r) {
   add_eltwise_grad<TanhD>(r, "TanhGrad", A::eltwise_tanh, A::eltwise_tanh_use_dst_for_bwd);
   add_eltwise_grad<SoftplusD>(r, "SoftplusGrad", A::eltwise_soft_relu, std::nullopt);
   add_eltwise_grad<HardSwishD>(r, "HardSwishGrad", A::eltwise_hardswish, std::nullopt);
+  add_eltwise_grad<GeluErfD>(r, kGeluGrad, A::eltwise_gelu_erf, std::nullopt);
+  add_eltwise_grad<GeluTanhD>(r, kGeluTanhGrad, A::eltwise_gelu_tanh, std::nullopt);
+  add_eltwise_grad<MishD>(r, kMishGrad, A::eltwise_mish, std::nullopt);
   add_eltwise_grad<SqrtD>(r, "SqrtGrad", A::eltwise_sqrt, A::eltwise_sqrt_use_dst_for_bwd);
   add_eltwise_grad<AbsD>(r, "AbsGrad", A::eltwise_abs, std::nullopt);
   add_eltwise_grad<ClipD>(r, "ClipGrad", A::eltwise_clip_v2, A::eltwise_clip_v2_use_dst_for_bwd, true);

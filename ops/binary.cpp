@@ -374,6 +374,14 @@ void register_binary_ops(Registry& r) {
   r.add({"", "Or", 1, INT_MAX, binary<true>(BoolTypes{}, both([](bool a, bool b) { return a || b; })), "own", {}, {}, true});
   r.add({"", "Xor", 1, INT_MAX, binary<true>(BoolTypes{}, both([](bool a, bool b) { return a != b; })), "own", {}, {}, true});
 
+  // Opset 18: the integer bit operations.
+  r.add({"", "BitwiseAnd", 18, INT_MAX, binary<false>(IntTypes{}, both([](auto a, auto b) { return decltype(a)(a & b); })),
+         "own", {}, {}, true});
+  r.add({"", "BitwiseOr", 18, INT_MAX, binary<false>(IntTypes{}, both([](auto a, auto b) { return decltype(a)(a | b); })),
+         "own", {}, {}, true});
+  r.add({"", "BitwiseXor", 18, INT_MAX, binary<false>(IntTypes{}, both([](auto a, auto b) { return decltype(a)(a ^ b); })),
+         "own", {}, {}, true});
+
   register_variadic_where_prelu_ops(r);
 }
 

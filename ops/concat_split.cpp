@@ -52,6 +52,15 @@ std::unique_ptr<Kernel> make_split(const Node& node, const std::vector<InputInfo
     std::optional<std::vector<int64_t>> split;
     if (node.opset >= 13 || (node.opset == 1 && !node.has_attr("split"))) split = args[1];
     else if (node.has_attr("split")) split = node.attr_ints("split");
+    if (!split && node.opset >= 18 && node.has_attr("num_outputs")) {
+      // Opset 18: num_outputs chunks of ceil(dim / n), the last one smaller.
+      if (node.attr_int("num_outputs") != parts)
+        fail(node, "num_outputs is " + std::to_string(node.attr_int("num_outputs")) + " but the node has " +
+                       std::to_string(parts) + " outputs");
+      const int64_t chunk = (s[axis] + parts - 1) / parts;
+      split.emplace();
+      for (int64_t i = 0; i < parts; ++i) split->push_back(std::max<int64_t>(0, std::min(chunk, s[axis] - chunk * i)));
+    }
     if (!split) {
       if (parts == 0 || s[axis] % parts != 0)
         fail_shape(node, "cannot split axis " + std::to_string(axis) + " of " + shape_str(s) + " into " +

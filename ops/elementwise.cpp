@@ -381,6 +381,10 @@ void register_elementwise_ops(Registry& r) {
              plain([](auto x) { return sign_of(x); })),
          "own", zero_gradient});
   r.add({"", "Not", 1, INT_MAX, unary<bool>(plain([](bool x) { return !x; })), "own", {}, {}, true});
+  r.add({"", "BitwiseNot", 18, INT_MAX,
+         unary<int64_t, int32_t, int16_t, int8_t, uint64_t, uint32_t, uint16_t, uint8_t>(
+             plain([](auto x) { return decltype(x)(~x); })),
+         "own", {}, {}, true});
 
   // oneDNN's round uses the default (to nearest even) rounding mode, as nearbyint does.
   r.add({"", "Round", 11, INT_MAX,

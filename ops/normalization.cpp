@@ -103,6 +103,7 @@ void require_inputs(const Node& node, const std::vector<InputInfo>& in, size_t n
 void register_normalization_ops(Registry& r) {
   register_batch_norm_ops(r);
   register_layer_norm_ops(r);
+  register_group_norm_ops(r);
   register_lrn_mvn_ops(r);
 }
 

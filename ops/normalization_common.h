@@ -14,6 +14,7 @@ namespace onnxtrain::ops {
 // One per file, called from register_normalization_ops.
 void register_batch_norm_ops(Registry& r);
 void register_layer_norm_ops(Registry& r);
+void register_group_norm_ops(Registry& r);
 void register_lrn_mvn_ops(Registry& r);
 
 namespace norm_impl {

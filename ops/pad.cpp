@@ -14,7 +14,7 @@ namespace shape_impl {
 
 // ---- pad ---------------------------------------------------------------------------------
 
-enum class PadMode { Constant, Reflect, Edge };
+enum class PadMode { Constant, Reflect, Edge, Wrap };
 
 struct PadPlan {
   PadMode mode = PadMode::Constant;
@@ -30,6 +30,7 @@ int64_t pad_source(PadMode mode, int64_t j, int64_t n) {
   switch (mode) {
     case PadMode::Constant: return -1;
     case PadMode::Edge: return j < 0 ? 0 : n - 1;
+    case PadMode::Wrap: return ((j % n) + n) % n;  // opset 19: the input repeats
     case PadMode::Reflect: {
       if (n == 1) return 0;
       const int64_t period = 2 * (n - 1);
@@ -92,19 +93,45 @@ void run_pad(const PadPlan& p, const E* src, const Shape& in_shape, E* dst, E fi
   });
 }
 
+// `wrap` exists since Pad-19 (PadGrad, made only for valid forwards, takes it always).
+PadMode pad_mode(const Node& node, bool wrap_allowed) {
+  const std::string name = node.attr_string("mode", "constant");
+  if (name == "constant") return PadMode::Constant;
+  if (name == "reflect") return PadMode::Reflect;
+  if (name == "edge") return PadMode::Edge;
+  if (name == "wrap" && wrap_allowed) return PadMode::Wrap;
+  fail(node, "unknown mode '" + name + "' (expected constant, reflect, edge" + (wrap_allowed ? " or wrap)" : " or, since opset 19, wrap)"));
+}
+
+// Opset 18's `axes` input names the axes `pads` speaks of; the result pads every axis.
+std::vector<int64_t> pads_for_all_axes(const Node& node, std::vector<int64_t> pads, const std::optional<std::vector<int64_t>>& axes,
+                                       const Shape& s) {
+  const size_t rank = s.size();
+  if (!axes) {
+    if (pads.size() != 2 * rank) fail_shape(node, "pads " + ints_str(pads) + " do not have 2 values per axis of " + shape_str(s));
+    return pads;
+  }
+  if (pads.size() != 2 * axes->size())
+    fail_shape(node, "pads " + ints_str(pads) + " do not have 2 values per axis of " + ints_str(*axes));
+  const std::vector<int64_t> a = normalize_axes(*axes, static_cast<int64_t>(rank), node);
+  std::vector<int64_t> full(2 * rank, 0);
+  for (size_t i = 0; i < a.size(); ++i) {
+    full[a[i]] = pads[i];
+    full[a[i] + rank] = pads[i + a.size()];
+  }
+  return full;
+}
+
 std::unique_ptr<Kernel> make_pad(const Node& node, const std::vector<InputInfo>& in) {
   const Shape s = in[0].shape;
-  const std::string mode_name = node.attr_string("mode", "constant");
-  PadMode mode;
-  if (mode_name == "constant") mode = PadMode::Constant;
-  else if (mode_name == "reflect") mode = PadMode::Reflect;
-  else if (mode_name == "edge") mode = PadMode::Edge;
-  else fail(node, "unknown mode '" + mode_name + "' (expected constant, reflect or edge)");
-  return planned(in, {1}, [&node, s, mode](const IntArgs& args) {
-    auto pads = operand(node, args, 11, 1, node.opset == 1 ? "paddings" : "pads");
-    if (!pads) fail(node, "needs pads");
+  const PadMode mode = pad_mode(node, node.opset >= 19);
+  return planned(in, {1, 3}, [&node, s, mode](const IntArgs& args) {
+    auto given = operand(node, args, 11, 1, node.opset == 1 ? "paddings" : "pads");
+    if (!given) fail(node, "needs pads");
     const size_t rank = s.size();
-    if (pads->size() != 2 * rank) fail_shape(node, "pads " + ints_str(*pads) + " do not have 2 values per axis of " + shape_str(s));
+    const auto axes = node.opset >= 18 && args.size() > 3 ? args[3] : std::nullopt;
+    const std::vector<int64_t> all = pads_for_all_axes(node, *given, axes, s);
+    const std::vector<int64_t>* pads = &all;
     PadPlan p;
     p.mode = mode;
     for (size_t d = 0; d < rank; ++d) {
@@ -113,7 +140,7 @@ std::unique_ptr<Kernel> make_pad(const Node& node, const std::vector<InputInfo>&
       if (b < -s[d] || e < -s[d] || __builtin_add_overflow(s[d], b, &out) || __builtin_add_overflow(out, e, &out) || out < 0)
         fail_shape(node, "pads " + ints_str(*pads) + " crop more than the input " + shape_str(s) + " has");
       if (mode != PadMode::Constant && s[d] == 0 && out > 0)
-        fail_shape(node, "cannot " + std::string(mode == PadMode::Edge ? "edge" : "reflect") + "-pad the empty axis " + std::to_string(d));
+        fail_shape(node, "cannot " + node.attr_string("mode", "") + "-pad the empty axis " + std::to_string(d));
       p.out_shape.push_back(out);
     }
     checked_numel(p.out_shape, node);
@@ -148,7 +175,7 @@ std::unique_ptr<Kernel> make_pad(const Node& node, const std::vector<InputInfo>&
 
 // ---- backward kernels (ai.onnxtrain) -------------------------------------------------------
 
-// PadGrad(dY, pads) with attribute mode: the adjoint of Pad. Every element of dY came from
+// PadGrad(dY, pads[, axes]) with attribute mode: the adjoint of Pad. Every element of dY came from
 // one element of X (or from the fill value), so each element of dX sums its preimages:
 // one in constant mode, the mirrored/replicated border elements in reflect and edge mode.
 struct PadGradPlan {
@@ -215,16 +242,11 @@ void run_pad_grad(const PadGradPlan& p, const T* dy, T* dx) {
 std::unique_ptr<Kernel> make_pad_grad(const Node& node, const std::vector<InputInfo>& in) {
   const Shape ys = in[0].shape;
   dispatch_float(in[0].dtype, node, [](auto) {});
-  const std::string mode_name = node.attr_string("mode", "constant");
-  PadMode mode;
-  if (mode_name == "constant") mode = PadMode::Constant;
-  else if (mode_name == "reflect") mode = PadMode::Reflect;
-  else if (mode_name == "edge") mode = PadMode::Edge;
-  else fail(node, "unknown mode '" + mode_name + "'");
-  return planned(in, {1}, [&node, ys, mode](const IntArgs& args) {
-    const auto& pads = shape_operand(node, args[1], "pads");
+  const PadMode mode = pad_mode(node, true);
+  return planned(in, {1, 2}, [&node, ys, mode](const IntArgs& args) {
     const size_t rank = ys.size();
-    if (pads.size() != 2 * rank) fail_shape(node, "pads " + ints_str(pads) + " do not have 2 values per axis of " + shape_str(ys));
+    const std::vector<int64_t> pads =
+        pads_for_all_axes(node, shape_operand(node, args[1], "pads"), args.size() > 2 ? args[2] : std::nullopt, ys);
     PadGradPlan p;
     p.y_shape = ys;
     for (size_t d = 0; d < rank; ++d) {
@@ -271,11 +293,11 @@ std::unique_ptr<Kernel> make_pad_grad(const Node& node, const std::vector<InputI
 
 void pad_gradient(GradientBuilder& b) {
   const Node& n = b.node();
-  if (n.opset >= 18 && n.inputs.size() > 3 && n.inputs[3])
-    throw UnsupportedOp(n.describe() + ": no gradient for Pad with an 'axes' input");
   const std::string mode = n.attr_string("mode", "constant");
   Value* pads = n.opset >= 11 ? b.I(1) : int_constant(b, n.attr_ints(n.opset == 1 ? "paddings" : "pads"));
-  Value* dx = b.train_op("PadGrad", {b.GO(0), pads}, {{"mode", mode}});
+  std::vector<Value*> inputs = {b.GO(0), pads};
+  if (n.opset >= 18 && n.has_input(3)) inputs.push_back(b.I(3));  // the axes pads speaks of
+  Value* dx = b.train_op("PadGrad", std::move(inputs), {{"mode", mode}});
   if (b.needs_grad(0)) b.GI(0, dx);
   if (b.needs_grad(2)) {
     // The fill value receives every element of dY that did not come from X.

@@ -336,6 +336,12 @@ class ResizePlanner {
     } else {
       roi_input_ = 1 + offset, scales_input_ = 2 + offset, sizes_input_ = 3 + offset;
     }
+    if (op_type == "Resize" && opset >= 18) {
+      if (node.attr_int("antialias", 0) != 0) fail(node, "antialias=1 is not supported");
+      if (const std::string policy = node.attr_string("keep_aspect_ratio_policy", "stretch"); policy != "stretch")
+        fail(node, "keep_aspect_ratio_policy '" + policy + "' is not supported (only 'stretch')");
+      if (node.has_attr("axes")) axes_ = normalize_axes(node.attr_ints("axes"), in[x].shape.size(), node);
+    }
     // Plan now when every value the plan needs is known.
     bool constant = true;
     for (int i : {roi_input_, scales_input_, sizes_input_})
@@ -368,13 +374,39 @@ class ResizePlanner {
     if (const Tensor* t = get(scales_input_)) k.scales = t->as_double();
     if (const Tensor* t = get(sizes_input_)) k.sizes = t->as_int64();
     if (const Tensor* t = get(roi_input_); t && attrs_.coord == Coord::TfCropAndResize) k.roi = t->as_double();
+    if (!axes_.empty()) widen_to_all_axes(k);
     return k;
+  }
+
+  // Opset 18's `axes`: scales, sizes and roi name only those axes; the others keep their size.
+  void widen_to_all_axes(PlanKey& k) const {
+    const size_t rank = k.in_shape.size(), n = axes_.size();
+    auto widen = [&](auto& values, auto fill, const char* what) {
+      if (values.empty()) return;
+      if (values.size() != n)
+        throw ShapeError(std::string("Resize: ") + what + " has " + std::to_string(values.size()) + " values for " +
+                         std::to_string(n) + " axes");
+      std::remove_reference_t<decltype(values)> full(rank);
+      for (size_t i = 0; i < rank; ++i) full[i] = fill(i);
+      for (size_t i = 0; i < n; ++i) full[axes_[i]] = values[i];
+      values = std::move(full);
+    };
+    widen(k.scales, [](size_t) { return 1.0; }, "scales");
+    widen(k.sizes, [&](size_t i) { return k.in_shape[i]; }, "sizes");
+    if (!k.roi.empty()) {
+      if (k.roi.size() != 2 * n) throw ShapeError("Resize: roi needs 2 values per axis");
+      std::vector<double> full(2 * rank);
+      for (size_t i = 0; i < rank; ++i) full[i] = 0, full[rank + i] = 1;
+      for (size_t i = 0; i < n; ++i) full[axes_[i]] = k.roi[i], full[rank + axes_[i]] = k.roi[n + i];
+      k.roi = std::move(full);
+    }
   }
 
   ResizeAttrs attrs_;
   int offset_ = 0;
   int roi_input_ = -1, scales_input_ = -1, sizes_input_ = -1;
   std::vector<double> fixed_scales_;
+  std::vector<int64_t> axes_;  // opset 18: the axes scales/sizes/roi speak of (empty: all)
   PlanKey key_;
   std::optional<ResizePlan> plan_;
 };

@@ -126,6 +126,17 @@ std::vector<SimpleCase> norm_cases() {
                     {"scale", test::random_tensor(dt, {2}, 15, 0.5, 1.5)},
                     {"B", test::random_tensor(dt, {2}, 16)}},
                    dt});
+    // GroupNormalization: scale/bias per group (opset 18) and per channel (opset 21).
+    for (int opset : {18, 21}) {
+      const std::string params = opset >= 21 ? "6" : "3";
+      out.push_back({"groupnorm_op" + std::to_string(opset) + s,
+                     model_header(opset) + "g (" + t + "[2,6,2,3] X, " + t + "[" + params + "] scale, " + t + "[" +
+                         params + "] B) => (" + t + "[2,6,2,3] Y) { Y = GroupNormalization <num_groups = 3, epsilon = 0.01> (X, scale, B) }",
+                     {{"X", test::random_tensor(dt, {2, 6, 2, 3}, 31, -2, 2)},
+                      {"scale", test::random_tensor(dt, {std::stoll(params)}, 32, 0.5, 1.5)},
+                      {"B", test::random_tensor(dt, {std::stoll(params)}, 33)}},
+                     dt});
+    }
     // LRN: odd sizes (oneDNN for float32), even sizes (own loop, asymmetric window).
     for (int size : {3, 2, 5}) {
       out.push_back({"lrn_size" + std::to_string(size) + s,

@@ -102,6 +102,11 @@ std::vector<ResizeCase> resize_cases() {
   out.push_back({"linear_half_pixel_up_f32", 13, "<mode = \"linear\">", "roi, scales", empty_roi + up, x, DType::Float});
   out.push_back({"cubic_align_corners_sizes_f32", 13, "<mode = \"cubic\", coordinate_transformation_mode = \"align_corners\">",
                  "roi, , sizes", empty_roi + sizes, x, DType::Float});
+  // Opset 18: scales and sizes for the listed axes only.
+  out.push_back({"opset18_axes_linear", 18, "<mode = \"linear\", axes = [2, 3]>", "roi, scales",
+                 empty_roi + floats("scales", {1.5, 0.75}), x});
+  out.push_back({"opset19_axes_sizes_cubic", 19, "<mode = \"cubic\", axes = [-1]>", "roi, , sizes",
+                 empty_roi + ints("sizes", {7}), x});
   // Resize-10 and Upsample (asymmetric coordinates, nearest = floor).
   out.push_back({"opset10_nearest", 10, "<mode = \"nearest\">", "scales", floats("scales", {1, 1, 2, 1.5}), x});
   out.push_back({"opset10_linear", 10, "<mode = \"linear\">", "scales", floats("scales", {1, 1, 0.5, 2}), x});

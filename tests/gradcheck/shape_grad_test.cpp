@@ -146,6 +146,8 @@ std::vector<ShapeCase> concat_split_cases() {
       {"Split13Uneven", 13, "double[2,6,3] X",
        "S = Constant <value = int64[3] {1, 3, 2}> () P, Q, R = Split <axis = 1> (X, S) Y = Concat <axis = 1> (R, P, Q)",
        {{"X", D({2, 6, 3})}}},
+      {"Split18NumOutputsUneven", 18, "double[2,7,3] X",
+       "P, Q, R = Split <axis = 1, num_outputs = 3> (X) Y = Concat <axis = 1> (R, P, Q)", {{"X", D({2, 7, 3})}}},
       {"Split13OneOutputUsed", 13, "double[2,6,3] X",
        "S = Constant <value = int64[3] {1, 3, 2}> () P, Q, R = Split <axis = 1> (X, S) Y = Identity(Q)",
        {{"X", D({2, 6, 3})}}},
@@ -246,6 +248,11 @@ std::vector<ShapeCase> pad_cases() {
                    {{"X", D({3, 4})}}});
     out.push_back({"Pad1D" + m, 13, "double[5] X", "P = Constant <value = int64[2] {3, 4}> () Y = Pad <" + attr + "> (X, P)",
                    {{"X", D({5})}}});
+    // Opset 18: pads for the listed axes only.
+    out.push_back({"Pad18Axes" + m, 18, "double[2,3,4] X",
+                   "P = Constant <value = int64[2] {1, 2}> () V = Constant <value = double {0.0}> () "
+                   "A = Constant <value = int64[1] {-1}> () Y = Pad <" + attr + "> (X, P, V, A)",
+                   {{"X", D({2, 3, 4})}}});
     out.push_back({"Pad13Float" + m, 13, "float[3,4] X",
                    "P = Constant <value = int64[4] {1, 2, 2, 1}> () Y = Pad <" + attr + "> (X, P)", {{"X", F({3, 4})}},
                    {}, DType::Float});
@@ -253,6 +260,10 @@ std::vector<ShapeCase> pad_cases() {
   // Reflect pads wider than the axis wrap around (more than one mirrored contribution).
   out.push_back({"Pad13ReflectWide", 13, "double[2,3] X",
                  "P = Constant <value = int64[4] {1, 5, 2, 6}> () Y = Pad <mode = \"reflect\"> (X, P)", {{"X", D({2, 3})}}});
+  out.push_back({"Pad19Wrap", 19, "double[3,4] X",
+                 "P = Constant <value = int64[4] {1, 2, 2, 3}> () Y = Pad <mode = \"wrap\"> (X, P)", {{"X", D({3, 4})}}});
+  out.push_back({"Pad19WrapWide", 19, "double[2,3] X",
+                 "P = Constant <value = int64[4] {2, 5, 1, 6}> () Y = Pad <mode = \"wrap\"> (X, P)", {{"X", D({2, 3})}}});
   out.push_back({"Pad13EdgeWide", 13, "double[2,3] X",
                  "P = Constant <value = int64[4] {4, 5, 3, 6}> () Y = Pad <mode = \"edge\"> (X, P)", {{"X", D({2, 3})}}});
   // The fill value is differentiable: it receives every element of dY not read from X.
