@@ -362,6 +362,18 @@ void check_model(const onnx::ModelProto& model, const std::string& model_path, c
   onnx::checker::check_graph(model.graph(), ctx, lex);
 }
 
+std::map<std::string, int> newer_signatures(const onnx::ModelProto& model) {
+  std::map<std::string, int> out;
+  const int opset = onnx_opset(model);
+  if (opset <= kLibraryOnnxOpset) return out;
+  for (const auto& node : model.graph().node()) {
+    if (!node.domain().empty() && node.domain() != "ai.onnx") continue;
+    const OpSchema* schema = schema_registry().GetSchema(node.op_type(), opset, "");
+    if (schema && schema->SinceVersion() > kLibraryOnnxOpset) out[node.op_type()] = schema->SinceVersion();
+  }
+  return out;
+}
+
 void infer_shapes(onnx::ModelProto& model) {
   onnx::ShapeInferenceOptions options(false, 0, true);
   onnx::shape_inference::InferShapes(model, &schema_registry(), options);

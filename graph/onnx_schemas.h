@@ -8,6 +8,7 @@
 // such models. Operators whose newer versions only widened their type lists resolve to
 // their opset-17 schema; changed operators we do not describe resolve to none, so the
 // checker names them instead of validating them against an older signature.
+#include <map>
 #include <string>
 
 #include "graph/onnx_fwd.h"
@@ -28,6 +29,10 @@ const onnx::ISchemaRegistry& schema_registry();
 // onnx::checker::check_model, against schema_registry() for opsets the library does not know.
 // A model with external data is checked from its file (`model_path`, `model_dir` set).
 void check_model(const onnx::ModelProto& model, const std::string& model_path, const std::string& model_dir);
+
+// The operators of `model` whose signature at the model's opset is newer than the library's
+// (op type -> the opset that introduced that signature): what `onnxtrain info` reports.
+std::map<std::string, int> newer_signatures(const onnx::ModelProto& model);
 
 // onnx::shape_inference::InferShapes (with data propagation, errors tolerated per node),
 // against schema_registry().

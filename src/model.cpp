@@ -8,6 +8,7 @@
 
 #include "graph/exporter.h"
 #include "graph/importer.h"
+#include "graph/onnx_schemas.h"
 #include "graph/passes/expand_gradient.h"
 #include "graph/passes/inference_mode.h"
 #include "graph/passes/kernel_check.h"
@@ -146,6 +147,7 @@ ModelInfo Model::info() const {
     }
   }
   info.batch_note = g.batch_note;
+  info.newer_opset_ops = graph::newer_signatures(impl_->proto);
   for (const auto& n : g.nodes()) ++info.op_histogram[n->domain.empty() ? n->op_type : n->domain + "." + n->op_type];
   for (const auto& m : graph::find_missing_kernels(g)) info.missing_kernels[m.label()] = m.nodes;
   for (const auto& m : graph::find_missing_gradients(g)) info.missing_gradients[m.label()] = m.nodes;

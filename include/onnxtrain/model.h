@@ -35,6 +35,8 @@ struct ModelInfo {
   // A fixed batch in the exported file: how it was relaxed to any batch, or why it could not
   // be (then only that batch size runs). Empty when the batch was symbolic already.
   std::string batch_note;
+  // Operators used in a form newer than opset 17 (op type -> the opset of that form).
+  std::map<std::string, int> newer_opset_ops;
   // Op types (with opset) that have no kernel, and the nodes that use them.
   std::map<std::string, std::vector<std::string>> missing_kernels;
   // Float operators (with opset) that have no gradient rule, and their nodes: training

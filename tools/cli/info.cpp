@@ -38,6 +38,14 @@ Command add_info_command(CLI::App& app) {
     std::cout << "ir version: " << info.ir_version << "\nopsets:    ";
     for (const auto& [domain, version] : info.opsets)
       std::cout << " " << (domain.empty() ? "ai.onnx" : domain) << " " << version;
+    if (!info.newer_opset_ops.empty()) {
+      std::cout << "\nnewer ops:  ";
+      bool first = true;
+      for (const auto& [op, since] : info.newer_opset_ops) {
+        std::cout << (first ? "" : ", ") << op << " (opset " << since << " form)";
+        first = false;
+      }
+    }
     std::cout << "\ninputs:\n";
     for (const auto& v : info.inputs) std::cout << "  " << pad(v.name, 24) << dtype_name(v.dtype) << v.shape_str() << "\n";
     std::cout << "outputs:\n";
