@@ -8,6 +8,9 @@
 #define STB_IMAGE_WRITE_IMPLEMENTATION
 #include <stb/stb_image_write.h>
 
+#include <onnx/defs/parser.h>
+#include <onnx/onnx_pb.h>
+
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -57,6 +60,27 @@ class TrainCli : public ::testing::Test {
   const std::string digits = test::source_dir() + "/models/digits/";
   std::string digits_train(const std::string& extra) const {
     return "train " + digits + "digits_cnn_eval.onnx --data " + digits + "train.npz --threads 2 " + extra;
+  }
+  // Two classes of small PNG/BMP/JPEG images of varied sizes under images/red and images/blue.
+  void write_images() const {
+    for (int cls = 0; cls < 2; ++cls) {
+      const fs::path folder = dir_ / "images" / (cls ? "blue" : "red");
+      fs::create_directories(folder);
+      for (int i = 0; i < 24; ++i) {
+        const int w = 10 + i % 5, h = 9 + i % 4;
+        std::vector<unsigned char> px(static_cast<size_t>(w * h * 3));
+        for (int p = 0; p < w * h; ++p) {
+          const unsigned char noise = static_cast<unsigned char>((p * 37 + i * 11) % 60);
+          px[p * 3 + 0] = static_cast<unsigned char>(cls ? noise : 180 + noise);
+          px[p * 3 + 1] = static_cast<unsigned char>(60 + noise);
+          px[p * 3 + 2] = static_cast<unsigned char>(cls ? 180 + noise : noise);
+        }
+        const std::string name = (folder / ("img" + std::to_string(i))).string();
+        if (i % 3 == 0) stbi_write_png((name + ".png").c_str(), w, h, 3, px.data(), w * 3);
+        else if (i % 3 == 1) stbi_write_bmp((name + ".bmp").c_str(), w, h, 3, px.data());
+        else stbi_write_jpg((name + ".jpg").c_str(), w, h, 3, px.data(), 95);
+      }
+    }
   }
   fs::path dir_;
 };
@@ -116,24 +140,7 @@ TEST_F(TrainCli, CsvRegression) {
 
 // Two colour classes as PNG/BMP/JPEG files of different sizes; a small conv net on 3x8x8.
 TEST_F(TrainCli, ImageFolder) {
-  for (int cls = 0; cls < 2; ++cls) {
-    const fs::path folder = dir_ / "images" / (cls ? "blue" : "red");
-    fs::create_directories(folder);
-    for (int i = 0; i < 24; ++i) {
-      const int w = 10 + i % 5, h = 9 + i % 4;
-      std::vector<unsigned char> px(static_cast<size_t>(w * h * 3));
-      for (int p = 0; p < w * h; ++p) {
-        const unsigned char noise = static_cast<unsigned char>((p * 37 + i * 11) % 60);
-        px[p * 3 + 0] = static_cast<unsigned char>(cls ? noise : 180 + noise);
-        px[p * 3 + 1] = static_cast<unsigned char>(60 + noise);
-        px[p * 3 + 2] = static_cast<unsigned char>(cls ? 180 + noise : noise);
-      }
-      const std::string name = (folder / ("img" + std::to_string(i))).string();
-      if (i % 3 == 0) stbi_write_png((name + ".png").c_str(), w, h, 3, px.data(), w * 3);
-      else if (i % 3 == 1) stbi_write_bmp((name + ".bmp").c_str(), w, h, 3, px.data());
-      else stbi_write_jpg((name + ".jpg").c_str(), w, h, 3, px.data(), 95);
-    }
-  }
+  write_images();
   Model net = Model::from_text(R"(
     <ir_version: 8, opset_import: ["" : 17]>
     net (float[N, 3, 8, 8] image) => (float[N, 2] logits)
@@ -164,6 +171,36 @@ TEST_F(TrainCli, ImageFolder) {
   r = run_cli("eval " + file("images.onnx") + " --data " + file("images") + " --image-size 9");
   EXPECT_EQ(r.code, 2) << r.output;
   EXPECT_TRUE(contains(r.output, "--image-size 9,9 differs from the model input 'image'")) << r.output;
+}
+
+// A model exported with a fixed batch of 1 (torch.onnx.export without dynamic_axes: [1, ...]
+// inputs, Reshape(x, [1, -1])) trains at batch 8, validates and evaluates in batches.
+TEST_F(TrainCli, FixedBatchExportTrainsAtAnyBatch) {
+  write_images();
+  // Written from the text as is: loading it through onnxtrain would already relax it.
+  onnx::ModelProto fixed;
+  ASSERT_TRUE(onnx::OnnxParser::Parse(fixed, R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    net (float[1, 3, 8, 8] image) => (float[1, 2] logits)
+        <float[4, 3, 1, 1] w = {0.1, -0.1, 0.05, 0.2, -0.2, 0.1, 0.0, 0.1, -0.05, 0.1, 0.1, 0.1},
+         float[4] b = {0.0, 0.0, 0.0, 0.0}, float[2, 4] fw = {0.1, -0.1, 0.2, 0.0, -0.1, 0.1, 0.0, 0.2},
+         float[2] fb = {0.0, 0.0}, int64[2] flat = {1, -1}> {
+      c = Conv(image, w, b)
+      r = Relu(c)
+      g = GlobalAveragePool(r)
+      f = Reshape(g, flat)
+      logits = Gemm <transB = 1> (f, fw, fb)
+    })").IsOK());
+  std::ofstream(file("fixed.onnx"), std::ios::binary) << fixed.SerializeAsString();
+  Result r = run_cli("info " + file("fixed.onnx"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "batch size is fixed at 1; relaxed to any batch")) << r.output;
+  r = run_cli("train " + file("fixed.onnx") + " --data " + file("images") + " --val " + file("images") +
+              " --image-size 8 --epochs 2 --batch-size 8 --threads 2 --run-dir " + file("run") + " --out " + file("out.onnx"));
+  ASSERT_EQ(r.code, 0) << r.output;
+  r = run_cli("eval " + file("out.onnx") + " --data " + file("images") + " --image-size 8 --batch-size 5");
+  ASSERT_EQ(r.code, 0) << r.output;
+  EXPECT_TRUE(contains(r.output, "accuracy: ")) << r.output;
 }
 
 // Ctrl-C mid-run writes a checkpoint; resuming from it ends with the very model an

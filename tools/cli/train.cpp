@@ -187,6 +187,7 @@ Command add_eval_command(CLI::App& app) {
     std::vector<std::string> metrics;
     DataArgs data_args;
     int threads = 0;
+    int64_t batch_size = 32;
   };
   auto a = std::make_shared<EvalArgs>();
   cmd->add_option("model", a->model, "ONNX model file")->required()->check(CLI::ExistingFile);
@@ -196,6 +197,8 @@ Command add_eval_command(CLI::App& app) {
   cmd->add_option("--loss", a->loss, "Also report this loss (cross_entropy | nll | mse | l1)");
   cmd->add_option("--metric", a->metrics, "accuracy | top5 | mse | mae (repeatable; default: accuracy)");
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_option("--batch-size", a->batch_size, "Samples per forward pass (default: 32; memory stays bounded)")
+      ->check(CLI::PositiveNumber);
   return {cmd, [a]() {
     Model model = Model::load(a->model);
     const std::string output = a->output.empty() ? model.outputs().at(0).name : a->output;
@@ -209,7 +212,8 @@ Command add_eval_command(CLI::App& app) {
     loss.output = a->output;
     loss.target = a->data_args.label;
     DatasetPtr data = open_dataset_for(a->data, model, a->data_args, loss);
-    const EvaluateOptions eval{.metrics = metrics, .output = output, .label = a->data_args.label};
+    const EvaluateOptions eval{
+        .metrics = metrics, .output = output, .label = a->data_args.label, .batch_size = a->batch_size};
     Evaluation e;
     if (a->loss.empty()) {
       InferenceSession session(model, SessionOptions{.threads = a->threads, .inference_mode = true});
