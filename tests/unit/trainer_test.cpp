@@ -6,6 +6,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <numeric>
 
 #include "onnxtrain/onnxtrain.h"
@@ -78,6 +79,36 @@ class TrainerTest : public ::testing::Test {
   DatasetPtr train_, val_;
   TrainingOptions options_;
   FitOptions fit_;
+
+  // Fits 3 epochs straight into straight/, then into cut/ with `cutter` ending the fit after
+  // micro-batch 8 (mid epoch 2), resumes cut/ from its checkpoint and expects the model, the
+  // last model file and the metrics of the straight fit. Returns the cut fit's result.
+  FitResult cut_and_resume(Callback& cutter, std::function<void(Trainer&)> attach = {}) {
+    Model straight = model();
+    fit_.run_dir = dir_ / "straight";
+    fit_.epochs = 3;
+    EXPECT_EQ(Trainer(straight, options_, fit_, train_, val_).fit().status, FitStatus::Completed);
+
+    Model cut = model();
+    fit_.run_dir = dir_ / "cut";
+    Trainer first(cut, options_, fit_, train_, val_);
+    if (attach) attach(first);
+    first.add_callback(cutter);
+    const FitResult cut_result = first.fit();
+    EXPECT_EQ(cut_result.micro_batches, 8);
+    EXPECT_EQ(cut_result.checkpoint, fit_.run_dir / "checkpoint.npz");
+
+    Model resumed = model();
+    fit_.resume = fit_.run_dir / "checkpoint.npz";
+    const FitResult r = Trainer(resumed, options_, fit_, train_, val_).fit();
+    EXPECT_EQ(r.status, FitStatus::Completed);
+    EXPECT_EQ(r.steps, 18);
+    for (const auto& name : straight.initializer_names())
+      EXPECT_TRUE(same_bytes(straight.initializer(name), resumed.initializer(name))) << name;
+    EXPECT_TRUE(slurp(dir_ / "straight" / "last.onnx") == slurp(dir_ / "cut" / "last.onnx"));
+    EXPECT_TRUE(slurp(dir_ / "straight" / "metrics.csv") == slurp(dir_ / "cut" / "metrics.csv"));
+    return cut_result;
+  }
 };
 
 TEST_F(TrainerTest, FitWritesTheRunDirectory) {
@@ -161,33 +192,11 @@ TEST_F(TrainerTest, ValidationUsesTheTrainingBatchSizeUnlessTold) {
 }
 
 TEST_F(TrainerTest, StopAndResumeEndBitIdenticalToAnUninterruptedFit) {
-  Model straight = model();
-  fit_.run_dir = dir_ / "straight";
-  fit_.epochs = 3;
-  ASSERT_EQ(Trainer(straight, options_, fit_, train_, val_).fit().status, FitStatus::Completed);
-
-  Model cut = model();
-  fit_.run_dir = dir_ / "cut";
-  Trainer first(cut, options_, fit_, train_, val_);
   Recorder rec;
-  rec.trainer = &first;
-  rec.stop_after = 8;  // mid epoch 2
-  first.add_callback(rec);
-  FitResult r = first.fit();
+  rec.stop_after = 8;
+  const FitResult r = cut_and_resume(rec, [&](Trainer& first) { rec.trainer = &first; });
   EXPECT_EQ(r.status, FitStatus::Interrupted);
-  EXPECT_EQ(r.micro_batches, 8);
-  EXPECT_EQ(r.checkpoint, fit_.run_dir / "checkpoint.npz");
   EXPECT_EQ(rec.ends.size(), 1u);
-
-  Model resumed = model();
-  fit_.resume = fit_.run_dir / "checkpoint.npz";
-  r = Trainer(resumed, options_, fit_, train_, val_).fit();
-  EXPECT_EQ(r.status, FitStatus::Completed);
-  EXPECT_EQ(r.steps, 18);
-  for (const auto& name : straight.initializer_names())
-    EXPECT_TRUE(same_bytes(straight.initializer(name), resumed.initializer(name))) << name;
-  EXPECT_TRUE(slurp(dir_ / "straight" / "last.onnx") == slurp(dir_ / "cut" / "last.onnx"));
-  EXPECT_TRUE(slurp(dir_ / "straight" / "metrics.csv") == slurp(dir_ / "cut" / "metrics.csv"));
 }
 
 // Throws from the fit's own thread, like a data or disk error would.
@@ -202,31 +211,12 @@ struct FailAt : Callback {
 };
 
 TEST_F(TrainerTest, AnErrorMidFitCheckpointsTheLastStepAndTheResumeEndsBitIdentical) {
-  Model straight = model();
-  fit_.run_dir = dir_ / "straight";
-  fit_.epochs = 3;
-  ASSERT_EQ(Trainer(straight, options_, fit_, train_, val_).fit().status, FitStatus::Completed);
-
-  Model cut = model();
-  fit_.run_dir = dir_ / "cut";
-  Trainer first(cut, options_, fit_, train_, val_);
   FailAt fail;
-  fail.micro_batch = 8;  // mid epoch 2
-  first.add_callback(fail);
-  FitResult r = first.fit();
+  fail.micro_batch = 8;
+  const FitResult r = cut_and_resume(fail);
   EXPECT_EQ(r.status, FitStatus::Failed);
   EXPECT_NE(r.message.find("image 17 is unreadable"), std::string::npos) << r.message;
   EXPECT_THROW(std::rethrow_exception(r.error), DataError);
-  EXPECT_EQ(r.micro_batches, 8);
-  EXPECT_EQ(r.checkpoint, fit_.run_dir / "checkpoint.npz");
-
-  Model resumed = model();
-  fit_.resume = fit_.run_dir / "checkpoint.npz";
-  r = Trainer(resumed, options_, fit_, train_, val_).fit();
-  EXPECT_EQ(r.status, FitStatus::Completed);
-  for (const auto& name : straight.initializer_names())
-    EXPECT_TRUE(same_bytes(straight.initializer(name), resumed.initializer(name))) << name;
-  EXPECT_TRUE(slurp(dir_ / "straight" / "metrics.csv") == slurp(dir_ / "cut" / "metrics.csv"));
 }
 
 TEST_F(TrainerTest, AnErrorBeforeAnyBatchTrainedIsThrownAsItIs) {
