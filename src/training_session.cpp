@@ -1,6 +1,7 @@
 // TrainingSession: the training graph (model + loss + backward), forward/backward runs,
 // gradient accumulation and BatchNormalization running statistics.
 #include <onnx/onnx_pb.h>
+#include <spdlog/fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include <cmath>
@@ -33,6 +34,22 @@ void write_back(graph::Graph& graph, const std::vector<std::pair<std::string, st
   }
 }
 
+namespace {
+
+bool all_finite(const Tensor& t) {
+  auto check = [](const auto* p, int64_t n) {
+    for (int64_t i = 0; i < n; ++i)
+      if (!std::isfinite(p[i])) return false;
+    return true;
+  };
+  if (t.dtype() == DType::Float) return check(t.data<float>(), t.numel());
+  if (t.dtype() == DType::Double) return check(t.data<double>(), t.numel());
+  const std::vector<double> values = t.as_double();  // float16/bfloat16: small in practice
+  return check(values.data(), static_cast<int64_t>(values.size()));
+}
+
+}  // namespace
+
 TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(std::make_unique<Impl>()) {
   impl_->model = &model;
   impl_->options = options;
@@ -60,13 +77,21 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   } catch (const std::regex_error& e) {
     throw DataError(std::string("invalid parameter regex: ") + e.what());
   }
-  std::vector<std::string> candidates;
+  std::vector<std::string> candidates, constant_buffers;
   for (const graph::Value* v : g->initializers()) {
     if (!is_floating(v->dtype)) continue;
+    // A value holding inf or NaN cannot be a parameter: it is a buffer the exporter wrote
+    // as an initializer (an attention mask of -inf), and an update would corrupt it.
+    if (!all_finite(*v->data)) {
+      constant_buffers.push_back(v->name);
+      continue;
+    }
     if (keep && !std::regex_search(v->name, *keep)) continue;
     if (freeze && std::regex_search(v->name, *freeze)) continue;
     candidates.push_back(v->name);
   }
+  if (!constant_buffers.empty())
+    spdlog::info("not trained (they hold inf or NaN, like attention masks): {}", fmt::join(constant_buffers, ", "));
   // Parameters the loss does not reach through differentiable inputs drop out here.
   auto grads = graph::build_gradient_graph(*g, loss->name, candidates, /*warn_unreachable=*/false);
   for (const auto& name : candidates) {
@@ -135,6 +160,7 @@ StepGradients TrainingSession::compute_gradients(const std::map<std::string, Ten
 }
 
 namespace {
+
 
 void refuse_non_finite(double loss, int64_t step) {
   if (!std::isfinite(loss))
