@@ -122,9 +122,9 @@ def raw_arrays(npz_path):
     return specs
 
 
-def machine_peak(threads):
+def machine_peak(threads, max_wait):
     exe = os.path.join(BUILD, "onnxtrain_machine_peak")
-    wait_for_quiet(60)
+    wait_for_quiet(max_wait)
     r = run([exe, "--threads", str(threads), "--seconds", "0.3", "--json"], threads)
     return r if "error" not in r else {}
 
@@ -214,7 +214,7 @@ def main():
             prepared[name]["raw"] = raw_arrays(prepared[name]["npz"])
         except Exception as e:  # an architecture that does not export is reported, not fatal
             print(f"{name}: cannot prepare: {e}", file=sys.stderr)
-    peaks = {t: machine_peak(t) for t in threads_list}
+    peaks = {t: machine_peak(t, args.max_wait) for t in threads_list}
     results = {}
     busy_seen = []
     for round_ in range(args.rounds):
