@@ -233,7 +233,7 @@ def main():
                     print(f"round {round_ + 1}: {name} {runner} {t} thr: "
                           + (r["error"] if "error" in r else f"{r['median_ms']:.2f} ms"), file=sys.stderr)
     with open(os.path.join(BUILD, "bench-results.json"), "w") as f:
-        json.dump({"peaks": peaks, "results": [{"model": k[0], "threads": k[1], "runner": k[2], **v}
+        json.dump({"peaks": peaks, "results": [{**v, "model": k[0], "threads": k[1], "runner": k[2]}
                                                for k, v in results.items()]}, f, indent=1)
     for t, pk in peaks.items():
         if pk:
