@@ -1,5 +1,7 @@
 #include "ops/dnnl_utils.h"
 
+#include <chrono>
+
 namespace onnxtrain::ops {
 
 dnnl::engine& cpu_engine() {
@@ -61,6 +63,9 @@ void execute(const dnnl::primitive& primitive, const std::unordered_map<int, dnn
   cpu_stream().wait();
 }
 
+thread_local bool ReorderClock::enabled = false;
+thread_local int64_t ReorderClock::ns = 0;
+
 Reorderer::Reorderer(const dnnl::memory::desc& from, const dnnl::memory::desc& to)
     : needed_(from != to), to_(to) {
   if (needed_) reorder_ = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to));
@@ -70,8 +75,12 @@ dnnl::memory Reorderer::operator()(const dnnl::memory& src, dnnl::memory& scratc
   if (!needed_) return src;
   if (!scratch || scratch.get_desc() != to_) scratch = dnnl::memory(to_, cpu_engine());
   dnnl::memory source = src;
+  const bool timed = ReorderClock::enabled;
+  const auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
   reorder_.execute(cpu_stream(), source, scratch);
   cpu_stream().wait();
+  if (timed)
+    ReorderClock::ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
   return scratch;
 }
 

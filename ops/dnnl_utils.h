@@ -24,6 +24,14 @@ dnnl::memory bind(const dnnl::memory::desc& desc, const Tensor& tensor);
 // Runs a primitive with its arguments on the shared stream and waits.
 void execute(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args);
 
+// Time spent in Reorderer conversions on the calling thread, counted only while `enabled`
+// (the executor's opt-in profiling turns it on, so a profile can show layout conversions
+// apart from the kernels that make them; off, it costs one branch per conversion).
+struct ReorderClock {
+  static thread_local bool enabled;
+  static thread_local int64_t ns;
+};
+
 // Converts `src` (in `from` layout) into a tensor-backed `to` layout when they differ, or
 // returns `src` itself. Used for oneDNN-preferred ("any") layouts of weights and sources.
 class Reorderer {

@@ -10,6 +10,8 @@
 #include <unordered_set>
 
 #include "graph/passes/kernel_check.h"
+#include "ops/dnnl_utils.h"
+#include "src/op_flops.h"
 
 namespace onnxtrain {
 
@@ -61,11 +63,25 @@ std::vector<int64_t> signature_of(const std::vector<const Tensor*>& inputs) {
   return sig;
 }
 
+// Counts the layout conversions of one kernel run while profiling (ops::ReorderClock).
+struct ReorderTiming {
+  explicit ReorderTiming(bool on) : on(on) {
+    if (!on) return;
+    ops::ReorderClock::enabled = true;
+    ops::ReorderClock::ns = 0;
+  }
+  ~ReorderTiming() {
+    if (on) ops::ReorderClock::enabled = false;
+  }
+  const bool on;
+};
+
 }  // namespace
 
 Executor::Executor(const graph::Graph& graph, ExecutorOptions options) : graph_(graph), rng_(options.seed) {
   const char* profile = std::getenv("ONNXTRAIN_PROFILE");
-  profile_ = profile && *profile && std::string(profile) != "0";
+  print_profile_ = profile && *profile && std::string(profile) != "0";
+  profile_ = print_profile_;
   graph::require_kernels(graph, graph.name.empty() ? "graph" : "graph '" + graph.name + "'");
   for (const auto& n : graph.nodes()) {
     auto k = std::make_unique<NodeKernels>();
@@ -81,8 +97,18 @@ Executor::Executor(const graph::Graph& graph, std::vector<std::string> fetches, 
 }
 
 Executor::~Executor() {
-  if (!profile_ || op_time_.empty()) return;
-  std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows(op_time_.begin(), op_time_.end());
+  if (!print_profile_ || profile_records_.empty()) return;
+  std::unordered_map<std::string, std::pair<double, int64_t>> by_op;  // ms, calls
+  for (const auto& [node, p] : profile_records_) {
+    auto& entry = by_op[node->domain.empty() ? node->op_type : node->domain + "." + node->op_type];
+    entry.first += p.ns * 1e-6;
+    entry.second += p.calls;
+    if (p.reorder_ns) {
+      by_op["Reorder"].first += p.reorder_ns * 1e-6;
+      by_op["Reorder"].second += p.calls;
+    }
+  }
+  std::vector<std::pair<std::string, std::pair<double, int64_t>>> rows(by_op.begin(), by_op.end());
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
   double total = 0;
   for (const auto& r : rows) total += r.second.first;
@@ -90,6 +116,11 @@ Executor::~Executor() {
   for (const auto& [op, t] : rows)
     std::fprintf(stderr, "  %-40s %10.3f ms %5.1f%% %8lld calls\n", op.c_str(), t.first, 100 * t.first / total,
                  static_cast<long long>(t.second));
+}
+
+void Executor::set_profiling(bool on) {
+  profile_ = on;
+  if (on) profile_records_.clear();
 }
 
 Executor::Plan& Executor::plan_for(const std::unordered_map<std::string, Tensor>& feeds,
@@ -231,6 +262,7 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
     outputs.assign(step.outputs.size(), Tensor());
     ops::KernelContext ctx(node, inputs, outputs, pool_, rng_);
     const auto start = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
+    ReorderTiming reorders(profile_);
     try {
       k.last->run(ctx);
     } catch (const dnnl::error& e) {
@@ -241,9 +273,13 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
       throw BackendError(node.describe() + ": " + e.what());
     }
     if (profile_) {
-      auto& entry = op_time_[node.domain.empty() ? node.op_type : node.domain + "." + node.op_type];
-      entry.first += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
-      ++entry.second;
+      const int64_t ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
+      NodeProfile& p = profile_records_[&node];
+      p.ns += ns - ops::ReorderClock::ns;
+      p.reorder_ns += ops::ReorderClock::ns;
+      ++p.calls;
+      p.flops += forward_flops(node, inputs, outputs);
     }
     for (size_t i = 0; i < step.outputs.size(); ++i) {
       if (step.outputs[i] < 0) continue;

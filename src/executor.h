@@ -18,6 +18,13 @@
 
 namespace onnxtrain {
 
+// One node's record while profiling is on: kernel time (layout conversions inside oneDNN
+// kernels excluded, counted in reorder_ns), runs, and forward FLOPs (src/op_flops.h).
+struct NodeProfile {
+  int64_t ns = 0, reorder_ns = 0, calls = 0;
+  double flops = 0;
+};
+
 struct ExecutorOptions {
   uint64_t seed = 0;
 };
@@ -36,6 +43,9 @@ class Executor {
   std::vector<Tensor> run(const std::unordered_map<std::string, Tensor>& feeds) { return run(feeds, default_fetches_); }
 
   const MemoryPool& pool() const { return pool_; }
+  // Opt-in per-node timing (off: one branch per step). Turning it on clears the records.
+  void set_profiling(bool on);
+  const std::unordered_map<const graph::Node*, NodeProfile>& profile() const { return profile_records_; }
   std::mt19937_64& rng() { return rng_; }
 
  private:
@@ -50,9 +60,11 @@ class Executor {
   std::map<std::pair<std::vector<std::string>, std::vector<std::string>>, std::unique_ptr<Plan>> plans_;
   MemoryPool pool_;
   std::mt19937_64 rng_;
-  // ONNXTRAIN_PROFILE=1: time per op type, printed when the executor is destroyed.
   bool profile_ = false;
-  std::unordered_map<std::string, std::pair<double, int64_t>> op_time_;
+  std::unordered_map<const graph::Node*, NodeProfile> profile_records_;
+  // ONNXTRAIN_PROFILE=1 profiles from the start and prints time per op type when the
+  // executor is destroyed.
+  bool print_profile_ = false;
 };
 
 }  // namespace onnxtrain

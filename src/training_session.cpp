@@ -69,6 +69,7 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   graph::Value* loss = graph::attach_loss(*g, options.loss);
   impl_->loss = loss->name;
   g->outputs.push_back(loss);
+  for (const auto& n : g->nodes()) impl_->forward_nodes.insert(n.get());
 
   std::optional<std::regex> keep, freeze;
   try {
@@ -104,6 +105,8 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   if (impl_->trainable.empty())
     throw DataError("no trainable parameter reaches the loss (check the trainable/freeze patterns)");
   impl_->backward_nodes = g->nodes().size() - nodes_before;
+  for (const auto& n : g->nodes())
+    if (!impl_->forward_nodes.count(n.get())) impl_->backward_nodes_set.insert(n.get());
   impl_->running_stats = graph::bind_running_statistics(*g, options.bn_running_var == "pytorch");
   impl_->graph = std::move(g);
   impl_->restore_from_model();

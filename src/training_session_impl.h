@@ -7,6 +7,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <unordered_set>
 #include <utility>
 #include <vector>
 
@@ -39,6 +40,9 @@ struct TrainingSession::Impl {
   std::vector<std::string> update_fetches;  // grad norm (when clipping), then update_binding's values
   std::optional<LrSchedule> schedule;
   int64_t step = 0;
+  // Profiling's phases: the model and loss nodes are "forward", the autodiff pass's
+  // "backward"; nodes in neither set (clipping, the update) are "optimizer".
+  std::unordered_set<const graph::Node*> forward_nodes, backward_nodes_set;
 
   // Forward + backward: the loss and one gradient per trainable parameter (each with its
   // own storage), running statistics written back.

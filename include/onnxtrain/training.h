@@ -9,6 +9,7 @@
 
 #include "onnxtrain/model.h"
 #include "onnxtrain/option_choices.h"
+#include "onnxtrain/profile.h"
 #include "onnxtrain/schedule.h"
 
 namespace onnxtrain {
@@ -198,6 +199,9 @@ class TrainingSession {
   size_t backward_nodes() const;
   // Peak bytes of activations and gradients held at once during the runs so far.
   size_t peak_activation_bytes() const;
+  // Per-node timing of the training runs (profile.h); turning it on starts a new record.
+  void set_profiling(bool on);
+  ProfileSummary profile() const;
 
  private:
   struct Impl;

@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
       onnxtrain::cli::add_eval_command(app),
       onnxtrain::cli::add_export_command(app),
       onnxtrain::cli::add_artifacts_command(app),
+      onnxtrain::cli::add_bench_command(app),
   };
 
   try {
