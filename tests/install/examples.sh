@@ -76,4 +76,22 @@ run "$work/from_artifacts.log" "$work/from_artifacts/from_artifacts" "$work/arti
 expect "$work/from_artifacts.log" 'training_model.onnx \(step 40\)'
 test -s "$work/continued/model.onnx"
 
+echo "== the package refuses an incompatible version request"
+mkdir -p "$work/version"
+cat >"$work/version/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.25)
+project(version_check LANGUAGES CXX)
+find_package(onnxtrain ${WANT} REQUIRED)
+CMAKE
+want_ok=$(sed -n 's/^Version: //p' "$(find "$prefix" -name onnxtrain.pc | head -1)")
+cmake -S "$work/version" -B "$work/version/ok" -DWANT="$want_ok" -DCMAKE_PREFIX_PATH="$prefix" >"$work/version_ok.log" 2>&1 \
+  || { echo "FAIL: find_package(onnxtrain $want_ok)"; cat "$work/version_ok.log"; exit 1; }
+# 0.x: the next minor version is not compatible (SameMinorVersion).
+IFS=. read -r major minor _ <<<"$want_ok"
+want_bad=$major.$((minor + 1))
+if cmake -S "$work/version" -B "$work/version/bad" -DWANT="$want_bad" -DCMAKE_PREFIX_PATH="$prefix" >"$work/version_bad.log" 2>&1; then
+  echo "FAIL: find_package(onnxtrain $want_bad) accepted version $want_ok"; exit 1
+fi
+expect "$work/version_bad.log" "compatible with requested version \"$want_bad\""
+
 echo "ok: every example built against $prefix and ran"
