@@ -97,7 +97,7 @@ struct SessionOptions {
   bool inference_mode = false;
 };
 
-// Forward execution of a model. Plans and kernels are cached per input-shape signature.
+// Forward execution of a model; one session per thread. Plans and kernels are cached per input shapes.
 class InferenceSession {
  public:
   explicit InferenceSession(const Model& model, SessionOptions options = {});

@@ -124,7 +124,7 @@ struct StepGradients {
   double loss = 0;
   std::map<std::string, Tensor> gradients;  // parameter name -> gradient (same shape)
 };
-
+// One session per thread; sessions on different threads (each its own Model) run at once.
 class TrainingSession {
  public:
   // The session trains `model`'s initializers in place; the model must outlive it.
