@@ -117,10 +117,6 @@ void replace_initializers(onnx::ModelProto& model, const std::map<std::string, T
   }
 }
 
-}  // namespace onnxtrain::graph
-
-namespace onnxtrain::graph {
-
 void select_outputs(onnx::ModelProto& model, const Graph& graph, const std::vector<std::string>& outputs) {
   onnx::GraphProto& g = *model.mutable_graph();
   std::map<std::string, onnx::ValueInfoProto> known;

@@ -1,6 +1,7 @@
 // The update run of a TrainingSession: the gradients are fed to the training graph's
 // optimizer stage (clipping and the fused update nodes, graph/passes/optimizer.cpp) with
-// the scheduled learning rate and the step count.
+// the scheduled learning rate and the step count; the learning rate's schedule and its
+// replacement (set_lr, set_schedule).
 #include <cmath>
 
 #include "src/training_session_impl.h"
