@@ -2,6 +2,9 @@
 
 #include <onnx/onnx_pb.h>
 
+#include <algorithm>
+#include <set>
+
 #include "graph/tensor_proto.h"
 
 namespace onnxtrain::graph {
@@ -112,6 +115,45 @@ void replace_initializers(onnx::ModelProto& model, const std::map<std::string, T
                        shape_str(tensor.shape()));
     tensor_to_proto(tensor, t);
   }
+}
+
+void select_outputs(onnx::ModelProto& model, const Graph& graph, const std::vector<std::string>& outputs) {
+  onnx::GraphProto& g = *model.mutable_graph();
+  std::map<std::string, onnx::ValueInfoProto> known;
+  for (const auto& vi : g.value_info()) known[vi.name()] = vi;
+  for (const auto& vi : g.output()) known[vi.name()] = vi;
+  google::protobuf::RepeatedPtrField<onnx::ValueInfoProto> chosen;
+  for (const auto& name : outputs) {
+    if (auto it = known.find(name); it != known.end()) {
+      *chosen.Add() = it->second;
+    } else if (const Value* v = graph.find_value(name); v && v->dtype != DType::Undefined) {
+      set_type(*chosen.Add(), *v);
+    } else {
+      throw ModelError("cannot export output '" + name + "': the model has no value of that name");
+    }
+  }
+  *g.mutable_output() = std::move(chosen);
+
+  // Nodes are topologically sorted (ONNX requires it): one backward sweep finds what the
+  // outputs need. Subgraph ops are rejected at import, so inputs are all explicit.
+  std::set<std::string> needed(outputs.begin(), outputs.end());
+  std::vector<bool> keep(g.node_size());
+  for (int i = g.node_size() - 1; i >= 0; --i) {
+    const auto& n = g.node(i);
+    keep[i] = std::any_of(n.output().begin(), n.output().end(), [&](const std::string& o) { return needed.count(o); });
+    if (keep[i]) needed.insert(n.input().begin(), n.input().end());
+  }
+  google::protobuf::RepeatedPtrField<onnx::NodeProto> nodes;
+  for (int i = 0; i < g.node_size(); ++i)
+    if (keep[i]) *nodes.Add() = g.node(i);
+  *g.mutable_node() = std::move(nodes);
+  auto drop_unneeded = [&](auto* field) {
+    for (int i = field->size() - 1; i >= 0; --i)
+      if (!needed.count(field->Get(i).name())) field->DeleteSubrange(i, 1);
+  };
+  drop_unneeded(g.mutable_input());
+  drop_unneeded(g.mutable_initializer());
+  drop_unneeded(g.mutable_value_info());
 }
 
 }  // namespace onnxtrain::graph

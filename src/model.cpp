@@ -212,9 +212,10 @@ void Model::save(const std::string& path) const {
   save_model_file(with_current_initializers(impl_->proto, *impl_->graph), path);
 }
 
-void Model::save_inference(const std::string& path) const {
+void Model::save_inference(const std::string& path, const std::vector<std::string>& outputs) const {
   onnx::ModelProto out = with_current_initializers(impl_->proto, *impl_->graph);
   graph::to_inference_form(out);
+  if (!outputs.empty()) graph::select_outputs(out, *impl_->graph, outputs);
   save_model_file(out, path);
 }
 

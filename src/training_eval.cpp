@@ -42,6 +42,8 @@ EvalResult TrainingSession::eval_step(const std::map<std::string, Tensor>& feeds
   return result;
 }
 
-void TrainingSession::export_inference_model(const std::string& path) const { impl_->model->save_inference(path); }
+void TrainingSession::export_inference_model(const std::string& path, const std::vector<std::string>& outputs) const {
+  impl_->model->save_inference(path, outputs);
+}
 
 }  // namespace onnxtrain

@@ -76,7 +76,8 @@ class Model {
   // Like save, for shipping a model trained from a training-form export (PyTorch TRAINING
   // mode): BatchNormalization and Dropout nodes are rewritten to their inference form
   // (running statistics, no dropout); what only they read is dropped.
-  void save_inference(const std::string& path) const;
+  // `outputs` non-empty: see TrainingSession::export_inference_model.
+  void save_inference(const std::string& path, const std::vector<std::string>& outputs = {}) const;
 
   // Internal: the IR that sessions execute.
   const graph::Graph& graph() const;
@@ -101,7 +102,7 @@ struct SessionOptions {
   bool inference_mode = false;
 };
 
-// Forward execution of a model. Plans and kernels are cached per input-shape signature.
+// Forward execution of a model; one session per thread. Plans and kernels are cached per input shapes.
 class InferenceSession {
  public:
   explicit InferenceSession(const Model& model, SessionOptions options = {});

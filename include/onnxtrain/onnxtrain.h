@@ -15,3 +15,4 @@
 #include "onnxtrain/tensor.h"
 #include "onnxtrain/trainer.h"
 #include "onnxtrain/training.h"
+#include "onnxtrain/version.h"

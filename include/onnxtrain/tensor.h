@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "onnxtrain/errors.h"
@@ -61,6 +62,10 @@ class Tensor {
   Tensor(DType dtype, Shape shape);
   // Wraps memory owned elsewhere; the caller keeps it alive while the tensor is used.
   static Tensor view(DType dtype, Shape shape, void* data);
+  // The same, typed and checked: `shape` must hold exactly values.size() elements
+  // (ShapeError otherwise). E.g. Tensor::view(std::span(buffer), {batch, 784}).
+  template <typename T, size_t Extent>
+  static Tensor view(std::span<T, Extent> values, Shape shape);
   // Wraps storage whose lifetime is managed by `owner` (used by allocators).
   static Tensor from_storage(DType dtype, Shape shape, std::shared_ptr<std::byte> owner);
 
@@ -118,6 +123,16 @@ Tensor Tensor::from_vector(Shape shape, const std::vector<T>& values) {
     std::copy(values.begin(), values.end(), t.data<T>());
   }
   return t;
+}
+
+template <typename T, size_t Extent>
+Tensor Tensor::view(std::span<T, Extent> values, Shape shape) {
+  static_assert(!std::is_const_v<T>, "a Tensor view may be written to: pass mutable memory");
+  for (int64_t d : shape)
+    if (d < 0) throw ShapeError("Tensor::view: negative dimension in shape " + shape_str(shape));
+  if (shape_numel(shape) != static_cast<int64_t>(values.size()))
+    throw ShapeError("Tensor::view: " + std::to_string(values.size()) + " values for shape " + shape_str(shape));
+  return view(dtype_of<T>(), std::move(shape), values.data());
 }
 
 }  // namespace onnxtrain

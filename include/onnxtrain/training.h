@@ -125,7 +125,7 @@ struct StepGradients {
   double loss = 0;
   std::map<std::string, Tensor> gradients;  // parameter name -> gradient (same shape)
 };
-
+// One session per thread; sessions on different threads (each its own Model) run at once.
 class TrainingSession {
  public:
   // The session trains `model`'s initializers in place; the model must outlive it.
@@ -153,8 +153,32 @@ class TrainingSession {
   // Dropout off), no gradients. `outputs` empty: all model outputs.
   EvalResult eval_step(const std::map<std::string, Tensor>& feeds, const std::vector<std::string>& outputs = {});
   int64_t step() const;
-  // The learning rate of the next optimizer step (base group).
+  // The learning rate of the next optimizer step (base group). The schedule is a function
+  // of step(): each optimizer step also steps the schedule.
   double current_lr() const;
+  // From the next optimizer step on, a constant learning rate `lr` (> 0) replaces the
+  // schedule; parameter groups keep their ratio to the base lr.
+  void set_lr(double lr);
+  // A new schedule from the base lr, over `total_steps` (see schedule.h), evaluated at
+  // step() from the next optimizer step on.
+  void set_schedule(const ScheduleOptions& schedule, int64_t total_steps);
+
+  // Parameters and buffers by name: any float initializer of the model (trainable(),
+  // frozen ones, BatchNorm running statistics). Unknown names throw DataError.
+  // A copy of the current value.
+  Tensor parameter(const std::string& name) const;
+  // Copies `value` in (same dtype and shape, else ShapeError); optimizer state is kept.
+  void set_parameter(const std::string& name, const Tensor& value);
+  // The live storage, no copy: it sees every update and writes to it change the model.
+  // Valid while the session lives; do not touch it while a step runs.
+  Tensor parameter_view(const std::string& name);
+  // All trainable parameters in trainable() order, flattened into one contiguous 1-D
+  // buffer of trainable_elements() values of their dtype (all must share one).
+  Tensor copy_parameters_to_buffer() const;
+  // The same into caller memory (e.g. a Tensor::view), checked for dtype and size.
+  void copy_parameters_to_buffer(Tensor& buffer) const;
+  // The reverse: the buffer's values become the parameters (optimizer state is kept).
+  void copy_buffer_to_parameters(const Tensor& buffer);
 
   // A checkpoint holds everything needed to continue bit-identically: parameters,
   // buffers (e.g. BatchNorm running statistics), optimizer state, the step count and the
@@ -173,7 +197,9 @@ class TrainingSession {
   // Writes the trained model as an inference model: the original ModelProto with the
   // trained parameters and running statistics, training-form BatchNormalization and
   // Dropout turned into their inference form; everything else unchanged.
-  void export_inference_model(const std::string& path) const;
+  // `outputs` non-empty: these values (model outputs or any named value of the model)
+  // become the graph outputs, and what they do not need is dropped.
+  void export_inference_model(const std::string& path, const std::vector<std::string>& outputs = {}) const;
   // Writes the trained model with its training algorithm, as standard ONNX: the model as
   // Model::save writes it (training-form nodes stay, so training continues as it ran),
   // whose initializers also hold the optimizer state
