@@ -99,4 +99,16 @@ void expect_close(const Tensor& actual, const Tensor& expected, double rtol, dou
   EXPECT_TRUE(report.empty()) << report;
 }
 
+const char* const kLinearModel = R"(
+  <ir_version: 8, opset_import: ["" : 17]>
+  g (float[N, 4] X) => (float[N, 3] Y)
+  <float[4, 3] W = {0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8, -0.9, 1.0, 1.1, 1.2}, float[3] b = {0.1, 0.2, 0.3}>
+  { H = MatMul(X, W) Y = Add(H, b) }
+)";
+
+std::map<std::string, Tensor> linear_batch() {
+  return {{"X", Tensor::from_vector<float>({2, 4}, {1, 2, 3, 4, -1, 0, 1, 2})},
+          {"label", Tensor::from_vector<float>({2, 3}, {1, 0, 1, 0, 1, 0})}};
+}
+
 }  // namespace onnxtrain::test

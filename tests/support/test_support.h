@@ -2,6 +2,7 @@
 // Helpers shared by the test suites.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -63,5 +64,10 @@ void expect_error(F f, const std::string& fragment) {
   const std::string message = error_of<Error>(f);
   EXPECT_NE(message.find(fragment), std::string::npos) << "message: " << message;
 }
+
+// A 4 -> 3 linear model (Y = X W + b, W and b trainable) with a symbolic batch, and a batch
+// of two rows with mse targets for it: the smallest session the API tests need.
+extern const char* const kLinearModel;
+std::map<std::string, Tensor> linear_batch();
 
 }  // namespace onnxtrain::test

@@ -9,12 +9,7 @@ using namespace onnxtrain;
 
 namespace {
 
-const char* kModel = R"(
-  <ir_version: 8, opset_import: ["" : 17]>
-  g (float[N, 4] X) => (float[N, 3] Y)
-  <float[4, 3] W = {0.1, -0.2, 0.3, 0.4, 0.5, -0.6, 0.7, 0.8, -0.9, 1.0, 1.1, 1.2}, float[3] b = {0.1, 0.2, 0.3}>
-  { H = MatMul(X, W) Y = Add(H, b) }
-)";
+const char* const kModel = test::kLinearModel;
 
 TEST(TrainingSession, FindsTrainableParametersAndReportsTheLoss) {
   Model model = Model::from_text(kModel);
