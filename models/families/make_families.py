@@ -21,7 +21,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torchvision.models import convnext, densenet, efficientnet, regnet, shufflenetv2, vision_transformer
+from torchvision.models import (convnext, densenet, efficientnet, mobilenetv3, regnet, shufflenetv2, swin_transformer,
+                                vision_transformer)
+from torchvision.models.segmentation.deeplabv3 import ASPP
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -53,6 +55,30 @@ def shufflenet_small():
 def regnet_small():
     params = regnet.BlockParams.from_init_params(depth=3, w_0=8, w_a=8.0, w_m=2.0, group_width=8, se_ratio=0.25)
     return regnet.RegNet(params, num_classes=10)
+
+
+def swin_small():
+    return swin_transformer.SwinTransformer(patch_size=[4, 4], embed_dim=16, depths=[2, 2], num_heads=[2, 2],
+                                            window_size=[4, 4], stochastic_depth_prob=0.0, num_classes=10)
+
+
+class DeepLabV3Small(nn.Module):
+    """torchvision's DeepLabV3 arrangement on a dilated mobilenet_v3_small backbone (Hardswish,
+    Hardsigmoid squeeze-excitation, dilated depthwise convs), an ASPP head of 16 channels and
+    the bilinear upsampling to the input size; per-pixel class logits [N, C, H, W]."""
+
+    def __init__(self, classes=4):
+        super().__init__()
+        self.backbone = mobilenetv3.mobilenet_v3_small(width_mult=0.25, dilated=True).features
+        channels = self.backbone[-1].out_channels
+        aspp = ASPP(channels, [12, 24, 36], 16)
+        aspp.project[-1].p = 0.0  # its Dropout(0.5): random draws cannot be compared with PyTorch's
+        self.head = nn.Sequential(aspp, nn.Conv2d(16, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.Conv2d(16, classes, 1))
+
+    def forward(self, x):
+        y = self.head(self.backbone(x))
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 class BiLSTMClassifier(nn.Module):
@@ -121,6 +147,8 @@ FAMILIES = {
     "densenet": (densenet_small, (4, 3, 32, 32), 10),
     "shufflenet_v2": (shufflenet_small, (4, 3, 64, 64), 10),
     "regnet": (regnet_small, (4, 3, 32, 32), 10),
+    "swin": (swin_small, (4, 3, 32, 32), 10),
+    "deeplabv3": (DeepLabV3Small, (2, 3, 64, 64), 4),
     "bilstm": (BiLSTMClassifier, (4, 12, 8), 5),
     "gpt_tied": (TinyGPT, (4, 10), 40),
     "conv3d": (Conv3dNet, (2, 1, 16, 32, 32), 3),
@@ -136,6 +164,9 @@ def make(name):
     if name == "gpt_tied":
         x = torch.from_numpy(rng.integers(0, classes, shape).astype(np.int64))
         label = torch.from_numpy(rng.integers(0, classes, shape).astype(np.int64))
+    elif name == "deeplabv3":  # a class per pixel
+        x = torch.from_numpy(rng.standard_normal(shape))
+        label = torch.from_numpy(rng.integers(0, classes, (shape[0],) + shape[2:]).astype(np.int64))
     else:
         x = torch.from_numpy(rng.standard_normal(shape))
         label = torch.from_numpy(rng.integers(0, classes, shape[0]).astype(np.int64))

@@ -1,9 +1,10 @@
-// The model families people fine-tune (models/families/make_families.py: torchvision's
-// efficientnet, convnext, vision transformer, densenet, shufflenet_v2, regnet; a bidirectional
-// LSTM, a GPT-style decoder with a tied LM head, a 3-D and a 1-D CNN), exported from PyTorch
-// in training mode and float64: one training step's loss and every parameter's gradient
-// match PyTorch's float64 run. In float64 both sides are exact up to float32 attributes
-// (BatchNorm/LayerNorm epsilon), so the tolerance is tight and no float32 chaos is judged.
+// The model families people fine-tune (models/families/make_families.py): torchvision's
+// efficientnet, convnext, vision transformer, densenet, shufflenet_v2, regnet, swin and
+// deeplabv3 on mobilenet_v3; a bidirectional LSTM, a GPT-style decoder with a tied LM head,
+// a 3-D and a 1-D CNN. Exported from PyTorch in training mode and float64: one training
+// step's loss and every parameter's gradient match PyTorch's float64 run. In float64 both
+// sides are exact up to float32 attributes (BatchNorm/LayerNorm epsilon), so the tolerance
+// is tight and no float32 chaos is judged.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -45,7 +46,7 @@ TEST_P(FamilyGradients, OneStepMatchesPyTorchFloat64) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, FamilyGradients,
-                         ::testing::Values("efficientnet", "convnext", "vit", "densenet", "shufflenet_v2", "regnet",
+                         ::testing::Values("efficientnet", "convnext", "vit", "densenet", "shufflenet_v2", "regnet", "swin", "deeplabv3",
                                            "bilstm", "gpt_tied", "conv3d", "conv1d"),
                          [](const auto& info) { return info.param; });
 
