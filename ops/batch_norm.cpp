@@ -63,12 +63,12 @@ class BatchNormKernel final : public Kernel {
     reduced[1] = false;
     layout_ = make_layout(work_shape_, reduced);
 
-    if (dtype_ == DType::Float && shape_numel(xs) > 0) {
+    // Training computes batch statistics with the own loops (group_moments: sums in double);
+    // inference has no sums and runs oneDNN.
+    if (dtype_ == DType::Float && shape_numel(xs) > 0 && !training_) {
       md_ = plain_desc(work_shape_, DType::Float);
-      auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
-      if (!training_) flags = flags | normalization_flags::use_global_stats;
-      dnnl::batch_normalization_forward::desc d(training_ ? prop_kind::forward_training : prop_kind::forward_inference,
-                                                md_, epsilon_, flags);
+      const auto flags = normalization_flags::use_scale | normalization_flags::use_shift | normalization_flags::use_global_stats;
+      dnnl::batch_normalization_forward::desc d(prop_kind::forward_inference, md_, epsilon_, flags);
       pd_ = dnnl::batch_normalization_forward::primitive_desc(d, cpu_engine());
       primitive_ = dnnl::batch_normalization_forward(pd_);
       use_dnnl_ = true;
@@ -84,7 +84,7 @@ class BatchNormKernel final : public Kernel {
     if (x.numel() == 0) {
       if (training_) fail_shape(node, "cannot compute batch statistics of an empty batch");
     } else if (use_dnnl_) {
-      run_dnnl(ctx, y, batch_mean, batch_var);
+      run_dnnl(ctx, y);
     } else {
       dispatch_float(x.dtype(), node, [&](auto tag) { run_own<decltype(tag)>(ctx, y, batch_mean, batch_var); });
     }
@@ -113,28 +113,15 @@ class BatchNormKernel final : public Kernel {
   const dnnl::batch_normalization_forward::primitive_desc& primitive_desc() const { return pd_; }
 
  private:
-  void run_dnnl(KernelContext& ctx, Tensor& y, std::vector<double>& batch_mean, std::vector<double>& batch_var) {
+  // Inference: the running statistics normalise.
+  void run_dnnl(KernelContext& ctx, Tensor& y) {
     auto vec = f32_vector(channels_);
-    const float* scale = float_params(ctx.input(1), scale_buf_);
-    const float* shift = float_params(ctx.input(2), shift_buf_);
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, bind(md_, ctx.input(0))},
-                                               {DNNL_ARG_DST, bind(md_, y)},
-                                               {DNNL_ARG_SCALE, bind_ptr(vec, scale)},
-                                               {DNNL_ARG_SHIFT, bind_ptr(vec, shift)}};
-    if (training_) {  // oneDNN writes the batch statistics
-      mean_buf_.resize(batch_mean.size());
-      var_buf_.resize(batch_var.size());
-      args[DNNL_ARG_MEAN] = bind_ptr(vec, mean_buf_.data());
-      args[DNNL_ARG_VARIANCE] = bind_ptr(vec, var_buf_.data());
-    } else {
-      args[DNNL_ARG_MEAN] = bind_ptr(vec, float_params(ctx.input(3), mean_buf_));
-      args[DNNL_ARG_VARIANCE] = bind_ptr(vec, float_params(ctx.input(4), var_buf_));
-    }
-    execute(primitive_, args);
-    if (training_) {
-      batch_mean.assign(mean_buf_.begin(), mean_buf_.end());
-      batch_var.assign(var_buf_.begin(), var_buf_.end());
-    }
+    execute(primitive_, {{DNNL_ARG_SRC, bind(md_, ctx.input(0))},
+                         {DNNL_ARG_DST, bind(md_, y)},
+                         {DNNL_ARG_SCALE, bind_ptr(vec, float_params(ctx.input(1), scale_buf_))},
+                         {DNNL_ARG_SHIFT, bind_ptr(vec, float_params(ctx.input(2), shift_buf_))},
+                         {DNNL_ARG_MEAN, bind_ptr(vec, float_params(ctx.input(3), mean_buf_))},
+                         {DNNL_ARG_VARIANCE, bind_ptr(vec, float_params(ctx.input(4), var_buf_))}});
   }
 
   template <typename T>
@@ -258,27 +245,33 @@ void group_norm_backward(const T* x, const T* dy, T* dx, const GroupLayout& g, c
         const int64_t base = g.group_offset[k];
         const double m = mean[k], iv = inv[k];
         double s1 = 0, s2 = 0;
-        for (int64_t r : g.run_offset)
+        for (int64_t r : g.run_offset) {
+#pragma omp simd reduction(+ : s1, s2)
           for (int64_t i = 0; i < g.inner; ++i) {
             const int64_t at = base + r + i;
             const double d = dy[at];
             s1 += d;
             s2 += d * (static_cast<double>(x[at]) - m);
           }
+        }
         s2 *= iv;
         sum_dy[k] = s1;
         sum_dy_xhat[k] = s2;
         const double a = gamma[k] * iv;
         if (training && n > 0) {
           const double c1 = s1 / n, c2 = s2 * iv / n;
-          for (int64_t r : g.run_offset)
+          for (int64_t r : g.run_offset) {
+#pragma omp simd
             for (int64_t i = 0; i < g.inner; ++i) {
               const int64_t at = base + r + i;
               dx[at] = static_cast<T>(a * (dy[at] - c1 - (static_cast<double>(x[at]) - m) * c2));
             }
+          }
         } else {
-          for (int64_t r : g.run_offset)
+          for (int64_t r : g.run_offset) {
+#pragma omp simd
             for (int64_t i = 0; i < g.inner; ++i) dx[base + r + i] = static_cast<T>(a * dy[base + r + i]);
+          }
         }
       },
       group_grain(g));
@@ -315,18 +308,6 @@ class BatchNormGradKernel final : public Kernel {
           fail_shape(node, "statistics input " + std::to_string(i) + " has shape " + shape_str(in[i].shape));
     if (total == 0) return;
     layout_ = make_layout(work_, {true, false, true});
-    if (in[1].dtype == DType::Float) {
-      md_ = ncsp_desc(work_[0], work_[1], work_[2]);
-      auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
-      if (!training_) flags = flags | normalization_flags::use_global_stats;
-      dnnl::batch_normalization_forward::desc fd(prop_kind::forward_training, md_, epsilon_, flags);
-      dnnl::batch_normalization_forward::primitive_desc hint(fd, cpu_engine());
-      dnnl::batch_normalization_backward::desc bd(prop_kind::backward, md_, md_, epsilon_, flags);
-      pd_ = dnnl::batch_normalization_backward::primitive_desc(bd, cpu_engine(), hint);
-      primitive_ = dnnl::batch_normalization_backward(pd_);
-      zeros_.assign(static_cast<size_t>(channels_), 0.f);
-      use_dnnl_ = true;
-    }
   }
 
   void run(KernelContext& ctx) override {
@@ -345,22 +326,8 @@ class BatchNormGradKernel final : public Kernel {
         dispatch_float(x.dtype(), ctx.node(),
                        [&](auto tag) { group_moments(x.data<decltype(tag)>(), layout_, mean.data(), var.data()); });
       }
-      if (use_dnnl_) {
-        auto vec = f32_vector(channels_);
-        std::vector<float> m(mean.begin(), mean.end()), v(var.begin(), var.end()), ds(c), db(c);
-        const float* gamma = float_params(scale, scale_buf_);
-        execute(primitive_, {{DNNL_ARG_SRC, bind(md_, x)},
-                             {DNNL_ARG_DIFF_DST, bind(md_, dy)},
-                             {DNNL_ARG_MEAN, bind_ptr(vec, m.data())},
-                             {DNNL_ARG_VARIANCE, bind_ptr(vec, v.data())},
-                             {DNNL_ARG_SCALE, bind_ptr(vec, gamma)},
-                             {DNNL_ARG_SHIFT, bind_ptr(vec, zeros_.data())},
-                             {DNNL_ARG_DIFF_SRC, bind(md_, dx)},
-                             {DNNL_ARG_DIFF_SCALE, bind_ptr(vec, ds.data())},
-                             {DNNL_ARG_DIFF_SHIFT, bind_ptr(vec, db.data())}});
-        dscale.assign(ds.begin(), ds.end());
-        dbias.assign(db.begin(), db.end());
-      } else {
+      {
+        // Own loops for float32 too: sums in double (see group_moments).
         std::vector<double> gamma = scale.as_double(), inv(c);
         for (size_t i = 0; i < c; ++i) inv[i] = 1.0 / std::sqrt(var[i] + epsilon_);
         dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
@@ -375,16 +342,11 @@ class BatchNormGradKernel final : public Kernel {
   }
 
  private:
-  bool training_ = true, has_stats_ = false, use_dnnl_ = false;
+  bool training_ = true, has_stats_ = false;
   float epsilon_ = 1e-5f;
   int64_t channels_ = 0;
-  std::vector<float> zeros_;  // oneDNN's backward wants a shift argument it does not read
   Shape work_;
   GroupLayout layout_;
-  dnnl::memory::desc md_;
-  dnnl::batch_normalization_backward::primitive_desc pd_;
-  dnnl::batch_normalization_backward primitive_;
-  std::vector<float> scale_buf_;
 };
 
 // Reshapes `g` to the shape of `like` unless shape inference shows they already agree.
@@ -518,11 +480,11 @@ void instancenorm_gradient(GradientBuilder& b) {
 void register_batch_norm_ops(Registry& r) {
   using namespace norm_impl;
   const char* t = graph::kTrainingDomain;
-  r.add({"", "BatchNormalization", 1, INT_MAX, factory<BatchNormKernel>(), "oneDNN batch_normalization",
+  r.add({"", "BatchNormalization", 1, INT_MAX, factory<BatchNormKernel>(), "own (training: sums in double), oneDNN batch_normalization (inference)",
          batchnorm_gradient, {3, 4}});
   r.add({"", "InstanceNormalization", 1, INT_MAX, factory<InstanceNormKernel>(), "oneDNN batch_normalization",
          instancenorm_gradient});
-  r.add({t, "BatchNormalizationGrad", 1, INT_MAX, factory<BatchNormGradKernel>(), "oneDNN batch_normalization"});
+  r.add({t, "BatchNormalizationGrad", 1, INT_MAX, factory<BatchNormGradKernel>(), "own (sums in double)"});
   r.add({t, "InstanceNormalizationGrad", 1, INT_MAX, factory<InstanceNormGradKernel>(), "oneDNN batch_normalization"});
 }
 

@@ -147,6 +147,7 @@ void bias_grad_loop(int64_t n, int64_t channels, int64_t spatial, const T* dy, T
     double acc = 0;
     for (int64_t nn = 0; nn < n; ++nn) {
       const T* row = dy + (nn * channels + c) * spatial;
+#pragma omp simd reduction(+ : acc)
       for (int64_t i = 0; i < spatial; ++i) acc += row[i];
     }
     db[c] = static_cast<T>(acc);

@@ -1,9 +1,9 @@
 // NegativeLogLikelihoodLoss and SoftmaxCrossEntropyLoss (opsets 12, 13).
 //
 // Inputs are viewed as [N, C, D] (D = d1*...*dk, 1 for 2-D inputs) and targets as [N, D].
-// SoftmaxCrossEntropyLoss first computes log-probabilities over C (oneDNN softmax_v2 with
-// softmax_log for float32, an own loop for double) into its log_prob output, or into a
-// kernel-owned buffer when that output is unused, then applies the NLL gather. The
+// SoftmaxCrossEntropyLoss first computes log-probabilities over C (ops/softmax_common.h)
+// into its log_prob output, or into a kernel-owned buffer when that output is unused, then
+// applies the NLL gather. The
 // backward pass reuses those log-probabilities (softmax = exp(log_prob)): see Gradients.
 #include <algorithm>
 #include <cmath>
@@ -13,6 +13,7 @@
 #include "ops/dnnl_utils.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
+#include "ops/softmax_common.h"
 
 namespace onnxtrain::ops {
 
@@ -126,43 +127,10 @@ void run_nll(KernelContext& ctx, const LossSpec& s, const Tensor& logp) {
   });
 }
 
-// log_softmax over C of an [N, C, D] tensor; the D rows of one sample are done together
-// so the innermost loop is contiguous.
-template <typename T>
-void log_softmax_channels(const T* x, T* y, int64_t n, int64_t c, int64_t d) {
-  if (c == 0 || d == 0) return;
-  const int64_t block = c * d;
-#pragma omp parallel if (n > 1 && n * block >= 16384)
-  {
-    std::vector<T> best(static_cast<size_t>(d)), sum(static_cast<size_t>(d));
-#pragma omp for schedule(static)
-    for (int64_t i = 0; i < n; ++i) {
-      const T* xs = x + i * block;
-      T* ys = y + i * block;
-      std::copy(xs, xs + d, best.begin());
-      for (int64_t k = 1; k < c; ++k)
-        for (int64_t j = 0; j < d; ++j) best[j] = std::max(best[j], xs[k * d + j]);
-      std::fill(sum.begin(), sum.end(), T{0});
-      for (int64_t k = 0; k < c; ++k)
-        for (int64_t j = 0; j < d; ++j) sum[j] += std::exp(xs[k * d + j] - best[j]);
-      for (int64_t j = 0; j < d; ++j) sum[j] = best[j] + std::log(sum[j]);
-      for (int64_t k = 0; k < c; ++k)
-        for (int64_t j = 0; j < d; ++j) ys[k * d + j] = xs[k * d + j] - sum[j];
-    }
-  }
-}
-
 class SoftmaxCrossEntropyKernel final : public Kernel {
  public:
   SoftmaxCrossEntropyKernel(const LossSpec& spec, DType dtype, Shape shape)
-      : spec_(spec), dtype_(dtype), shape_(std::move(shape)) {
-    if (dtype_ == DType::Float && shape_numel(shape_) > 0) {
-      md_ = plain_desc({spec_.n, spec_.c, spec_.d}, DType::Float);
-      dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::softmax_log, md_, md_, 1);
-      pd_ = dnnl::softmax_v2_forward::primitive_desc(desc, cpu_engine());
-      primitive_ = dnnl::softmax_v2_forward(*pd_);
-    }
-  }
+      : spec_(spec), dtype_(dtype), shape_(std::move(shape)) {}
 
   void run(KernelContext& ctx) override {
     const Tensor& x = ctx.input(0);
@@ -173,14 +141,10 @@ class SoftmaxCrossEntropyKernel final : public Kernel {
       if (!scratch_.defined()) scratch_ = Tensor(dtype_, shape_);
       logp = &scratch_;
     }
-    if (primitive_) {
-      execute(*primitive_, {{DNNL_ARG_SRC, bind(md_, x)}, {DNNL_ARG_DST, bind(md_, *logp)}});
-    } else {
-      dispatch_float(dtype_, ctx.node(), [&](auto tag) {
-        using T = decltype(tag);
-        log_softmax_channels<T>(x.data<T>(), logp->data<T>(), spec_.n, spec_.c, spec_.d);
-      });
-    }
+    dispatch_float(dtype_, ctx.node(), [&](auto tag) {
+      using T = decltype(tag);
+      log_softmax_rows<T>(x.data<T>(), logp->data<T>(), spec_.n, spec_.c, spec_.d);
+    });
     run_nll(ctx, spec_, *logp);
   }
 
@@ -188,9 +152,6 @@ class SoftmaxCrossEntropyKernel final : public Kernel {
   LossSpec spec_;
   DType dtype_;
   Shape shape_;
-  dnnl::memory::desc md_;
-  std::optional<dnnl::softmax_v2_forward::primitive_desc> pd_;  // kept: the backward pass uses it as a hint
-  std::optional<dnnl::softmax_v2_forward> primitive_;
   Tensor scratch_;  // log-probabilities when the log_prob output is not used
 };
 

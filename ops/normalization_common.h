@@ -37,7 +37,11 @@ GroupLayout make_layout(const Shape& shape, const std::vector<bool>& reduced);
 
 inline int64_t group_grain(const GroupLayout& g) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.group_size())); }
 
-// Mean and population variance of every group (two passes for accuracy).
+// Mean and population variance of every group: two passes, sums in double. The simd
+// reductions let the compiler keep several partial sums (vectorised and more accurate than
+// one running sum); float32 batch normalization uses these rather than oneDNN's
+// single-precision sums, which over large volumes (e.g. 32768 values a channel) were 4-5x
+// farther from float64 than PyTorch's.
 template <typename T>
 void group_moments(const T* x, const GroupLayout& g, double* mean, double* var) {
   const double n = static_cast<double>(g.group_size());
@@ -46,15 +50,19 @@ void group_moments(const T* x, const GroupLayout& g, double* mean, double* var) 
       [&](int64_t k) {
         const T* base = x + g.group_offset[k];
         double s = 0;
-        for (int64_t r : g.run_offset)
+        for (int64_t r : g.run_offset) {
+#pragma omp simd reduction(+ : s)
           for (int64_t i = 0; i < g.inner; ++i) s += base[r + i];
+        }
         const double m = n > 0 ? s / n : 0.0;
         double q = 0;
-        for (int64_t r : g.run_offset)
+        for (int64_t r : g.run_offset) {
+#pragma omp simd reduction(+ : q)
           for (int64_t i = 0; i < g.inner; ++i) {
             const double d = base[r + i] - m;
             q += d * d;
           }
+        }
         mean[k] = m;
         var[k] = n > 0 ? q / n : 0.0;
       },
@@ -69,8 +77,10 @@ void group_affine(const T* x, T* y, const GroupLayout& g, const double* a, const
       [&](int64_t k) {
         const int64_t base = g.group_offset[k];
         const T ak = static_cast<T>(a[k]), bk = static_cast<T>(b[k]);
-        for (int64_t r : g.run_offset)
+        for (int64_t r : g.run_offset) {
+#pragma omp simd
           for (int64_t i = 0; i < g.inner; ++i) y[base + r + i] = x[base + r + i] * ak + bk;
+        }
       },
       group_grain(g));
 }

@@ -2,8 +2,9 @@
 //
 // Before opset 13 the input is coerced to 2-D at `axis` (default 1) and normalised over
 // the flattened trailing dims; from opset 13 one axis (default -1) is normalised. Both
-// become an [outer, size, inner] view (inner = 1 for the old form). float32 Softmax and
-// LogSoftmax run oneDNN's softmax_v2 on that view; double and Hardmax use own loops.
+// become an [outer, size, inner] view (inner = 1 for the old form). float32 Softmax runs
+// oneDNN's softmax_v2 on that view; LogSoftmax (see softmax_common.h for why), double and
+// Hardmax use own loops.
 // Gradients: ai.onnxtrain.SoftmaxGrad / LogSoftmaxGrad (oneDNN softmax_v2 backward).
 #include <algorithm>
 #include <cmath>
@@ -12,6 +13,7 @@
 #include "ops/dnnl_utils.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
+#include "ops/softmax_common.h"
 
 namespace onnxtrain::ops {
 
@@ -68,21 +70,16 @@ void softmax_block(SoftmaxKind kind, const T* x, T* y, int64_t size, int64_t inn
     for (int64_t i = 0; i < inner; ++i) {
       const T e = std::exp(x[r * inner + i] - best[i]);
       sum[i] += e;
-      if (kind == SoftmaxKind::Softmax) y[r * inner + i] = e;
+      y[r * inner + i] = e;
     }
-  if (kind == SoftmaxKind::Softmax) {
-    for (int64_t i = 0; i < inner; ++i) sum[i] = T{1} / sum[i];
-    for (int64_t r = 0; r < size; ++r)
-      for (int64_t i = 0; i < inner; ++i) y[r * inner + i] *= sum[i];
-  } else {
-    for (int64_t i = 0; i < inner; ++i) sum[i] = best[i] + std::log(sum[i]);
-    for (int64_t r = 0; r < size; ++r)
-      for (int64_t i = 0; i < inner; ++i) y[r * inner + i] = x[r * inner + i] - sum[i];
-  }
+  for (int64_t i = 0; i < inner; ++i) sum[i] = T{1} / sum[i];
+  for (int64_t r = 0; r < size; ++r)
+    for (int64_t i = 0; i < inner; ++i) y[r * inner + i] *= sum[i];
 }
 
 template <typename T>
 void softmax_loop(SoftmaxKind kind, const SoftmaxView& v, const T* x, T* y) {
+  if (kind == SoftmaxKind::LogSoftmax) return log_softmax_rows(x, y, v.outer, v.size, v.inner);
   if (v.size == 0 || v.inner == 0) return;
   const int64_t block = v.size * v.inner;
   const bool parallel = v.outer > 1 && v.outer * block >= 16384;
@@ -96,11 +93,9 @@ void softmax_loop(SoftmaxKind kind, const SoftmaxView& v, const T* x, T* y) {
 
 class DnnlSoftmaxKernel final : public Kernel {
  public:
-  DnnlSoftmaxKernel(const SoftmaxView& v, bool log) {
+  explicit DnnlSoftmaxKernel(const SoftmaxView& v) {
     md_ = plain_desc({v.outer, v.size, v.inner}, DType::Float);
-    dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_training,
-                                        log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate, md_, md_,
-                                        1);
+    dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::softmax_accurate, md_, md_, 1);
     pd_ = dnnl::softmax_v2_forward::primitive_desc(desc, cpu_engine());
     primitive_ = dnnl::softmax_v2_forward(pd_);
   }
@@ -120,8 +115,8 @@ KernelFactory softmax_factory(SoftmaxKind kind) {
   return [kind](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
     dispatch_float(in[0].dtype, node, [](auto) {});
     const SoftmaxView v = softmax_view(node, in[0].shape);
-    if (kind != SoftmaxKind::Hardmax && in[0].dtype == DType::Float && v.outer * v.size * v.inner > 0)
-      return std::make_unique<DnnlSoftmaxKernel>(v, kind == SoftmaxKind::LogSoftmax);
+    if (kind == SoftmaxKind::Softmax && in[0].dtype == DType::Float && v.outer * v.size * v.inner > 0)
+      return std::make_unique<DnnlSoftmaxKernel>(v);
     return make_function_kernel([kind, v](KernelContext& ctx) {
       const Tensor& x = ctx.input(0);
       Tensor& y = ctx.output(0, x.dtype(), x.shape());
