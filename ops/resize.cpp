@@ -1,4 +1,4 @@
-// Resize (opsets 10-13+), Upsample (1-10) and GridSample (16). Resize builds one
+// Resize (opsets 10-13+; 18: axes, antialias, keep_aspect_ratio_policy), Upsample (1-10) and GridSample (16). Resize builds one
 // index/weight table per axis (plan time when roi/scales/sizes are constants, otherwise at
 // the first run and again only when their values change), then runs either one gather
 // (nearest) or one separable pass per resized axis (linear, cubic). Coordinates follow the
@@ -22,6 +22,7 @@ struct ResizeAttrs {
   Rounding rounding = Rounding::RoundPreferFloor;
   double cubic_a = -0.75;
   bool exclude_outside = false;
+  bool antialias = false;  // opset 18: linear/cubic filters widened by 1/scale when shrinking
   double extrapolation = 0.0;
 };
 
@@ -54,7 +55,33 @@ ResizeAttrs parse_attrs(const Node& node, const std::string& op_type, int opset)
   a.cubic_a = node.attr_float("cubic_coeff_a", -0.75f);
   a.exclude_outside = node.attr_int("exclude_outside", 0) != 0;
   a.extrapolation = node.attr_float("extrapolation_value", 0.f);
+  a.antialias = op_type == "Resize" && opset >= 18 && node.attr_int("antialias", 0) != 0 && a.mode != Mode::Nearest;
   return a;
+}
+
+// Antialiased shrinking (ONNX Resize-18): the linear (triangle) or cubic kernel is stretched
+// to 1/scale input pixels. The taps of one output are the input pixels at offsets
+// start .. 1 - start from base = ceil(x) - 1 (the neighbours the ONNX reference picks).
+int antialias_start(const ResizeAttrs& a, double scale) {
+  return static_cast<int>(std::floor((a.mode == Mode::Linear ? -1.0 : -2.0) / scale) + 1);
+}
+
+// The kernel sampled at those taps for r = x - base in (0, 1], normalised to sum 1.
+void antialias_weights(const ResizeAttrs& a, double r, double scale, int start, int taps, double* w) {
+  const double A = a.cubic_a;
+  auto cubic = [A](double d) {
+    d = std::abs(d);
+    if (d <= 1) return ((A + 2) * d - (A + 3)) * d * d + 1;
+    if (d < 2) return ((A * d - 5 * A) * d + 8 * A) * d - 4 * A;
+    return 0.0;
+  };
+  double sum = 0;
+  for (int k = 0; k < taps; ++k) {
+    const double d = (start + k - r) * scale;
+    w[k] = a.mode == Mode::Linear ? std::clamp(1 - std::abs(d), 0.0, 1.0) : cubic(d);
+    sum += w[k];
+  }
+  for (int k = 0; k < taps; ++k) w[k] /= sum;
 }
 
 // For every output index along one axis: `taps` input indices (clamped into range) and
@@ -94,7 +121,9 @@ AxisTable build_axis(const ResizeAttrs& a, int64_t in_len, int64_t out_len, doub
   AxisTable t;
   t.in_len = in_len;
   t.out_len = out_len;
-  t.taps = a.mode == Mode::Nearest ? 1 : a.mode == Mode::Linear ? 2 : 4;
+  const bool widened = a.antialias && scale < 1;
+  const int start = widened ? antialias_start(a, scale) : 0;
+  t.taps = a.mode == Mode::Nearest ? 1 : widened ? 2 - 2 * start : a.mode == Mode::Linear ? 2 : 4;
   const auto n = static_cast<size_t>(out_len * t.taps);
   t.index.assign(n, 0);
   t.weight.assign(n, 0.0);
@@ -112,7 +141,12 @@ AxisTable build_axis(const ResizeAttrs& a, int64_t in_len, int64_t out_len, doub
     // Coordinates stay within a few lengths of the input (every transform is bounded by
     // the roi or by half a pixel), so the casts below cannot overflow.
     const auto base = static_cast<int64_t>(std::clamp(f, -2.0 - len, 2.0 + 2 * len));
-    if (a.mode == Mode::Nearest) {
+    if (widened) {
+      const double b = std::ceil(x) - 1;
+      const auto first = static_cast<int64_t>(std::clamp(b, -2.0 - len, 2.0 + 2 * len)) + start;
+      for (int k = 0; k < t.taps; ++k) idx[k] = first + k;
+      antialias_weights(a, x - b, scale, start, t.taps, w);
+    } else if (a.mode == Mode::Nearest) {
       bool up = false;
       switch (a.rounding) {
         case Rounding::RoundPreferFloor:
@@ -182,13 +216,16 @@ struct PlanKey {
   Shape in_shape;
   std::vector<double> scales, roi;
   std::vector<int64_t> sizes;
+  // keep_aspect_ratio_policy: sizes were turned into one scale for the resized axes, and
+  // both are set (the output sizes, and the scale the coordinates use).
+  bool aspect = false;
   bool operator==(const PlanKey&) const = default;
 };
 
 ResizePlan make_plan(const Node& node, const ResizeAttrs& a, const PlanKey& key) {
   const auto rank = key.in_shape.size();
-  const bool by_scales = !key.scales.empty();
-  if (by_scales == !key.sizes.empty())
+  const bool by_scales = !key.scales.empty() && !key.aspect;
+  if (!key.aspect && by_scales == !key.sizes.empty())
     fail(node, by_scales ? "scales and sizes are both given" : "needs either scales or sizes");
   if ((by_scales ? key.scales.size() : key.sizes.size()) != rank)
     fail_shape(node, std::string(by_scales ? "scales" : "sizes") + " must have one value per input dim (" +
@@ -210,6 +247,10 @@ ResizePlan make_plan(const Node& node, const ResizeAttrs& a, const PlanKey& key)
       if (!(resized >= 0 && resized < 1e15))
         fail_shape(node, "output size out of range along axis " + std::to_string(d));
       out_len = static_cast<int64_t>(std::floor(resized));
+    } else if (key.aspect) {
+      out_len = key.sizes[d];
+      scale = key.scales[d];
+      resized = static_cast<double>(in_len) * scale;
     } else {
       out_len = key.sizes[d];
       if (out_len < 0) fail_shape(node, "sizes must be non-negative");
@@ -337,9 +378,9 @@ class ResizePlanner {
       roi_input_ = 1 + offset, scales_input_ = 2 + offset, sizes_input_ = 3 + offset;
     }
     if (op_type == "Resize" && opset >= 18) {
-      if (node.attr_int("antialias", 0) != 0) fail(node, "antialias=1 is not supported");
-      if (const std::string policy = node.attr_string("keep_aspect_ratio_policy", "stretch"); policy != "stretch")
-        fail(node, "keep_aspect_ratio_policy '" + policy + "' is not supported (only 'stretch')");
+      policy_ = node.attr_string("keep_aspect_ratio_policy", "stretch");
+      if (policy_ != "stretch" && policy_ != "not_larger" && policy_ != "not_smaller")
+        fail(node, "keep_aspect_ratio_policy must be stretch, not_larger or not_smaller, got '" + policy_ + "'");
       if (node.has_attr("axes")) axes_ = normalize_axes(node.attr_ints("axes"), in[x].shape.size(), node);
     }
     // Plan now when every value the plan needs is known.
@@ -375,7 +416,32 @@ class ResizePlanner {
     if (const Tensor* t = get(sizes_input_)) k.sizes = t->as_int64();
     if (const Tensor* t = get(roi_input_); t && attrs_.coord == Coord::TfCropAndResize) k.roi = t->as_double();
     if (!axes_.empty()) widen_to_all_axes(k);
+    if (policy_ != "stretch" && !k.sizes.empty()) keep_aspect(k);
     return k;
+  }
+
+  // One scale for the resized axes (all, or `axes`): the smallest (not_larger) or largest
+  // (not_smaller) of sizes / input; those axes become round(scale * input).
+  void keep_aspect(PlanKey& k) const {
+    const size_t rank = k.in_shape.size();
+    if (k.sizes.size() != rank) return;  // make_plan reports the count
+    std::vector<size_t> axes(axes_.begin(), axes_.end());
+    if (axes.empty())
+      for (size_t i = 0; i < rank; ++i) axes.push_back(i);
+    double scale = policy_ == "not_larger" ? INFINITY : 0.0;
+    for (size_t a : axes) {
+      if (k.in_shape[a] <= 0) throw ShapeError("Resize: keep_aspect_ratio_policy needs non-empty resized axes");
+      const double s = static_cast<double>(k.sizes[a]) / static_cast<double>(k.in_shape[a]);
+      scale = policy_ == "not_larger" ? std::min(scale, s) : std::max(scale, s);
+    }
+    if (!(scale > 0) || !std::isfinite(scale)) throw ShapeError("Resize: sizes must be positive");
+    k.scales.assign(rank, 1.0);
+    for (size_t i = 0; i < rank; ++i) k.sizes[i] = k.in_shape[i];
+    for (size_t a : axes) {
+      k.scales[a] = scale;
+      k.sizes[a] = static_cast<int64_t>(std::round(scale * static_cast<double>(k.in_shape[a])));
+    }
+    k.aspect = true;
   }
 
   // Opset 18's `axes`: scales, sizes and roi name only those axes; the others keep their size.
@@ -407,6 +473,7 @@ class ResizePlanner {
   int roi_input_ = -1, scales_input_ = -1, sizes_input_ = -1;
   std::vector<double> fixed_scales_;
   std::vector<int64_t> axes_;  // opset 18: the axes scales/sizes/roi speak of (empty: all)
+  std::string policy_ = "stretch";  // opset 18: keep_aspect_ratio_policy
   PlanKey key_;
   std::optional<ResizePlan> plan_;
 };

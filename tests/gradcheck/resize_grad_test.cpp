@@ -107,6 +107,20 @@ std::vector<ResizeCase> resize_cases() {
                  empty_roi + floats("scales", {1.5, 0.75}), x});
   out.push_back({"opset19_axes_sizes_cubic", 19, "<mode = \"cubic\", axes = [-1]>", "roi, , sizes",
                  empty_roi + ints("sizes", {7}), x});
+  // Opset 18: antialiased shrinking (filters widened to 1/scale) and sizes kept to the
+  // aspect ratio.
+  out.push_back({"opset18_antialias_linear_down", 18, "<mode = \"linear\", antialias = 1>", "roi, scales",
+                 empty_roi + floats("scales", {1, 1, 0.6, 0.4}), {1, 2, 6, 7}});
+  out.push_back({"opset18_antialias_cubic_sizes", 18, "<mode = \"cubic\", antialias = 1, axes = [2, 3]>", "roi, , sizes",
+                 empty_roi + ints("sizes", {3, 2}), {1, 2, 6, 7}});
+  out.push_back({"opset18_antialias_cubic_exclude_outside", 18,
+                 "<mode = \"cubic\", antialias = 1, exclude_outside = 1>", "roi, scales",
+                 empty_roi + floats("scales", {1, 1, 0.5, 0.7}), {1, 1, 6, 7}});
+  out.push_back({"opset18_not_larger_linear", 18, "<mode = \"linear\", keep_aspect_ratio_policy = \"not_larger\">",
+                 "roi, , sizes", empty_roi + ints("sizes", {1, 2, 3, 5}), x});
+  out.push_back({"opset18_not_smaller_nearest", 18,
+                 "<mode = \"nearest\", keep_aspect_ratio_policy = \"not_smaller\", axes = [2, 3]>", "roi, , sizes",
+                 empty_roi + ints("sizes", {3, 5}), x});
   // Resize-10 and Upsample (asymmetric coordinates, nearest = floor).
   out.push_back({"opset10_nearest", 10, "<mode = \"nearest\">", "scales", floats("scales", {1, 1, 2, 1.5}), x});
   out.push_back({"opset10_linear", 10, "<mode = \"linear\">", "scales", floats("scales", {1, 1, 0.5, 2}), x});

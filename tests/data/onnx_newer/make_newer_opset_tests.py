@@ -124,6 +124,78 @@ def resize():
          [("x", x), ("sizes", np.array([6], np.int64))], [("y", x[..., idx])])
 
 
+def resize_1d(data, scale, out_len, mode, antialias, exclude_outside=False, cubic_a=-0.75):
+    """ONNX's Resize along one axis, half_pixel coordinates, as its reference evaluator
+    does it (written out here: ONNX 1.12 has no reference evaluator): the n input pixels
+    nearest x (ties to the smaller, edge-padded) weighted by the linear or cubic kernel,
+    which antialias widens to 1/scale pixels when shrinking."""
+    in_len = len(data)
+    out = np.zeros(out_len)
+    for j in range(out_len):
+        x = (j + 0.5) / scale - 0.5
+        if mode == "nearest":  # round_prefer_floor
+            i = int(math.ceil(x - 0.5)) if x - math.floor(x) != 0.5 else int(math.floor(x))
+            out[j] = data[min(max(i, 0), in_len - 1)]
+            continue
+        ratio = 1.0 if x == math.floor(x) else x - math.floor(x)
+        s = min(scale, 1.0) if antialias else 1.0
+        start = int(math.floor((-1 if mode == "linear" else -2) / s) + 1)
+        offsets = np.arange(start, 2 - start)
+        d = np.abs((offsets - ratio) * s)
+        if mode == "linear":
+            w = np.clip(1 - d, 0, 1)
+        else:
+            A = cubic_a
+            w = np.where(d <= 1, (A + 2) * d**3 - (A + 3) * d**2 + 1,
+                         np.where(d < 2, A * d**3 - 5 * A * d**2 + 8 * A * d - 4 * A, 0.0))
+        base = math.ceil(x) - 1
+        idx = base + offsets
+        if exclude_outside:
+            w = np.where((idx < 0) | (idx >= in_len), 0.0, w)
+        w = w / w.sum()
+        out[j] = np.dot(w, data[np.clip(idx, 0, in_len - 1)])
+    return out
+
+
+def resize_nd(x, scales, sizes, **kw):
+    y = x.astype(np.float64)
+    for axis, (scale, size) in enumerate(zip(scales, sizes)):
+        if scale == 1 and size == x.shape[axis]:
+            continue
+        y = np.apply_along_axis(resize_1d, axis, y, scale, size, **kw)
+    return y.astype(x.dtype)
+
+
+def resize18():
+    d = np.arange(1, 17, dtype=np.float32).reshape(1, 1, 4, 4)
+    scales = np.array([1, 1, 0.6, 0.6], np.float32)
+    for mode in ("linear", "cubic"):
+        node = helper.make_node("Resize", ["x", "", "scales"], ["y"], mode=mode, antialias=1)
+        want = resize_nd(d, scales, (1, 1, 2, 2), mode=mode, antialias=True)
+        case(f"test_resize_downsample_scales_{mode}_antialias_op18", 18, node, [("x", d), ("scales", scales)], [("y", want)])
+        node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode=mode, antialias=1)
+        want = resize_nd(d, (1, 1, 0.75, 0.75), (1, 1, 3, 3), mode=mode, antialias=True)
+        case(f"test_resize_downsample_sizes_{mode}_antialias_op18", 18, node,
+             [("x", d), ("sizes", np.array([1, 1, 3, 3], np.int64))], [("y", want)])
+    x = floats(1, 2, 9, 7)
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="cubic", antialias=1, exclude_outside=1,
+                            axes=[2, 3])
+    want = resize_nd(x, (1, 1, 4 / 9, 3 / 7), (1, 2, 4, 3), mode="cubic", antialias=True, exclude_outside=True)
+    case("test_resize_axes_sizes_cubic_antialias_exclude_outside_op19", 19, node,
+         [("x", x), ("sizes", np.array([4, 3], np.int64))], [("y", want)])
+    # keep_aspect_ratio_policy: one scale, min (not_larger) or max (not_smaller) of sizes / input.
+    d2 = np.arange(1, 9, dtype=np.float32).reshape(1, 1, 2, 4)
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", keep_aspect_ratio_policy="not_larger")
+    want = resize_nd(d2, (1, 1, 0.5, 0.5), (1, 1, 1, 2), mode="nearest", antialias=False)
+    case("test_resize_downsample_sizes_nearest_not_larger_op18", 18, node,
+         [("x", d2), ("sizes", np.array([1, 1, 1, 3], np.int64))], [("y", want)])
+    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="linear", keep_aspect_ratio_policy="not_smaller",
+                            axes=[2, 3])
+    want = resize_nd(x, (1, 1, 5 / 7, 5 / 7), (1, 2, round(9 * 5 / 7), 5), mode="linear", antialias=False)
+    case("test_resize_axes_sizes_linear_not_smaller_op18", 18, node,
+         [("x", x), ("sizes", np.array([3, 5], np.int64))], [("y", want)])
+
+
 def pools():
     x = floats(1, 1, 5, 5)
     # AveragePool-19 with dilations: windows x[i + 2a, j + 2b], a, b in {0, 1}
@@ -237,6 +309,6 @@ def widened_types():
 
 if __name__ == "__main__":
     shutil.rmtree(ROOT, ignore_errors=True)
-    for make in (reductions, split, pad, resize, pools, scatter, activations, group_norm, bitwise, widened_types):
+    for make in (reductions, split, pad, resize, pools, scatter, activations, group_norm, bitwise, widened_types, resize18):
         make()
     print(f"wrote {len(os.listdir(ROOT))} tests to {ROOT}")
