@@ -1,6 +1,7 @@
-// Resize (opsets 10-13+; 18: axes, antialias, keep_aspect_ratio_policy), Upsample (1-10) and GridSample (16). Resize builds one
-// index/weight table per axis (plan time when roi/scales/sizes are constants, otherwise at
-// the first run and again only when their values change), then runs either one gather
+// Resize (opsets 10-13+; 18 adds axes, antialias, keep_aspect_ratio_policy), Upsample (1-10)
+// and GridSample (16). Resize builds one index/weight table per axis (plan time when
+// roi/scales/sizes are constants, otherwise at the first run and again only when their
+// values change), then runs either one gather
 // (nearest) or one separable pass per resized axis (linear, cubic). Coordinates follow the
 // ONNX reference: with `scales` the resized length is input_length * scale, not the
 // floored output size.
