@@ -272,6 +272,9 @@ struct Trainer::Impl {
       result.checkpoint = existing(file("checkpoint.npz"));
     }
     result.validation = last_eval;
+    // Rank 0 may still be writing files: a rank that returned first and exited with an
+    // error code (an interrupt) would make mpirun end the job under it.
+    if (world) world->barrier();
     emit([&](Callback& c) { c.on_fit_end(result); });
     return result;
   }
