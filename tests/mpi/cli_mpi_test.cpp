@@ -9,6 +9,8 @@
 #include <array>
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "onnxtrain/onnxtrain.h"
 #include "tests/support/test_support.h"
@@ -69,6 +71,20 @@ class CliMpi : public ::testing::Test {
       EXPECT_LE(test::scaled_error(ma.initializer(name), mb.initializer(name)), tolerance) << name;
   }
 
+  // The last row of a metrics.csv, by column.
+  static std::map<std::string, double> last_row(const fs::path& csv) {
+    std::ifstream in(csv);
+    std::string header, line, last;
+    std::getline(in, header);
+    while (std::getline(in, line))
+      if (!line.empty()) last = line;
+    std::map<std::string, double> row;
+    std::istringstream names(header), values(last);
+    for (std::string name, value; std::getline(names, name, ',') && std::getline(values, value, ',');)
+      row[name] = value.empty() ? std::nan("") : std::stod(value);
+    return row;
+  }
+
   fs::path dir_;
 };
 
@@ -81,6 +97,10 @@ TEST_F(CliMpi, TwoRanksTrainLikeOneProcessWithTwiceTheBatchAndWriteOneRunDirecto
   Result one = shell(train(1, "--epochs 3 --batch-size 32 --run-dir one"));
   ASSERT_EQ(one.code, 0) << one.output;
   expect_same_weights(dir_ / "runs/train/1/last.onnx", dir_ / "one/last.onnx", 1e-5);
+  // The training loss of the global batches and the validation numbers of the whole set.
+  auto a = last_row(dir_ / "runs/train/1/metrics.csv"), b = last_row(dir_ / "one/metrics.csv");
+  for (const char* column : {"loss", "val_loss", "val_accuracy"}) EXPECT_NEAR(a[column], b[column], 1e-5) << column;
+  EXPECT_EQ(a["step"], b["step"]);
 }
 
 TEST_F(CliMpi, AStopOnOneRankCheckpointsAndTheResumedRunEndsLikeAnUninterruptedOne) {
