@@ -68,6 +68,10 @@ struct DataLoader::Impl {
     batch.epoch = p.first;
     batch.index = p.second;
     batch.samples = samples(p.first, p.second);
+    if (options.shards > 1) {
+      const int64_t m = static_cast<int64_t>(batch.samples.size()), r = options.shard, n = options.shards;
+      batch.samples = std::vector<int64_t>(batch.samples.begin() + m * r / n, batch.samples.begin() + m * (r + 1) / n);
+    }
     BatchOptions o;
     o.seed = options.seed;
     o.epoch = p.first;
@@ -122,7 +126,15 @@ DataLoader::DataLoader(DatasetPtr data, LoaderOptions options) : impl_(std::make
   if (s.size <= 0) throw DataError(s.data->source() + " holds no samples");
   for (const auto& name : s.options.arrays)
     if (!s.data->find(name)) data::throw_no_array(*s.data, name);
+  if (s.options.shards < 1 || s.options.shard < 0 || s.options.shard >= s.options.shards)
+    throw DataError(s.data->source() + ": shard " + std::to_string(s.options.shard) + " of " +
+                    std::to_string(s.options.shards) + " does not exist");
+  if (b < s.options.shards)
+    throw DataError(s.data->source() + ": a batch of " + std::to_string(b) + " cannot give each of " +
+                    std::to_string(s.options.shards) + " ranks a sample");
   s.batches = s.options.drop_last ? s.size / b : (s.size + b - 1) / b;
+  // Every rank needs a sample of the last (shuffled, smaller) batch, or it is dropped.
+  if (s.options.shuffle && !s.options.drop_last && s.size % b != 0 && s.size % b < s.options.shards) --s.batches;
   if (s.batches == 0)
     throw DataError(s.data->source() + ": the batch size " + std::to_string(b) + " exceeds its " +
                     std::to_string(s.size) + " samples, and drop_last leaves no batch");

@@ -44,7 +44,11 @@ Evaluation evaluate_with(const Forward& forward, DatasetPtr data, const Evaluate
     done += take;
   }
   result.loss = loss.count() ? loss.value() : std::numeric_limits<double>::quiet_NaN();
-  for (auto& m : metrics) result.metrics[m->name()] = m->value();
+  result.loss_count = loss.count();
+  for (auto& m : metrics) {
+    result.metrics[m->name()] = m->value();
+    result.metric_counts[m->name()] = m->count();
+  }
   result.confusion = std::move(matrix);
   return result;
 }

@@ -35,6 +35,7 @@ struct Executor::Plan {
     std::vector<int> inputs;   // slot per input, -1 when omitted
     std::vector<int> outputs;  // slot per output, -1 when omitted
     std::vector<int> release;  // slots whose last use is this step
+    std::vector<std::pair<int, size_t>> fetched;  // (output slot, fetch index) for the fetch hook
   };
   std::vector<const Value*> slot_values;
   std::vector<std::pair<const Value*, int>> fed_slots;  // graph inputs and fed intermediates
@@ -173,6 +174,10 @@ Executor::Plan& Executor::plan_for(const std::unordered_map<std::string, Tensor>
     plan->steps.push_back(std::move(step));
   }
   for (const auto& name : fetches) plan->fetch_slots.push_back(slot(&graph_.value(name)));
+  for (auto& step : plan->steps)
+    for (int out : step.outputs)
+      for (size_t f = 0; f < plan->fetch_slots.size(); ++f)
+        if (out >= 0 && plan->fetch_slots[f] == out) step.fetched.push_back({out, f});
 
   // Lifetimes: a slot is released after its last consuming step, unless it is fetched,
   // fed (the caller owns it) or a constant.
@@ -287,6 +292,8 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
         throw BackendError(node.describe() + ": kernel produced no value for output " + std::to_string(i));
       slots[step.outputs[i]] = std::move(outputs[i]);
     }
+    if (fetch_hook_)
+      for (const auto& [slot, f] : step.fetched) fetch_hook_(f, slots[slot]);
     for (int s : step.release) slots[s] = Tensor();
   }
   std::vector<Tensor> result;

@@ -5,6 +5,7 @@
 // computed once and cached. Kernels belong to the executor, not to a plan: they are built
 // per node and input-shape signature and shared by every plan that runs the node, so a
 // new batch size builds new kernels once. All plans draw on one memory pool.
+#include <functional>
 #include <map>
 #include <memory>
 #include <random>
@@ -42,6 +43,13 @@ class Executor {
   std::vector<Tensor> run(const std::unordered_map<std::string, Tensor>& feeds, const std::vector<std::string>& fetches);
   std::vector<Tensor> run(const std::unordered_map<std::string, Tensor>& feeds) { return run(feeds, default_fetches_); }
 
+  // Called during a run as each fetched value is produced (its index in the fetches, the
+  // value; the run goes on once it returns), e.g. to start sending gradients while the
+  // backward pass continues. Fetches no step produces (fed values, initializers) are not
+  // reported. Unset (the default) costs one branch per step.
+  using FetchHook = std::function<void(size_t fetch, const Tensor& value)>;
+  void set_fetch_hook(FetchHook hook) { fetch_hook_ = std::move(hook); }
+
   const MemoryPool& pool() const { return pool_; }
   // Opt-in per-node timing (off: one branch per step). Turning it on clears the records.
   void set_profiling(bool on);
@@ -61,6 +69,7 @@ class Executor {
   MemoryPool pool_;
   std::mt19937_64 rng_;
   bool profile_ = false;
+  FetchHook fetch_hook_;
   std::unordered_map<const graph::Node*, NodeProfile> profile_records_;
   // ONNXTRAIN_PROFILE=1 profiles from the start and prints time per op type when the
   // executor is destroyed.

@@ -10,6 +10,7 @@
 
 #include "onnxtrain/errors.h"
 #include "onnxtrain/atomic_file.h"
+#include "src/fit_distributed.h"
 #include "src/fit_state.h"
 #include "src/run_dir.h"
 #include "src/svg.h"
@@ -54,6 +55,8 @@ struct Trainer::Impl {
   TrainingOptions options;
   FitOptions fit;
   DatasetPtr train, val;
+  Distributed* world = nullptr;  // several ranks, or null
+  DatasetPtr val_part;           // what this rank validates
   std::unique_ptr<DataLoader> loader;
   FitPlan plan;
   std::unique_ptr<TrainingSession> session;
@@ -71,9 +74,14 @@ struct Trainer::Impl {
       : model(m), options(std::move(o)), fit(std::move(f)), train(std::move(t)), val(std::move(v)) {
     if (!train) throw DataError("fit: no training data");
     if (fit.batch_size <= 0) throw DataError("fit: batch_size must be positive, got " + std::to_string(fit.batch_size));
-    loader = std::make_unique<DataLoader>(train, LoaderOptions{.batch_size = fit.batch_size, .shuffle = fit.shuffle,
-                                                               .drop_last = fit.drop_last, .seed = fit.seed,
-                                                               .augment = true});
+    if (fit.distributed && fit.distributed->size() > 1) world = fit.distributed;
+    const int ranks = world ? world->size() : 1;
+    // Global batches of batch_size per rank, each rank its slice.
+    loader = std::make_unique<DataLoader>(train, LoaderOptions{.batch_size = fit.batch_size * ranks,
+                                                               .shuffle = fit.shuffle, .drop_last = fit.drop_last,
+                                                               .seed = fit.seed, .augment = true,
+                                                               .shard = world ? world->rank() : 0, .shards = ranks});
+    if (world) val_part = validation_shard(val, *world);
     plan = make_plan(model, options, fit, *loader, *train, val.get());
     loss_only = plan.metric == "loss";
     if (!loss_only) higher_is_better = make_metric(plan.metric)->higher_is_better();  // also rejects unknown names
@@ -85,7 +93,8 @@ struct Trainer::Impl {
     session = std::make_unique<TrainingSession>(model, options);
   }
 
-  bool writes_files() const { return !fit.run_dir.empty(); }
+  bool is_main() const { return !world || world->is_main(); }
+  bool writes_files() const { return !fit.run_dir.empty() && is_main(); }
   fs::path file(const char* name) const { return fit.run_dir / name; }
 
   void emit(auto&& hook) {
@@ -117,6 +126,7 @@ struct Trainer::Impl {
       loader->seek(state.micro / plan.batches_per_epoch, state.micro % plan.batches_per_epoch);
       spdlog::info("resumed from {} at optimizer step {}", source, session->step());
     }
+    if (world) session->set_distributed(*world);  // every rank continues from rank 0's state
     std::vector<std::string> columns;
     if (val) columns = loss_only ? std::vector<std::string>{"val_loss"} : std::vector<std::string>{"val_loss", "val_" + plan.metric};
     const bool resumed = !fit.resume.empty();
@@ -131,7 +141,7 @@ struct Trainer::Impl {
       }
       csv.emplace(file("metrics.csv"), columns, resumed && fs::exists(file("metrics.csv")));
     }
-    if (!fit.metrics_copy.empty()) csv_copy.emplace(fit.metrics_copy, columns, resumed && fs::exists(fit.metrics_copy));
+    if (!fit.metrics_copy.empty() && is_main()) csv_copy.emplace(fit.metrics_copy, columns, resumed && fs::exists(fit.metrics_copy));
   }
 
   // Trains the rest of the current epoch; false when a stop was requested (the checkpoint
@@ -144,8 +154,16 @@ struct Trainer::Impl {
     std::optional<MetricsRow>& held = pending_row;  // the epoch's last row waits for the validation columns
     while (state.micro < epoch_end) {
       Batch batch = loader->next();
-      const int64_t n = static_cast<int64_t>(batch.samples.size());
+      int64_t n = static_cast<int64_t>(batch.samples.size());
       StepResult r = session->train_step(batch.arrays);
+      if (world) {
+        // The global batch's loss and size (what one process training it would report).
+        const bool summed = options.loss.reduction == "sum";
+        double sums[2] = {summed ? r.loss : r.loss * static_cast<double>(n), static_cast<double>(n)};
+        world->allreduce_sum(sums, 2);
+        n = static_cast<int64_t>(sums[1]);
+        r.loss = summed ? sums[0] : sums[0] / sums[1];
+      }
       ++state.micro;
       state.epoch_loss_sum += r.loss * static_cast<double>(n);
       state.epoch_samples += n;
@@ -172,7 +190,9 @@ struct Trainer::Impl {
                             .step = session->step(),
                             .lr = stepped ? r.lr : session->current_lr()};
       emit([&](Callback& c) { c.on_step_end(event); });
-      if (stop.load(std::memory_order_relaxed)) {
+      // A stop asked on any rank stops every rank after this batch.
+      const bool stop_now = stop.load(std::memory_order_relaxed);
+      if (world ? world->any(stop_now) : stop_now) {
         if (held) write_row(*held);
         held.reset();
         save_checkpoint();
@@ -200,7 +220,7 @@ struct Trainer::Impl {
                            .label = fit.label,
                            .batch_size = fit.val_batch_size > 0 ? fit.val_batch_size : fit.batch_size,
                            .confusion = is_classification(options.loss)};
-      last_eval = evaluate(*session, val, eval);
+      last_eval = world ? combine_evaluations(*world, evaluate(*session, val_part, eval)) : evaluate(*session, val, eval);
       state.val_loss.push_back(last_eval->loss);
       if (held) held->extra["val_loss"] = last_eval->loss;
       event.val_loss = score = last_eval->loss;
@@ -252,6 +272,9 @@ struct Trainer::Impl {
       result.checkpoint = existing(file("checkpoint.npz"));
     }
     result.validation = last_eval;
+    // Rank 0 may still be writing files: a rank that returned first and exited with an
+    // error code (an interrupt) would make mpirun end the job under it.
+    if (world) world->barrier();
     emit([&](Callback& c) { c.on_fit_end(result); });
     return result;
   }

@@ -210,9 +210,10 @@ double TrainingSession::accumulate_gradients(const std::map<std::string, Tensor>
   Impl& s = *impl_;
   std::vector<Tensor> gradients;
   const double loss = s.run_backward(feeds, gradients);
-  if (!std::isfinite(loss)) {
+  if (!s.finite_everywhere(loss)) {
     lazy_reset_grad();
     refuse_non_finite(loss, s.step + 1);
+    throw NonFiniteLoss(non_finite_elsewhere(s.step + 1));
   }
   const double w = s.batch_weight(feeds);
   if (s.pending == 0) {
@@ -230,6 +231,7 @@ double TrainingSession::accumulate_gradients(const std::map<std::string, Tensor>
 StepResult TrainingSession::optimizer_step() {
   Impl& s = *impl_;
   if (s.pending == 0) throw DataError("optimizer_step: no gradients were accumulated since the last step");
+  if (s.distributed()) s.allreduce_accumulated();
   const double total = s.options.loss.reduction == "sum" ? 1.0 : s.pending_weight;
   if (total != 1)
     for (Tensor& g : s.accumulated) scale(g, 1.0 / total);
@@ -251,7 +253,7 @@ StepResult TrainingSession::train_step(const std::map<std::string, Tensor>& feed
   if (s.options.accumulate == 1 && s.pending == 0) {
     // No accumulation: the gradients go to the optimizer as computed.
     std::vector<Tensor> gradients;
-    const double loss = s.run_backward(feeds, gradients);
+    const double loss = s.distributed() ? s.run_backward_allreduced(feeds, gradients) : s.run_backward(feeds, gradients);
     refuse_non_finite(loss, s.step + 1);
     StepResult r = s.apply_update(gradients);
     r.loss = loss;

@@ -15,6 +15,7 @@
 #include "graph/passes/optimizer.h"
 #include "onnxtrain/training.h"
 #include "src/executor.h"
+#include "src/gradient_buckets.h"
 
 namespace onnxtrain {
 
@@ -62,6 +63,18 @@ struct TrainingSession::Impl {
   double pending_weight = 0;
   double batch_weight(const std::map<std::string, Tensor>& feeds) const;
 
+  // Data parallelism (training_distributed.cpp); null: this process alone.
+  Distributed* world = nullptr;
+  std::unique_ptr<GradientBuckets> buckets;
+  bool distributed() const { return world && world->size() > 1; }
+  // train_step without accumulation across ranks: the backward run with the gradients'
+  // allreduce overlapped, then the global check of the loss. Returns the local loss.
+  double run_backward_allreduced(const std::map<std::string, Tensor>& feeds, std::vector<Tensor>& gradients);
+  // Sums the accumulated weighted gradients and pending_weight over the ranks.
+  void allreduce_accumulated();
+  // Whether the loss is finite on every rank (all ranks must ask together).
+  bool finite_everywhere(double loss) const;
+
   // Evaluation: the model with evaluation semantics plus the loss (different semantics,
   // so a graph of its own, sharing parameter storage), one executor.
   std::unique_ptr<graph::Graph> eval_graph;
@@ -71,6 +84,9 @@ struct TrainingSession::Impl {
   // the loss as an extra output; sets `loss_name`.
   std::unique_ptr<graph::Graph> build_eval_graph(std::string& loss_name) const;
 };
+
+// The NonFiniteLoss message of a rank whose own loss was finite but another's was not.
+std::string non_finite_elsewhere(int64_t step);
 
 // Copies each bound value into the initializer it replaces, unless it already is that
 // initializer's storage (in-place updates).

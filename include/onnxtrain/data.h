@@ -184,6 +184,12 @@ struct LoaderOptions {
   std::vector<std::string> arrays;  // the arrays to read; empty = all
   // Reads the next batch on a background thread while the caller trains on this one.
   bool prefetch = true;
+  // Data-parallel training (DistributedSampler semantics): this process is rank `shard`
+  // of `shards`. Batches stay global — batch_size samples in the order above, the same on
+  // every rank — and next() returns this rank's contiguous slice of each: samples
+  // [r*m/N, (r+1)*m/N) of a batch of m (sizes differ by at most one). A last shuffled batch
+  // with fewer samples than ranks is dropped, so every rank gets at least one.
+  int shard = 0, shards = 1;
 };
 
 struct Batch {

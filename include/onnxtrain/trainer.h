@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "onnxtrain/data.h"
+#include "onnxtrain/distributed.h"
 #include "onnxtrain/metrics.h"
 #include "onnxtrain/model.h"
 #include "onnxtrain/training.h"
@@ -40,6 +41,10 @@ struct Evaluation {
   std::map<std::string, double> metrics;                   // metric name -> value
   std::optional<ConfusionMatrix> confusion;
   int64_t batches = 0;  // forward passes it took
+  // What the means are over (to combine evaluations of parts of a dataset): samples with
+  // a loss, and each metric's Metric::count().
+  int64_t loss_count = 0;
+  std::map<std::string, int64_t> metric_counts;
 };
 
 // Every sample once, in order, in batches of options.batch_size: the session's loss
@@ -78,6 +83,14 @@ struct FitOptions {
   std::string model_path;  // recorded in checkpoints (`onnxtrain export` reloads it)
   // Extra text files written into run_dir at the start (name -> content).
   std::map<std::string, std::string> run_files;
+  // Data-parallel training on the ranks of this world (docs/distributed.md; null or one
+  // process: this process alone), which must outlive the fit. batch_size is then per rank:
+  // every rank draws the same seeded order of global batches of batch_size x ranks
+  // samples and trains on its slice (DataLoader shards); each rank validates a slice of
+  // the validation data and the numbers are combined. Rank 0 alone writes the run
+  // directory (run_dir and metrics_copy are ignored on the others); every rank reads
+  // `resume`. A stop requested on any rank stops all of them after the same batch.
+  Distributed* distributed = nullptr;
 };
 
 // How a fit divides its work, known once the datasets are.

@@ -14,6 +14,8 @@
 
 namespace onnxtrain {
 
+class Distributed;
+
 // The loss that training minimises, attached to a model output. The built-in kinds have
 // the semantics of the torch.nn.functional function of the same name. Their targets are a
 // new graph input fed by name (`target`) next to the model inputs: int64 class indices
@@ -153,6 +155,18 @@ class TrainingSession {
   // Dropout off), no gradients. `outputs` empty: all model outputs.
   EvalResult eval_step(const std::map<std::string, Tensor>& feeds, const std::vector<std::string>& outputs = {});
   int64_t step() const;
+  // Data-parallel training across the ranks of `world` (distributed.h), which must outlive
+  // the session. A collective call: every rank makes it, and then the same sequence of
+  // train_step / optimizer_step calls. Now, every rank takes rank 0's parameters, buffers,
+  // optimizer state and step (broadcast). From then on each optimizer step uses the
+  // gradients of all ranks' batches combined as one batch of all their samples would give
+  // them (mean reduction: weighted by batch size; sum: added), so N ranks with batch b
+  // train like one process with batch N*b. They are summed in place with non-blocking
+  // allreduces in ~25 MB buckets that start while the backward pass still runs
+  // (train_step without accumulation), or once per optimizer step (accumulation,
+  // optimizer_step). A non-finite loss on any rank stops every rank (NonFiniteLoss).
+  // compute_gradients and eval_step stay local. Float and double parameters only.
+  void set_distributed(Distributed& world);
   // The learning rate of the next optimizer step (base group). The schedule is a function
   // of step(): each optimizer step also steps the schedule.
   double current_lr() const;

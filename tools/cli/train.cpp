@@ -73,7 +73,9 @@ int report(const FitResult& result, const TrainingOptions& options, const fs::pa
   return 0;
 }
 
-int run_train(CLI::App& cmd, const TrainArgs& a) {
+int run_train(CLI::App& cmd, const TrainArgs& a, Distributed& world) {
+  // Under mpirun only rank 0 talks and writes files; the others train quietly.
+  const bool speak = world.is_main() && !quiet_mode();
   Model model = Model::load(a.model);
   std::optional<TrainingOptions> stored = training_options_of(model);
   TrainingOptions options = training_options(cmd, a.training, stored);
@@ -107,7 +109,10 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   fit.patience = a.patience;
   fit.metrics_copy = a.metrics_csv;
   fit.model_path = a.model;
-  if (!a.resume.empty()) {
+  fit.distributed = &world;
+  if (!world.is_main()) {
+    fit.resume = a.resume;  // every rank reads the checkpoint; rank 0 alone writes the run directory
+  } else if (!a.resume.empty()) {
     fit.resume = a.resume;
     // A resumed run continues in the directory of its checkpoint.
     fit.run_dir = a.run_dir.empty() ? fs::path(a.resume).parent_path() : fs::path(a.run_dir);
@@ -124,13 +129,16 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
 
   Trainer trainer(model, options, fit, train, val);
   const TrainingSession& session = trainer.session();
-  if (!quiet_mode())
+  if (speak)
     std::cout << "training " << session.trainable().size() << " parameter tensors (" << thousands(session.trainable_elements())
               << " values) on " << thousands(train->size()) << " samples"
               << (val ? " (" + thousands(val->size()) + " for validation)" : std::string()) << ", "
               << trainer.plan().batches_per_epoch << " batches per epoch; run directory " << fit.run_dir.string()
+              << (world.size() > 1 ? "; " + std::to_string(world.size()) + " ranks, batch " + std::to_string(a.batch_size) +
+                                         " each"
+                                   : std::string())
               << std::endl;
-  FitProgress progress(quiet_mode());
+  FitProgress progress(!speak);
   trainer.add_callback(progress);
   FitResult result;
   int interrupt_code = 0;
@@ -141,8 +149,24 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
     interrupt_code = interrupt.exit_code();
   }
   const bool finished = result.status == FitStatus::Completed || result.status == FitStatus::EarlyStopped;
+  if (!world.is_main()) {
+    if (result.status == FitStatus::Interrupted) return interrupt_code ? interrupt_code : 130;
+    return finished ? 0 : 1;
+  }
   if (finished && !a.out.empty()) model.save_inference(a.out);
   return report(result, trainer.options(), fit.run_dir, a.out, a.command_line, interrupt_code);
+}
+
+// Training under mpirun: an error on one rank would leave the others waiting for it in a
+// collective, so it ends the whole job (MPI_Abort) with the message.
+int run_train(CLI::App& cmd, const TrainArgs& a) {
+  Distributed& world = Distributed::world();  // throws under mpirun in a build without MPI
+  if (world.size() == 1) return run_train(cmd, a, world);
+  try {
+    return run_train(cmd, a, world);
+  } catch (const std::exception& e) {
+    world.abort(std::string("error: ") + e.what() + " (ending all " + std::to_string(world.size()) + " ranks)");
+  }
 }
 
 }  // namespace
