@@ -128,7 +128,7 @@ class BatchNormKernel final : public Kernel {
   void run_own(KernelContext& ctx, Tensor& y, std::vector<double>& batch_mean, std::vector<double>& batch_var) {
     const T* x = ctx.input(0).data<T>();
     if (training_) {
-      group_moments(x, layout_, batch_mean.data(), batch_var.data());
+      group_moments(x, layout_, batch_mean.data(), batch_var.data(), ctx.collective());
     } else {
       batch_mean = ctx.input(3).as_double();
       batch_var = ctx.input(4).as_double();
@@ -235,45 +235,70 @@ class InstanceNormKernel final : public Kernel {
 // `training` the statistics are the group's own (batch) moments, so dx includes their
 // derivatives: dx = gamma*inv * (dy - mean(dy) - xhat * mean(dy * xhat)); otherwise
 // dx = gamma*inv*dy. Writes the per-group sums of dy (dbias) and dy*xhat (dscale).
+// With a collective (synchronized batch statistics, training) the means in dx are over
+// every process's values; dscale and dbias stay this process's own, since the gradients of
+// parameters are combined across processes afterwards like every other gradient.
 template <typename T>
 void group_norm_backward(const T* x, const T* dy, T* dx, const GroupLayout& g, const double* mean, const double* inv,
-                         const double* gamma, bool training, double* sum_dy, double* sum_dy_xhat) {
-  const double n = static_cast<double>(g.group_size());
-  parallel_for(
-      g.groups,
-      [&](int64_t k) {
-        const int64_t base = g.group_offset[k];
-        const double m = mean[k], iv = inv[k];
-        double s1 = 0, s2 = 0;
-        for (int64_t r : g.run_offset) {
+                         const double* gamma, bool training, double* sum_dy, double* sum_dy_xhat,
+                         Collective* collective = nullptr) {
+  auto sums = [&](int64_t k) {
+    const int64_t base = g.group_offset[k];
+    const double m = mean[k];
+    double s1 = 0, s2 = 0;
+    for (int64_t r : g.run_offset) {
 #pragma omp simd reduction(+ : s1, s2)
-          for (int64_t i = 0; i < g.inner; ++i) {
-            const int64_t at = base + r + i;
-            const double d = dy[at];
-            s1 += d;
-            s2 += d * (static_cast<double>(x[at]) - m);
-          }
-        }
-        s2 *= iv;
-        sum_dy[k] = s1;
-        sum_dy_xhat[k] = s2;
-        const double a = gamma[k] * iv;
-        if (training && n > 0) {
-          const double c1 = s1 / n, c2 = s2 * iv / n;
-          for (int64_t r : g.run_offset) {
+      for (int64_t i = 0; i < g.inner; ++i) {
+        const int64_t at = base + r + i;
+        const double d = dy[at];
+        s1 += d;
+        s2 += d * (static_cast<double>(x[at]) - m);
+      }
+    }
+    sum_dy[k] = s1;
+    sum_dy_xhat[k] = s2 * inv[k];
+  };
+  // dx of group k given the means of dy and dy * xhat over the statistics' population.
+  auto apply = [&](int64_t k, double mean_dy, double mean_dy_xhat) {
+    const int64_t base = g.group_offset[k];
+    const double m = mean[k], iv = inv[k], a = gamma[k] * iv;
+    if (training) {
+      const double c2 = mean_dy_xhat * iv;
+      for (int64_t r : g.run_offset) {
 #pragma omp simd
-            for (int64_t i = 0; i < g.inner; ++i) {
-              const int64_t at = base + r + i;
-              dx[at] = static_cast<T>(a * (dy[at] - c1 - (static_cast<double>(x[at]) - m) * c2));
-            }
-          }
-        } else {
-          for (int64_t r : g.run_offset) {
-#pragma omp simd
-            for (int64_t i = 0; i < g.inner; ++i) dx[base + r + i] = static_cast<T>(a * dy[base + r + i]);
-          }
+        for (int64_t i = 0; i < g.inner; ++i) {
+          const int64_t at = base + r + i;
+          dx[at] = static_cast<T>(a * (dy[at] - mean_dy - (static_cast<double>(x[at]) - m) * c2));
         }
-      },
+      }
+    } else {
+      for (int64_t r : g.run_offset) {
+#pragma omp simd
+        for (int64_t i = 0; i < g.inner; ++i) dx[base + r + i] = static_cast<T>(a * dy[base + r + i]);
+      }
+    }
+  };
+  const double local = static_cast<double>(g.group_size());
+  if (!collective || !training) {  // one pass per group while its values are in cache
+    parallel_for(
+        g.groups,
+        [&](int64_t k) {
+          sums(k);
+          apply(k, local > 0 ? sum_dy[k] / local : 0.0, local > 0 ? sum_dy_xhat[k] / local : 0.0);
+        },
+        group_grain(g));
+    return;
+  }
+  parallel_for(g.groups, sums, group_grain(g));
+  const auto groups = static_cast<size_t>(g.groups);
+  std::vector<double> all(2 * groups + 1);
+  std::copy(sum_dy, sum_dy + groups, all.begin());
+  std::copy(sum_dy_xhat, sum_dy_xhat + groups, all.begin() + groups);
+  all.back() = local;
+  collective->allreduce_sum(all.data(), static_cast<int64_t>(all.size()));
+  const double n = all.back();
+  parallel_for(
+      g.groups, [&](int64_t k) { apply(k, n > 0 ? all[k] / n : 0.0, n > 0 ? all[groups + k] / n : 0.0); },
       group_grain(g));
 }
 
@@ -317,6 +342,8 @@ class BatchNormGradKernel final : public Kernel {
     Tensor& dx = ctx.output(0, x.dtype(), x.shape());
     const auto c = static_cast<size_t>(channels_);
     std::vector<double> dscale(c, 0.0), dbias(c, 0.0);
+    // Synchronized batch statistics: the sums span every process (the forward's did too).
+    Collective* sync = training_ ? ctx.collective() : nullptr;
     if (x.numel() > 0) {
       std::vector<double> mean(c), var(c);
       if (has_stats_) {
@@ -324,7 +351,7 @@ class BatchNormGradKernel final : public Kernel {
         var = ctx.input(4).as_double();
       } else {
         dispatch_float(x.dtype(), ctx.node(),
-                       [&](auto tag) { group_moments(x.data<decltype(tag)>(), layout_, mean.data(), var.data()); });
+                       [&](auto tag) { group_moments(x.data<decltype(tag)>(), layout_, mean.data(), var.data(), sync); });
       }
       {
         // Own loops for float32 too: sums in double (see group_moments).
@@ -333,7 +360,7 @@ class BatchNormGradKernel final : public Kernel {
         dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
           using T = decltype(tag);
           group_norm_backward<T>(x.data<T>(), dy.data<T>(), dx.data<T>(), layout_, mean.data(), inv.data(),
-                                 gamma.data(), training_, dbias.data(), dscale.data());
+                                 gamma.data(), training_, dbias.data(), dscale.data(), sync);
         });
       }
     }

@@ -31,6 +31,15 @@ class Allocator {
   virtual Tensor allocate(DType dtype, const Shape& shape) = 0;
 };
 
+// Sums across the processes of a data-parallel job, for kernels whose statistics span the
+// whole global batch (synchronized BatchNormalization). Every process runs the same plan, so
+// the calls line up.
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  virtual void allreduce_sum(double* values, int64_t count) = 0;
+};
+
 class KernelContext {
  public:
   KernelContext(const Node& node, std::vector<const Tensor*> inputs, std::vector<Tensor>& outputs,
@@ -48,6 +57,10 @@ class KernelContext {
   // Makes output i share storage with an existing tensor (views: Reshape, Identity, ...).
   void set_output(size_t i, Tensor tensor);
   std::mt19937_64& rng() { return rng_; }
+  // Set when the run is one process of a job whose batch statistics are global; null
+  // otherwise.
+  Collective* collective() const { return collective_; }
+  void set_collective(Collective* c) { collective_ = c; }
 
  private:
   const Node& node_;
@@ -55,6 +68,7 @@ class KernelContext {
   std::vector<Tensor>& outputs_;
   Allocator& allocator_;
   std::mt19937_64& rng_;
+  Collective* collective_ = nullptr;
 };
 
 class Kernel {

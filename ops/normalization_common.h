@@ -37,36 +37,66 @@ GroupLayout make_layout(const Shape& shape, const std::vector<bool>& reduced);
 
 inline int64_t group_grain(const GroupLayout& g) { return std::max<int64_t>(1, 16384 / std::max<int64_t>(1, g.group_size())); }
 
-// Mean and population variance of every group: two passes, sums in double. The simd
-// reductions let the compiler keep several partial sums (vectorised and more accurate than
-// one running sum); float32 batch normalization uses these rather than oneDNN's
-// single-precision sums, which over large volumes (e.g. 32768 values a channel) were 4-5x
-// farther from float64 than PyTorch's.
+// Sum of a group's values, and of their squared deviations from m: in double, with simd
+// partial sums (vectorised and more accurate than one running sum). float32 batch
+// normalization uses these rather than oneDNN's single-precision sums, which over large
+// volumes (e.g. 32768 values a channel) were 4-5x farther from float64 than PyTorch's.
 template <typename T>
-void group_moments(const T* x, const GroupLayout& g, double* mean, double* var) {
-  const double n = static_cast<double>(g.group_size());
+double group_sum(const T* base, const GroupLayout& g) {
+  double s = 0;
+  for (int64_t r : g.run_offset) {
+#pragma omp simd reduction(+ : s)
+    for (int64_t i = 0; i < g.inner; ++i) s += base[r + i];
+  }
+  return s;
+}
+
+template <typename T>
+double group_squared_deviation(const T* base, const GroupLayout& g, double m) {
+  double q = 0;
+  for (int64_t r : g.run_offset) {
+#pragma omp simd reduction(+ : q)
+    for (int64_t i = 0; i < g.inner; ++i) {
+      const double d = base[r + i] - m;
+      q += d * d;
+    }
+  }
+  return q;
+}
+
+// Mean and population variance of every group (two passes). With a collective the groups
+// span every process's batch: the sums (and counts) are added across processes before the
+// mean, and again before the variance.
+template <typename T>
+void group_moments(const T* x, const GroupLayout& g, double* mean, double* var, Collective* collective = nullptr) {
+  if (!collective) {
+    const double n = static_cast<double>(g.group_size());
+    parallel_for(
+        g.groups,
+        [&](int64_t k) {
+          const T* base = x + g.group_offset[k];
+          const double m = n > 0 ? group_sum(base, g) / n : 0.0;
+          mean[k] = m;
+          var[k] = n > 0 ? group_squared_deviation(base, g, m) / n : 0.0;
+        },
+        group_grain(g));
+    return;
+  }
+  const auto groups = static_cast<size_t>(g.groups);
+  std::vector<double> sums(groups + 1);
+  parallel_for(g.groups, [&](int64_t k) { sums[k] = group_sum(x + g.group_offset[k], g); }, group_grain(g));
+  sums[groups] = static_cast<double>(g.group_size());
+  collective->allreduce_sum(sums.data(), static_cast<int64_t>(sums.size()));
+  const double n = sums[groups];
   parallel_for(
       g.groups,
       [&](int64_t k) {
-        const T* base = x + g.group_offset[k];
-        double s = 0;
-        for (int64_t r : g.run_offset) {
-#pragma omp simd reduction(+ : s)
-          for (int64_t i = 0; i < g.inner; ++i) s += base[r + i];
-        }
-        const double m = n > 0 ? s / n : 0.0;
-        double q = 0;
-        for (int64_t r : g.run_offset) {
-#pragma omp simd reduction(+ : q)
-          for (int64_t i = 0; i < g.inner; ++i) {
-            const double d = base[r + i] - m;
-            q += d * d;
-          }
-        }
-        mean[k] = m;
-        var[k] = n > 0 ? q / n : 0.0;
+        mean[k] = n > 0 ? sums[k] / n : 0.0;
+        var[k] = group_squared_deviation(x + g.group_offset[k], g, mean[k]);
       },
       group_grain(g));
+  collective->allreduce_sum(var, g.groups);
+  for (size_t k = 0; k < groups; ++k) var[k] = n > 0 ? var[k] / n : 0.0;
 }
 
 // y = x * a[group] + b[group].

@@ -266,6 +266,7 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
     }
     outputs.assign(step.outputs.size(), Tensor());
     ops::KernelContext ctx(node, inputs, outputs, pool_, rng_);
+    ctx.set_collective(collective_);
     const auto start = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     ReorderTiming reorders(profile_);
     try {

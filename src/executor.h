@@ -50,6 +50,10 @@ class Executor {
   using FetchHook = std::function<void(size_t fetch, const Tensor& value)>;
   void set_fetch_hook(FetchHook hook) { fetch_hook_ = std::move(hook); }
 
+  // Kernels that support it (training-mode BatchNormalization) take their statistics over
+  // every process's batch through `c`; null (the default) keeps them local.
+  void set_collective(ops::Collective* c) { collective_ = c; }
+
   const MemoryPool& pool() const { return pool_; }
   // Opt-in per-node timing (off: one branch per step). Turning it on clears the records.
   void set_profiling(bool on);
@@ -70,6 +74,7 @@ class Executor {
   std::mt19937_64 rng_;
   bool profile_ = false;
   FetchHook fetch_hook_;
+  ops::Collective* collective_ = nullptr;
   std::unordered_map<const graph::Node*, NodeProfile> profile_records_;
   // ONNXTRAIN_PROFILE=1 profiles from the start and prints time per op type when the
   // executor is destroyed.

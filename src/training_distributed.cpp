@@ -13,12 +13,31 @@ std::string non_finite_elsewhere(int64_t step) {
          "; parameters were not updated (try a lower learning rate)";
 }
 
+namespace {
+
+class WorldSums final : public ops::Collective {
+ public:
+  explicit WorldSums(Distributed& world) : world_(world) {}
+  void allreduce_sum(double* values, int64_t count) override { world_.allreduce_sum(values, count); }
+
+ private:
+  Distributed& world_;
+};
+
+}  // namespace
+
 void TrainingSession::set_distributed(Distributed& world) {
   Impl& s = *impl_;
   if (s.pending) throw DataError("set_distributed: " + std::to_string(s.pending) + " micro-batches are pending");
   s.world = &world;
   s.buckets.reset();
+  s.executor->set_collective(nullptr);
+  s.batch_statistics.reset();
   if (world.size() == 1) return;
+  if (s.options.sync_batchnorm) {
+    s.batch_statistics = std::make_unique<WorldSums>(world);
+    s.executor->set_collective(s.batch_statistics.get());
+  }
   // Everything training changes: parameters, running statistics, optimizer state (every
   // rank holds the same graph, so the initializers come in the same order).
   for (const graph::Value* v : s.graph->initializers())

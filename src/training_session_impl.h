@@ -66,6 +66,9 @@ struct TrainingSession::Impl {
   // Data parallelism (training_distributed.cpp); null: this process alone.
   Distributed* world = nullptr;
   std::unique_ptr<GradientBuckets> buckets;
+  // Synchronized BatchNorm (TrainingOptions::sync_batchnorm): the executor's kernels sum
+  // their batch statistics across the world through this.
+  std::unique_ptr<ops::Collective> batch_statistics;
   bool distributed() const { return world && world->size() > 1; }
   // train_step without accumulation across ranks: the backward run with the gradients'
   // allreduce overlapped, then the global check of the loss. Returns the local loss.

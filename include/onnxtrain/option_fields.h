@@ -92,6 +92,8 @@ inline constexpr OptionField<TrainingOptions> kTrainingFields[] = {
     {"batchnorm", &TrainingOptions::batchnorm, "--bn", "BatchNormalization mode", &kBatchNormModes},
     {"bn_running_var", &TrainingOptions::bn_running_var, "--bn-running-var",
      "Running-variance update of training-mode BatchNormalization", &kBnRunningVars},
+    {"sync_batchnorm", &TrainingOptions::sync_batchnorm, "--sync-bn",
+     "Under mpirun: BatchNorm statistics over every process's batch (SyncBatchNorm)"},
     {"seed", &TrainingOptions::seed, "--seed", "Seed for shuffling, augmentation and dropout", nullptr, FlagCheck::None,
      true},
 };

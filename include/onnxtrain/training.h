@@ -96,6 +96,11 @@ struct TrainingOptions {
   std::string bn_running_var = "onnx";
   // BatchNormalization during training: one of kBatchNormModes ("auto": as exported).
   std::string batchnorm = "auto";
+  // Distributed training (set_distributed): training-mode BatchNormalization takes its
+  // batch statistics over every process's slice of the batch (PyTorch's SyncBatchNorm),
+  // forward and backward, instead of each process's own (the default, like DDP). Exact
+  // when every process has the same number of samples.
+  bool sync_batchnorm = false;
   // Gradient accumulation: train_step applies the optimizer every `accumulate` calls, to
   // the gradients of those micro-batches combined as one batch would give them (mean
   // reduction: weighted by micro-batch size; sum: added).
