@@ -5,6 +5,7 @@
 #include "onnxtrain/data.h"
 #include "onnxtrain/errors.h"
 #include "onnxtrain/log.h"
+#include "onnxtrain/memory_limit.h"
 #include "onnxtrain/metrics.h"
 #include "onnxtrain/model.h"
 #include "onnxtrain/npy.h"
