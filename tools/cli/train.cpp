@@ -49,10 +49,15 @@ int report(const FitResult& result, const TrainingOptions& options, const fs::pa
       return 1;
     case FitStatus::Failed:
       std::cerr << "onnxtrain: training failed at step " << result.steps << ": " << result.message << "\n";
-      if (!result.checkpoint.empty())
-        std::cerr << "the last completed step is saved in " << result.checkpoint.string() << "\n"
-                  << "after fixing the cause, resume with: " << command_line << " --resume "
-                  << result.checkpoint.string() << "\n";
+      if (!result.checkpoint.empty()) {
+        if (result.checkpoint_step == result.steps)
+          std::cerr << "the last completed step is saved in " << result.checkpoint.string() << "\n";
+        else if (result.checkpoint_step >= 0)
+          std::cerr << "step " << result.steps << " could not be saved; " << result.checkpoint.string()
+                    << " still holds step " << result.checkpoint_step << "\n";
+        std::cerr << "after fixing the cause, resume with: " << command_line << " --resume " << result.checkpoint.string()
+                  << "\n";
+      }
       return 1;
     case FitStatus::Interrupted:
       std::cerr << "interrupted at step " << result.steps << "; checkpoint written to " << checkpoint.string() << "\n"
