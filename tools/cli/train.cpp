@@ -27,7 +27,7 @@ struct TrainArgs {
   TrainingFlags training;
   int epochs = 10, threads = 0, patience = 0;
   int64_t steps = 0, batch_size = 32;
-  bool no_shuffle = false, drop_last = false;
+  bool no_shuffle = false, drop_last = false, detect_anomaly = false;
   uint64_t seed = 0;
   std::string command_line;
 };
@@ -84,6 +84,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a) {
   TrainingOptions options = training_options(cmd, a.training, stored);
   options.threads = a.threads;
   options.seed = a.seed;
+  options.detect_anomaly = a.detect_anomaly;
   options.total_steps = 0;  // the Trainer sets the schedule's horizon from the plan
 
   // Data first: a file that does not fit the model fails before anything is written.
@@ -173,6 +174,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag("--drop-last", a->drop_last, "Skip the last incomplete batch of each epoch");
   cmd->add_option("--seed", a->seed, "Seed for shuffling, augmentation and dropout");
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_flag("--detect-anomaly", a->detect_anomaly,
+                "Check every node's outputs and name the first that produces NaN or Inf (slower; for debugging)");
   cmd->add_option("--metric", a->metric, "Validation metric: accuracy | top5 | mse | mae (default: accuracy for classification, else mse)");
   cmd->add_option("--patience", a->patience, "Stop after this many epochs without a better validation metric");
   cmd->add_option("--metrics", a->metrics_csv, "Also write the per-step metrics CSV here");
