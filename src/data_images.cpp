@@ -3,11 +3,13 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <climits>
 #include <cmath>
 #include <filesystem>
 #include <memory>
 
 #include "onnxtrain/data.h"
+#include "onnxtrain/memory_limit.h"
 #include "src/data_internal.h"
 
 #pragma GCC diagnostic push
@@ -106,6 +108,7 @@ class ImageFolder final : public Dataset {
         int w = 0, h = 0, comp = 0;
         if (!stbi_info(file.c_str(), &w, &h, &comp))
           throw DataError(data::quoted(file.string()) + " is not a readable image (" + stbi_failure_reason() + ")");
+        check_dimensions(file.string(), w, h);
         if (auto [rw, rh] = resized(w, h); rw < options_.width || rh < options_.height)
           throw DataError(data::quoted(file.string()) + " is " + std::to_string(w) + "x" + std::to_string(h) +
                           " (width x height), " + std::to_string(rw) + "x" + std::to_string(rh) +
@@ -175,6 +178,22 @@ class ImageFolder final : public Dataset {
       if (!(s > 0)) throw DataError(source_ + ": normalisation std values must be positive");
   }
 
+  // A header's size, checked before decoding allocates it: positive, and the decoded pixels
+  // and the resized image within the memory limit.
+  void check_dimensions(const std::string& path, int w, int h) const {
+    if (w <= 0 || h <= 0)
+      throw DataError(data::quoted(path) + ": the image header gives an empty size " + std::to_string(w) + "x" +
+                      std::to_string(h));
+    const uint64_t pixels = static_cast<uint64_t>(w) * static_cast<uint64_t>(h) * static_cast<uint64_t>(options_.channels);
+    if (auto problem = memory_limit_problem(pixels, data::quoted(path) + " (" + std::to_string(w) + "x" + std::to_string(h) + ")");
+        !problem.empty())
+      throw DataError(problem);
+    const int64_t r = options_.resize_to, longer = std::max(w, h), shorter = std::min(w, h);
+    if (r * longer / shorter > INT_MAX)
+      throw DataError(data::quoted(path) + " is " + std::to_string(w) + "x" + std::to_string(h) +
+                      ": too elongated to resize its shorter side to " + std::to_string(r));
+  }
+
   // torchvision's Resize(int): the shorter side becomes resize_to, the longer one scales
   // with it (rounded down). Returns (width, height).
   std::pair<int, int> resized(int w, int h) const {
@@ -203,6 +222,10 @@ class ImageFolder final : public Dataset {
 void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) const {
   const int channels = options_.channels, height = options_.height, width = options_.width;
   int w = 0, h = 0, file_channels = 0;
+  // The file may have changed since the dataset was opened: its header is checked again.
+  if (!stbi_info(path.c_str(), &w, &h, &file_channels))
+    throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
+  check_dimensions(path, w, h);
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &file_channels, channels),
                                                   stbi_image_free);
   if (!pixels) throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
