@@ -5,12 +5,24 @@
 #include <cctype>
 #include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 
 #include "onnxtrain/data.h"
 #include "onnxtrain/memory_limit.h"
 #include "src/data_internal.h"
+
+// stb_image trusts sizes inside a file (a PNG chunk length, say) and allocates them before
+// reading; its allocations go through these, capped per decode by ImageFolder::load.
+namespace {
+thread_local size_t t_stb_allocation_cap = SIZE_MAX;
+void* stb_malloc(size_t n) { return n > t_stb_allocation_cap ? nullptr : std::malloc(n); }
+void* stb_realloc(void* p, size_t n) { return n > t_stb_allocation_cap ? nullptr : std::realloc(p, n); }
+}  // namespace
+#define STBI_MALLOC(n) stb_malloc(n)
+#define STBI_REALLOC(p, n) stb_realloc(p, n)
+#define STBI_FREE(p) std::free(p)
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -226,8 +238,14 @@ void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) cons
   if (!stbi_info(path.c_str(), &w, &h, &file_channels))
     throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
   check_dimensions(path, w, h);
+  // No buffer of a decode needs more than the file (compressed data) or 16 bytes a pixel
+  // (4 channels of 16 bits, twice): a larger request comes from a corrupt size field.
+  std::error_code ec;
+  const uint64_t file_bytes = fs::file_size(path, ec);
+  t_stb_allocation_cap = static_cast<size_t>(std::max<uint64_t>(ec ? 0 : file_bytes, 16ull * static_cast<uint64_t>(w) * static_cast<uint64_t>(h)) + (1u << 20));
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &file_channels, channels),
                                                   stbi_image_free);
+  t_stb_allocation_cap = SIZE_MAX;
   if (!pixels) throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
 
   const auto [rw, rh] = resized(w, h);
