@@ -5,6 +5,7 @@
 #include <cctype>
 #include <climits>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -231,6 +232,34 @@ class ImageFolder final : public Dataset {
   std::vector<ArrayInfo> schema_;
 };
 
+// stb_image 2.27 converts the channels of a 16-bit PNM as if it had 8 bits, overrunning its
+// buffer (found by fuzz_image): such files decode in their own channel count and are
+// converted here with stb's luminance weights.
+stbi_uc* load_pixels(const std::string& path, int* w, int* h, int channels) {
+  int file_channels = 0;
+  char magic[2] = {};
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    const size_t got = std::fread(magic, 1, 2, f);
+    std::fclose(f);
+    if (got != 2) magic[0] = 0;
+  }
+  const bool pnm = magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6');
+  if (!pnm || !stbi_is_16_bit(path.c_str())) return stbi_load(path.c_str(), w, h, &file_channels, channels);
+  stbi_uc* native = stbi_load(path.c_str(), w, h, &file_channels, 0);
+  if (!native || file_channels == channels) return native;
+  const size_t n = static_cast<size_t>(*w) * static_cast<size_t>(*h);
+  auto* out = static_cast<stbi_uc*>(std::malloc(n * static_cast<size_t>(channels)));
+  for (size_t i = 0; out && i < n; ++i) {
+    const stbi_uc* p = native + i * static_cast<size_t>(file_channels);
+    if (channels == 1)
+      out[i] = static_cast<stbi_uc>((p[0] * 77 + p[1] * 150 + 29 * p[2]) >> 8);
+    else
+      out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = p[0];
+  }
+  stbi_image_free(native);
+  return out;
+}
+
 void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) const {
   const int channels = options_.channels, height = options_.height, width = options_.width;
   int w = 0, h = 0, file_channels = 0;
@@ -243,8 +272,7 @@ void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) cons
   std::error_code ec;
   const uint64_t file_bytes = fs::file_size(path, ec);
   t_stb_allocation_cap = static_cast<size_t>(std::max<uint64_t>(ec ? 0 : file_bytes, 16ull * static_cast<uint64_t>(w) * static_cast<uint64_t>(h)) + (1u << 20));
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &file_channels, channels),
-                                                  stbi_image_free);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(load_pixels(path, &w, &h, channels), stbi_image_free);
   t_stb_allocation_cap = SIZE_MAX;
   if (!pixels) throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
 
