@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "onnxtrain/data.h"
@@ -103,6 +104,27 @@ struct Entry {
   int64_t label = 0;
 };
 
+// stb_image 2.27 reads a PNM header's numbers into an int without an overflow check
+// (undefined behaviour, found by fuzz_image): a number of more than 9 digits is refused first.
+void check_pnm_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[2] = {};
+  if (!in.read(magic, 2) || magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6')) return;
+  int c = in.get();
+  for (int field = 0; field < 3; ++field) {  // width, height, maxval
+    while (c != EOF && (std::isspace(c) || c == '#')) {
+      if (c == '#')
+        while (c != EOF && c != '\n' && c != '\r') c = in.get();
+      else
+        c = in.get();
+    }
+    int digits = 0;
+    for (; c != EOF && std::isdigit(c); c = in.get())
+      if (++digits > 9) throw DataError(data::quoted(path) + ": the PNM header holds a number too large for an image");
+    if (digits == 0) return;  // malformed: stb_image says so
+  }
+}
+
 class ImageFolder final : public Dataset {
  public:
   ImageFolder(const std::string& dir, const ImageOptions& options) : options_(options), source_(data::quoted(dir)) {
@@ -119,6 +141,7 @@ class ImageFolder final : public Dataset {
       for (const auto& file : files) {
         // The header only: an unreadable file should stop the run now, not hours into it.
         int w = 0, h = 0, comp = 0;
+        check_pnm_header(file.string());
         if (!stbi_info(file.c_str(), &w, &h, &comp))
           throw DataError(data::quoted(file.string()) + " is not a readable image (" + stbi_failure_reason() + ")");
         check_dimensions(file.string(), w, h);
@@ -264,6 +287,7 @@ void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) cons
   const int channels = options_.channels, height = options_.height, width = options_.width;
   int w = 0, h = 0, file_channels = 0;
   // The file may have changed since the dataset was opened: its header is checked again.
+  check_pnm_header(path);
   if (!stbi_info(path.c_str(), &w, &h, &file_channels))
     throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
   check_dimensions(path, w, h);
