@@ -229,7 +229,7 @@ class ImageFolder final : public Dataset {
     // decoding zeros (found by fuzz_image: a 127-byte TGA of 33274x3855 pixels).
     std::error_code ec;
     const uint64_t file_bytes = fs::file_size(path, ec);
-    if (!ec && static_cast<uint64_t>(w) * static_cast<uint64_t>(h) > (file_bytes << 12) + (uint64_t{1} << 24))
+    if (!ec && static_cast<uint64_t>(w) * static_cast<uint64_t>(h) > (file_bytes << 12) + (uint64_t{1} << 20))
       throw DataError(data::quoted(path) + ": the header claims " + std::to_string(w) + "x" + std::to_string(h) +
                       " pixels, more than its " + std::to_string(file_bytes) + " bytes can hold (corrupt?)");
     const int64_t r = options_.resize_to, longer = std::max(w, h), shorter = std::min(w, h);
