@@ -82,6 +82,15 @@ bool has_external_data(const onnx::GraphProto& g) {
 
 }  // namespace
 
+ImportOptions ImportOptions::for_file(const std::string& path) {
+  ImportOptions options;
+  options.model_path = path;
+  // "." for a bare file name: an empty directory would mean "from memory".
+  const auto dir = std::filesystem::path(path).parent_path();
+  options.model_dir = dir.empty() ? "." : dir.string();
+  return options;
+}
+
 void load_model_file(const std::string& path, onnx::ModelProto& model) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ModelError("cannot open model file '" + path + "'");

@@ -16,8 +16,10 @@ namespace onnxtrain::graph {
 struct ImportOptions {
   bool run_checker = true;
   bool infer_shapes = true;
-  std::string model_dir;   // resolves external data
+  std::string model_dir;   // resolves external data; empty (from memory) refuses it
   std::string model_path;  // for error messages and the file-based checker
+  // Both fields for a model read from the file `path`.
+  static ImportOptions for_file(const std::string& path);
 };
 
 std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportOptions& options);

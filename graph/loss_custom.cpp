@@ -32,8 +32,7 @@ std::unique_ptr<Graph> import_loss_model(const LossOptions& o, std::string& sour
   if (!o.model_path.empty()) {
     source = "the loss model '" + o.model_path + "'";
     load_model_file(o.model_path, proto);
-    options.model_path = o.model_path;
-    options.model_dir = std::filesystem::path(o.model_path).parent_path().string();
+    options = ImportOptions::for_file(o.model_path);
   } else {
     source = "the loss model (model_bytes)";
     load_model_bytes(o.model_bytes.data(), o.model_bytes.size(), proto);

@@ -6,34 +6,62 @@
 #include <filesystem>
 #include <fstream>
 
+#include "onnxtrain/memory_limit.h"
+
 namespace onnxtrain::graph {
 
 namespace {
 
 std::string read_external(const onnx::TensorProto& proto, const std::string& model_dir,
                           size_t expected_bytes) {
+  const std::string what = "tensor '" + proto.name() + "'";
+  auto number = [&](const std::string& key, const std::string& text) {
+    size_t end = 0;
+    int64_t v = -1;
+    try {
+      v = std::stoll(text, &end);
+    } catch (const std::exception&) {
+      end = 0;
+    }
+    if (end == 0 || end != text.size() || v < 0)
+      throw ModelError(what + ": external data " + key + " '" + text + "' is not a non-negative integer");
+    return v;
+  };
   std::string location;
   int64_t offset = 0, length = -1;
   for (const auto& entry : proto.external_data()) {
     if (entry.key() == "location") location = entry.value();
-    else if (entry.key() == "offset") offset = std::stoll(entry.value());
-    else if (entry.key() == "length") length = std::stoll(entry.value());
+    else if (entry.key() == "offset") offset = number("offset", entry.value());
+    else if (entry.key() == "length") length = number("length", entry.value());
   }
-  const std::string what = "tensor '" + proto.name() + "'";
   if (location.empty()) throw ModelError(what + ": external data without a location");
+  // A model read from memory has no directory its external data could safely come from.
+  if (model_dir.empty())
+    throw ModelError(what + ": external data ('" + location + "') needs the model loaded from a file, beside its data");
   std::filesystem::path rel(location);
   bool escapes = rel.is_absolute();
   for (const auto& part : rel) escapes = escapes || part == "..";
   if (escapes)
     throw ModelError(what + ": external data location '" + location +
                      "' must be a relative path inside the model's directory");
-  auto path = (model_dir.empty() ? std::filesystem::path(".") : std::filesystem::path(model_dir)) / rel;
+  const auto dir = std::filesystem::weakly_canonical(model_dir.empty() ? std::filesystem::path(".") : std::filesystem::path(model_dir));
+  // Symbolic links must not lead out of the directory either.
+  const auto path = std::filesystem::weakly_canonical(dir / rel);
+  const auto inside = std::filesystem::relative(path, dir);
+  if (inside.empty() || *inside.begin() == "..")
+    throw ModelError(what + ": external data location '" + location + "' resolves to " + path.string() +
+                     ", outside the model's directory " + dir.string());
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ModelError(what + ": cannot open external data file " + path.string());
   if (length < 0) length = static_cast<int64_t>(expected_bytes);
   if (static_cast<size_t>(length) != expected_bytes)
     throw ModelError(what + ": external data length " + std::to_string(length) + " does not match " +
                      std::to_string(expected_bytes) + " bytes for its shape");
+  std::error_code ec;
+  const uintmax_t file_bytes = std::filesystem::file_size(path, ec);
+  if (ec || static_cast<uint64_t>(offset) > file_bytes || expected_bytes > file_bytes - static_cast<uint64_t>(offset))
+    throw ModelError(what + ": external data file " + path.string() + " is shorter than offset " +
+                     std::to_string(offset) + " + " + std::to_string(expected_bytes) + " bytes");
   std::string bytes(expected_bytes, '\0');
   in.seekg(offset);
   in.read(bytes.data(), static_cast<std::streamsize>(expected_bytes));
@@ -69,6 +97,8 @@ Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& mode
     n *= d;
   }
   const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+  if (auto problem = memory_limit_problem(bytes, what + " (" + dtype_name(dtype) + shape_str(shape) + ")"); !problem.empty())
+    throw ModelError(problem);
   if (proto.data_location() != onnx::TensorProto::EXTERNAL) {
     size_t stored = 0;
     if (proto.has_raw_data()) stored = proto.raw_data().size();

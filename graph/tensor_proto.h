@@ -7,7 +7,8 @@
 
 namespace onnxtrain::graph {
 
-// `model_dir` resolves external data locations; empty means the current directory.
+// `model_dir` resolves external data locations, which must lie inside it; empty (a model
+// from memory) refuses external data.
 Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& model_dir = {});
 void tensor_to_proto(const Tensor& tensor, onnx::TensorProto& proto);
 

@@ -61,6 +61,20 @@ class DnnlEltwiseKernel final : public Kernel {
   dnnl::eltwise_forward primitive_;
 };
 
+// Relu as PyTorch computes it, NaN passing through: oneDNN's eltwise_relu (and LeakyRelu
+// with alpha 0) computes max(x, 0), which turns NaN into 0 and hides a diverging model.
+// One pass like oneDNN's.
+class ReluKernel final : public Kernel {
+ public:
+  void run(KernelContext& ctx) override {
+    const Tensor& x = ctx.input(0);
+    Tensor& y = ctx.output(0, DType::Float, x.shape());
+    const float* in = x.data<float>();
+    float* out = y.data<float>();
+    parallel_for(x.numel(), [&](int64_t i) { out[i] = in[i] > 0.f || in[i] != in[i] ? in[i] : 0.f; });
+  }
+};
+
 template <typename T>
 void apply_reference(const Tensor& x, Tensor& y, ReferenceFn f, double alpha, double beta) {
   const T* in = x.data<T>();
@@ -97,6 +111,8 @@ void apply_integer(const Tensor& x, Tensor& y, IntegerOp op) {
 KernelFactory eltwise_factory(ParamsFn params, ReferenceFn reference, IntegerOp integer_op = IntegerOp::None) {
   return [params, reference, integer_op](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
     EltwiseParams p = params(node, in);
+    if (in[0].dtype == DType::Float && p.algorithm == dnnl::algorithm::eltwise_relu && p.alpha == 0.f)
+      return std::make_unique<ReluKernel>();
     if (in[0].dtype == DType::Float && in[0].shape.size() <= 12 && shape_numel(in[0].shape) > 0)
       return std::make_unique<DnnlEltwiseKernel>(in[0].shape, p);
     if (!is_floating(in[0].dtype) && integer_op == IntegerOp::None)
@@ -461,9 +477,10 @@ void register_activation_ops(Registry& r) {
     r.add({"", op, since, INT_MAX, eltwise_factory(std::move(params), reference, integer_op), "oneDNN eltwise",
            std::move(gradient)});
   };
-  add("Relu", 1, fixed(A::eltwise_relu), [](double x, double, double) { return x > 0 ? x : 0.0; },
+  add("Relu", 1, fixed(A::eltwise_relu), [](double x, double, double) { return x > 0 || std::isnan(x) ? x : 0.0; },
       simple_gradient<kReluGrad, true>, IntegerOp::Relu);
-  add("LeakyRelu", 1, with_alpha(A::eltwise_relu, 0.01f), [](double x, double a, double) { return x > 0 ? x : a * x; },
+  add("LeakyRelu", 1, with_alpha(A::eltwise_relu, 0.01f),
+      [](double x, double a, double) { return x > 0 || std::isnan(x) ? x : a * x; },
       leaky_relu_gradient);
   add("Elu", 1, with_alpha(A::eltwise_elu, 1.0f),
       [](double x, double a, double) { return x > 0 ? x : a * (std::exp(x) - 1); }, elu_gradient);

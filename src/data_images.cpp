@@ -3,12 +3,28 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <climits>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 
 #include "onnxtrain/data.h"
+#include "onnxtrain/memory_limit.h"
 #include "src/data_internal.h"
+
+// stb_image trusts sizes inside a file (a PNG chunk length, say) and allocates them before
+// reading; its allocations go through these, capped per decode by ImageFolder::load.
+namespace {
+thread_local size_t t_stb_allocation_cap = SIZE_MAX;
+void* stb_malloc(size_t n) { return n > t_stb_allocation_cap ? nullptr : std::malloc(n); }
+void* stb_realloc(void* p, size_t n) { return n > t_stb_allocation_cap ? nullptr : std::realloc(p, n); }
+}  // namespace
+#define STBI_MALLOC(n) stb_malloc(n)
+#define STBI_REALLOC(p, n) stb_realloc(p, n)
+#define STBI_FREE(p) std::free(p)
 
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmissing-field-initializers"
@@ -88,6 +104,27 @@ struct Entry {
   int64_t label = 0;
 };
 
+// stb_image 2.27 reads a PNM header's numbers into an int without an overflow check
+// (undefined behaviour, found by fuzz_image): a number of more than 9 digits is refused first.
+void check_pnm_header(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char magic[2] = {};
+  if (!in.read(magic, 2) || magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6')) return;
+  int c = in.get();
+  for (int field = 0; field < 3; ++field) {  // width, height, maxval
+    while (c != EOF && (std::isspace(c) || c == '#')) {
+      if (c == '#')
+        while (c != EOF && c != '\n' && c != '\r') c = in.get();
+      else
+        c = in.get();
+    }
+    int digits = 0;
+    for (; c != EOF && std::isdigit(c); c = in.get())
+      if (++digits > 9) throw DataError(data::quoted(path) + ": the PNM header holds a number too large for an image");
+    if (digits == 0) return;  // malformed: stb_image says so
+  }
+}
+
 class ImageFolder final : public Dataset {
  public:
   ImageFolder(const std::string& dir, const ImageOptions& options) : options_(options), source_(data::quoted(dir)) {
@@ -104,8 +141,10 @@ class ImageFolder final : public Dataset {
       for (const auto& file : files) {
         // The header only: an unreadable file should stop the run now, not hours into it.
         int w = 0, h = 0, comp = 0;
+        check_pnm_header(file.string());
         if (!stbi_info(file.c_str(), &w, &h, &comp))
           throw DataError(data::quoted(file.string()) + " is not a readable image (" + stbi_failure_reason() + ")");
+        check_dimensions(file.string(), w, h);
         if (auto [rw, rh] = resized(w, h); rw < options_.width || rh < options_.height)
           throw DataError(data::quoted(file.string()) + " is " + std::to_string(w) + "x" + std::to_string(h) +
                           " (width x height), " + std::to_string(rw) + "x" + std::to_string(rh) +
@@ -175,6 +214,30 @@ class ImageFolder final : public Dataset {
       if (!(s > 0)) throw DataError(source_ + ": normalisation std values must be positive");
   }
 
+  // A header's size, checked before decoding allocates it: positive, and the decoded pixels
+  // and the resized image within the memory limit.
+  void check_dimensions(const std::string& path, int w, int h) const {
+    if (w <= 0 || h <= 0)
+      throw DataError(data::quoted(path) + ": the image header gives an empty size " + std::to_string(w) + "x" +
+                      std::to_string(h));
+    const uint64_t pixels = static_cast<uint64_t>(w) * static_cast<uint64_t>(h) * static_cast<uint64_t>(options_.channels);
+    if (auto problem = memory_limit_problem(pixels, data::quoted(path) + " (" + std::to_string(w) + "x" + std::to_string(h) + ")");
+        !problem.empty())
+      throw DataError(problem);
+    // No format packs more than ~2,700 pixels into a byte (LZW at its best; deflate ~1,000):
+    // a header claiming more describes data that is not there, and stb would spend minutes
+    // decoding zeros (found by fuzz_image: a 127-byte TGA of 33274x3855 pixels).
+    std::error_code ec;
+    const uint64_t file_bytes = fs::file_size(path, ec);
+    if (!ec && static_cast<uint64_t>(w) * static_cast<uint64_t>(h) > (file_bytes << 12) + (uint64_t{1} << 20))
+      throw DataError(data::quoted(path) + ": the header claims " + std::to_string(w) + "x" + std::to_string(h) +
+                      " pixels, more than its " + std::to_string(file_bytes) + " bytes can hold (corrupt?)");
+    const int64_t r = options_.resize_to, longer = std::max(w, h), shorter = std::min(w, h);
+    if (r * longer / shorter > INT_MAX)
+      throw DataError(data::quoted(path) + " is " + std::to_string(w) + "x" + std::to_string(h) +
+                      ": too elongated to resize its shorter side to " + std::to_string(r));
+  }
+
   // torchvision's Resize(int): the shorter side becomes resize_to, the longer one scales
   // with it (rounded down). Returns (width, height).
   std::pair<int, int> resized(int w, int h) const {
@@ -200,11 +263,49 @@ class ImageFolder final : public Dataset {
   std::vector<ArrayInfo> schema_;
 };
 
+// stb_image 2.27 converts the channels of a 16-bit PNM as if it had 8 bits, overrunning its
+// buffer (found by fuzz_image): such files decode in their own channel count and are
+// converted here with stb's luminance weights.
+stbi_uc* load_pixels(const std::string& path, int* w, int* h, int channels) {
+  int file_channels = 0;
+  char magic[2] = {};
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    const size_t got = std::fread(magic, 1, 2, f);
+    std::fclose(f);
+    if (got != 2) magic[0] = 0;
+  }
+  const bool pnm = magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6');
+  if (!pnm || !stbi_is_16_bit(path.c_str())) return stbi_load(path.c_str(), w, h, &file_channels, channels);
+  stbi_uc* native = stbi_load(path.c_str(), w, h, &file_channels, 0);
+  if (!native || file_channels == channels) return native;
+  const size_t n = static_cast<size_t>(*w) * static_cast<size_t>(*h);
+  auto* out = static_cast<stbi_uc*>(std::malloc(n * static_cast<size_t>(channels)));
+  for (size_t i = 0; out && i < n; ++i) {
+    const stbi_uc* p = native + i * static_cast<size_t>(file_channels);
+    if (channels == 1)
+      out[i] = static_cast<stbi_uc>((p[0] * 77 + p[1] * 150 + 29 * p[2]) >> 8);
+    else
+      out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = p[0];
+  }
+  stbi_image_free(native);
+  return out;
+}
+
 void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) const {
   const int channels = options_.channels, height = options_.height, width = options_.width;
   int w = 0, h = 0, file_channels = 0;
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &file_channels, channels),
-                                                  stbi_image_free);
+  // The file may have changed since the dataset was opened: its header is checked again.
+  check_pnm_header(path);
+  if (!stbi_info(path.c_str(), &w, &h, &file_channels))
+    throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
+  check_dimensions(path, w, h);
+  // No buffer of a decode needs more than the file (compressed data) or 16 bytes a pixel
+  // (4 channels of 16 bits, twice): a larger request comes from a corrupt size field.
+  std::error_code ec;
+  const uint64_t file_bytes = fs::file_size(path, ec);
+  t_stb_allocation_cap = static_cast<size_t>(std::max<uint64_t>(ec ? 0 : file_bytes, 16ull * static_cast<uint64_t>(w) * static_cast<uint64_t>(h)) + (1u << 20));
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(load_pixels(path, &w, &h, channels), stbi_image_free);
+  t_stb_allocation_cap = SIZE_MAX;
   if (!pixels) throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
 
   const auto [rw, rh] = resized(w, h);

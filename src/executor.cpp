@@ -11,6 +11,7 @@
 
 #include "graph/passes/kernel_check.h"
 #include "ops/dnnl_utils.h"
+#include "src/anomaly.h"
 #include "src/op_flops.h"
 
 namespace onnxtrain {
@@ -79,7 +80,8 @@ struct ReorderTiming {
 
 }  // namespace
 
-Executor::Executor(const graph::Graph& graph, ExecutorOptions options) : graph_(graph), rng_(options.seed) {
+Executor::Executor(const graph::Graph& graph, ExecutorOptions options)
+    : graph_(graph), rng_(options.seed), detect_anomaly_(options.detect_anomaly) {
   const char* profile = std::getenv("ONNXTRAIN_PROFILE");
   print_profile_ = profile && *profile && std::string(profile) != "0";
   profile_ = print_profile_;
@@ -291,6 +293,7 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
       if (step.outputs[i] < 0) continue;
       if (!outputs[i].defined())
         throw BackendError(node.describe() + ": kernel produced no value for output " + std::to_string(i));
+      if (detect_anomaly_) check_finite(node, i, outputs[i], inputs);
       slots[step.outputs[i]] = std::move(outputs[i]);
     }
     if (fetch_hook_)

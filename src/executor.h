@@ -28,6 +28,10 @@ struct NodeProfile {
 
 struct ExecutorOptions {
   uint64_t seed = 0;
+  // Anomaly mode (TrainingOptions::detect_anomaly): after each node, its float outputs are
+  // scanned and the first node in schedule order producing NaN or Inf is named in a
+  // NonFiniteLoss. Off: one branch per node.
+  bool detect_anomaly = false;
 };
 
 class Executor {
@@ -75,6 +79,7 @@ class Executor {
   bool profile_ = false;
   FetchHook fetch_hook_;
   ops::Collective* collective_ = nullptr;
+  bool detect_anomaly_ = false;
   std::unordered_map<const graph::Node*, NodeProfile> profile_records_;
   // ONNXTRAIN_PROFILE=1 profiles from the start and prints time per op type when the
   // executor is destroyed.

@@ -89,9 +89,7 @@ Model::~Model() = default;
 Model Model::load(const std::string& path) {
   auto impl = std::make_unique<Impl>();
   graph::load_model_file(path, impl->proto);
-  graph::ImportOptions options;
-  options.model_path = path;
-  options.model_dir = std::filesystem::path(path).parent_path().string();
+  const auto options = graph::ImportOptions::for_file(path);
   impl->source = path;
   impl->graph = import_model(impl->proto, options);
   return Model(std::move(impl));

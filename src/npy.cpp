@@ -12,6 +12,7 @@
 #include <filesystem>
 
 #include "onnxtrain/atomic_file.h"
+#include "onnxtrain/memory_limit.h"
 #include "src/zip_archive.h"
 
 namespace onnxtrain {
@@ -316,6 +317,8 @@ Tensor parse_npy_bytes(std::string_view bytes, const std::string& what) {
   uint64_t nbytes = 0;
   if (__builtin_mul_overflow(count, h.itemsize, &nbytes) || nbytes > static_cast<uint64_t>(INT64_MAX))
     fail(what, "array too large: shape " + shape_str(h.shape));
+  if (auto problem = memory_limit_problem(nbytes, what + " (" + dtype_name(h.dtype) + shape_str(h.shape) + ")"); !problem.empty())
+    throw DataError(problem);
   const std::string_view payload = bytes.substr(preamble + header_len);
   // Shorter is truncation; longer is allowed, as np.load reads the first of several arrays
   // appended to one file.
@@ -426,6 +429,8 @@ std::map<std::string, Tensor> parse_npz(std::string_view bytes, const std::strin
     std::string name = m.name;
     if (name.size() >= 4 && name.compare(name.size() - 4, 4, ".npy") == 0) name.resize(name.size() - 4);
     if (arrays.count(name)) fail(mwhat, "a second member also holds array '" + name + "'");
+    // Checked before inflating: a deflated member may claim a thousand times its size.
+    if (auto problem = memory_limit_problem(m.uncompressed_size, mwhat); !problem.empty()) throw DataError(problem);
     arrays.emplace(name, parse_npy_bytes(zip::read_member(bytes, m, what, scratch), mwhat));
   }
   return arrays;

@@ -8,7 +8,9 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 
+#include "onnxtrain/atomic_file.h"
 #include "onnxtrain/errors.h"
 
 namespace onnxtrain {
@@ -33,6 +35,32 @@ std::string header_line(const std::vector<std::string>& columns) {
   std::vector<std::string> quoted;
   for (const auto& c : columns) quoted.push_back(csv_field(c));
   return join_row(quoted);
+}
+
+// Rewrites `path` (atomically) without its rows after `last_step` and without a last line
+// that lacks its line break; leaves it untouched when there is nothing to drop.
+void keep_rows_through(const fs::path& path, const std::string& header, int64_t last_step) {
+  std::ifstream in(path, std::ios::binary);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::string kept = header + "\n";
+  size_t pos = kept.size();
+  bool dropped = false;
+  while (pos < text.size()) {
+    const size_t end = text.find('\n', pos);
+    if (end == std::string::npos) {
+      dropped = true;  // torn: the process died inside this row
+      break;
+    }
+    const std::string_view line(text.data() + pos, end - pos);
+    int64_t step = 0;
+    const auto [stop, err] = std::from_chars(line.data(), line.data() + line.size(), step);
+    if (err == std::errc() && stop != line.data() + line.size() && *stop == ',' && step > last_step)
+      dropped = true;
+    else
+      kept.append(line).append("\n");
+    pos = end + 1;
+  }
+  if (dropped) write_file_atomically(path.string(), kept);
 }
 
 }  // namespace
@@ -72,7 +100,7 @@ std::string format_number(double value) {
   return std::string(buf, end);
 }
 
-MetricsCsv::MetricsCsv(const fs::path& path, std::vector<std::string> extra_columns, bool append)
+MetricsCsv::MetricsCsv(const fs::path& path, std::vector<std::string> extra_columns, bool append, int64_t last_step)
     : path_(path), columns_(kFixedColumns) {
   for (auto& c : extra_columns) {
     if (c.empty()) throw DataError(path.string() + ": an optional metrics column has an empty name");
@@ -90,6 +118,7 @@ MetricsCsv::MetricsCsv(const fs::path& path, std::vector<std::string> extra_colu
         throw DataError("cannot continue '" + path.string() + "': its columns are '" + first + "', this run writes '" +
                         header.substr(0, header.size() - 1) + "'");
       has_header = true;
+      keep_rows_through(path, first, last_step);
     }
   }
   file_ = std::fopen(path.c_str(), append ? "ab" : "wb");

@@ -33,7 +33,10 @@ class MetricsCsv {
   // whose header must equal ours (DataError otherwise), and writes the header if the
   // file is new or empty. Declared columns must be distinct, non-empty names other than
   // the fixed ones (DataError). I/O failures are BackendErrors.
-  MetricsCsv(const std::filesystem::path& path, std::vector<std::string> extra_columns, bool append = false);
+  // Appending drops the rows after `last_step` first, and a torn last line: a run killed
+  // after writing rows but before its next checkpoint repeats those steps when resumed.
+  MetricsCsv(const std::filesystem::path& path, std::vector<std::string> extra_columns, bool append = false,
+             int64_t last_step = INT64_MAX);
   ~MetricsCsv();
   MetricsCsv(const MetricsCsv&) = delete;
   MetricsCsv& operator=(const MetricsCsv&) = delete;

@@ -69,6 +69,7 @@ struct Trainer::Impl {
   std::optional<Evaluation> last_eval;
   std::optional<MetricsRow> pending_row;  // the last step's row, held for the epoch's validation columns
   int64_t first_micro = 0;                // state.micro when this fit started (after a resume)
+  int64_t saved_step = -1;                // the step checkpoint.npz holds, once this fit wrote or resumed it
 
   Impl(Model& m, TrainingOptions o, FitOptions f, DatasetPtr t, DatasetPtr v)
       : model(m), options(std::move(o)), fit(std::move(f)), train(std::move(t)), val(std::move(v)) {
@@ -107,6 +108,7 @@ struct Trainer::Impl {
                                                 {"options", format_training_options(options)}};
     if (!fit.model_path.empty()) notes["model"] = fs::absolute(fit.model_path).string();
     session->save_checkpoint(file("checkpoint.npz").string(), notes);
+    saved_step = session->step();
   }
 
   void write_row(const MetricsRow& row) {
@@ -125,6 +127,8 @@ struct Trainer::Impl {
                         std::to_string(plan.micro_batches));
       loader->seek(state.micro / plan.batches_per_epoch, state.micro % plan.batches_per_epoch);
       spdlog::info("resumed from {} at optimizer step {}", source, session->step());
+      std::error_code ec;  // resuming from the checkpoint this fit overwrites: it holds this step so far
+      if (writes_files() && fs::equivalent(source, file("checkpoint.npz"), ec)) saved_step = session->step();
     }
     if (world) session->set_distributed(*world);  // every rank continues from rank 0's state
     std::vector<std::string> columns;
@@ -139,9 +143,10 @@ struct Trainer::Impl {
         for (const auto& c : train->class_names()) names += c + "\n";
         write_file_atomically(file("classes.txt").string(), names);
       }
-      csv.emplace(file("metrics.csv"), columns, resumed && fs::exists(file("metrics.csv")));
+      csv.emplace(file("metrics.csv"), columns, resumed && fs::exists(file("metrics.csv")), session->step());
     }
-    if (!fit.metrics_copy.empty() && is_main()) csv_copy.emplace(fit.metrics_copy, columns, resumed && fs::exists(fit.metrics_copy));
+    if (!fit.metrics_copy.empty() && is_main())
+      csv_copy.emplace(fit.metrics_copy, columns, resumed && fs::exists(fit.metrics_copy), session->step());
   }
 
   // Trains the rest of the current epoch; false when a stop was requested (the checkpoint
@@ -270,6 +275,7 @@ struct Trainer::Impl {
       result.best_model = existing(file("best.onnx"));
       result.last_model = existing(file("last.onnx"));
       result.checkpoint = existing(file("checkpoint.npz"));
+      result.checkpoint_step = saved_step;
     }
     result.validation = last_eval;
     // Rank 0 may still be writing files: a rank that returned first and exited with an

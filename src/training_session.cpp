@@ -126,7 +126,7 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
       s.update_binding.push_back(binding);
       s.update_fetches.push_back(binding.second);
     }
-  s.executor = std::make_unique<Executor>(*s.graph, ExecutorOptions{options.seed});
+  s.executor = std::make_unique<Executor>(*s.graph, ExecutorOptions{.seed = options.seed, .detect_anomaly = options.detect_anomaly});
   s.restore_rng_from_model();
 }
 

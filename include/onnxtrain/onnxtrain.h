@@ -6,6 +6,7 @@
 #include "onnxtrain/distributed.h"
 #include "onnxtrain/errors.h"
 #include "onnxtrain/log.h"
+#include "onnxtrain/memory_limit.h"
 #include "onnxtrain/metrics.h"
 #include "onnxtrain/model.h"
 #include "onnxtrain/npy.h"

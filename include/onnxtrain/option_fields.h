@@ -8,8 +8,8 @@
 // Not in the tables, because they are not one flag each: LossOptions::model_bytes (never
 // stored), OptimizerOptions::groups (a list of structs; JSON only), TrainingOptions::schedule
 // (JSON: its format_schedule string; CLI: --scheduler and --warmup), total_steps (JSON only;
-// the CLI derives it from --epochs / --steps) and threads (a per-process setting, see
-// SessionOptions).
+// the CLI derives it from --epochs / --steps), threads (a per-process setting, see
+// SessionOptions) and detect_anomaly (a debugging switch of one run, never stored).
 #include <cstdint>
 #include <optional>
 #include <span>

@@ -133,7 +133,9 @@ struct EpochEndEvent {
 };
 
 // Failed: an error after training started; the last completed step was checkpointed
-// (FitResult::checkpoint) before the fit returned, and FitResult::error holds the exception.
+// (FitResult::checkpoint) before the fit returned, unless writing it failed as well (a full
+// disk: checkpoint_step < steps, the previous checkpoint stays), and FitResult::error holds
+// the exception.
 enum class FitStatus { Completed, EarlyStopped, Interrupted, Diverged, Failed };
 
 struct FitResult {
@@ -145,6 +147,7 @@ struct FitResult {
   int bad_epochs = 0;
   // Files of the run directory (empty when not written).
   std::filesystem::path best_model, last_model, checkpoint;
+  int64_t checkpoint_step = -1;         // the optimizer step `checkpoint` holds (-1: none of this fit's)
   std::string message;                  // Diverged: what was not finite; Failed: the error
   std::exception_ptr error;             // Failed: the exception, to rethrow or inspect
   std::optional<Evaluation> validation; // of the last epoch

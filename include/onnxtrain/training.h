@@ -113,6 +113,10 @@ struct TrainingOptions {
   std::string freeze;
   int threads = 0;  // see SessionOptions::threads: the session applies it, process-wide
   uint64_t seed = 0;
+  // Anomaly mode, for finding where a NaN starts (like torch.autograd.detect_anomaly): each
+  // node's float outputs are checked as the step runs and the first node producing NaN or
+  // Inf is named in a NonFiniteLoss. Costs a scan of every output; off by default.
+  bool detect_anomaly = false;
 };
 
 struct StepResult {

@@ -220,6 +220,22 @@ TEST_F(RunDir, MetricsCsvFlushesEveryRow) {
   EXPECT_THROW(MetricsCsv(dir_ / "no" / "x.csv", {}), BackendError);
 }
 
+// A run killed after writing rows 3 and 4 (the last one torn) but before checkpointing step
+// 3 is resumed at step 2: the rows it will write again are dropped first.
+TEST_F(RunDir, ResumedMetricsCsvDropsRowsAfterTheCheckpointAndATornRow) {
+  fs::create_directories(dir_);
+  const fs::path path = dir_ / "metrics.csv";
+  std::ofstream(path, std::ios::binary) << "step,epoch,lr,loss\n1,1,0.1,2\n2,1,0.1,1.5\n3,2,0.1,1\n4,2,0.1,0.";
+  {
+    MetricsCsv resumed(path, {}, true, 2);
+    EXPECT_EQ(read(path), "step,epoch,lr,loss\n1,1,0.1,2\n2,1,0.1,1.5\n");
+    resumed.write({.step = 3, .epoch = 2, .lr = 0.1, .loss = 1});
+  }
+  EXPECT_EQ(read(path), "step,epoch,lr,loss\n1,1,0.1,2\n2,1,0.1,1.5\n3,2,0.1,1\n");
+  MetricsCsv(path, {}, true, 7);  // nothing to drop
+  EXPECT_EQ(read(path), "step,epoch,lr,loss\n1,1,0.1,2\n2,1,0.1,1.5\n3,2,0.1,1\n");
+}
+
 TEST_F(RunDir, ConfusionMatrixAndClassReportCsv) {
   ConfusionMatrix m(0, {"a,b", "say \"c\""});
   m.add(0, 0, 3);

@@ -2,6 +2,7 @@
 
 #include "onnxtrain/onnxtrain.h"
 #include "tools/cli/commands.h"
+#include "tools/cli/verb_config.h"
 
 namespace {
 
@@ -22,25 +23,6 @@ std::string shell_quote(const std::string& s) {
   for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
   return out + "'";
 }
-
-// Config files name a verb's options without a section ("lr = 0.01"), like the config.toml a
-// training run writes; CLI11 reads files at the top level, so such keys go to the verb
-// given on the command line.
-class VerbConfig : public CLI::ConfigTOML {
- public:
-  explicit VerbConfig(const CLI::App& app) : app_(app) {}
-  std::vector<CLI::ConfigItem> from_config(std::istream& input) const override {
-    auto items = CLI::ConfigTOML::from_config(input);
-    const auto verbs = app_.get_subcommands();
-    if (verbs.empty()) return items;
-    for (auto& item : items)
-      if (item.parents.empty() || (item.parents.size() == 1 && item.parents[0].empty())) item.parents = {verbs.front()->get_name()};
-    return items;
-  }
-
- private:
-  const CLI::App& app_;
-};
 
 }  // namespace
 
@@ -65,7 +47,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // -q/-v/--config also after the verb
   app.set_config("--config", "", "Read the verb's options from a TOML file (keys = long option names, e.g. lr = 0.01)");
-  app.config_formatter(std::make_shared<VerbConfig>(app));
+  app.config_formatter(std::make_shared<onnxtrain::cli::VerbConfig>(app));
   int verbosity = 0;
   bool quiet = false;
   app.add_flag("-v,--verbose", verbosity, "More log output (-vv for debug)");

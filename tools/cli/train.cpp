@@ -27,7 +27,7 @@ struct TrainArgs {
   TrainingFlags training;
   int epochs = 10, threads = 0, patience = 0;
   int64_t steps = 0, batch_size = 32;
-  bool no_shuffle = false, drop_last = false;
+  bool no_shuffle = false, drop_last = false, detect_anomaly = false;
   uint64_t seed = 0;
   std::string command_line;
 };
@@ -49,10 +49,15 @@ int report(const FitResult& result, const TrainingOptions& options, const fs::pa
       return 1;
     case FitStatus::Failed:
       std::cerr << "onnxtrain: training failed at step " << result.steps << ": " << result.message << "\n";
-      if (!result.checkpoint.empty())
-        std::cerr << "the last completed step is saved in " << result.checkpoint.string() << "\n"
-                  << "after fixing the cause, resume with: " << command_line << " --resume "
-                  << result.checkpoint.string() << "\n";
+      if (!result.checkpoint.empty()) {
+        if (result.checkpoint_step == result.steps)
+          std::cerr << "the last completed step is saved in " << result.checkpoint.string() << "\n";
+        else if (result.checkpoint_step >= 0)
+          std::cerr << "step " << result.steps << " could not be saved; " << result.checkpoint.string()
+                    << " still holds step " << result.checkpoint_step << "\n";
+        std::cerr << "after fixing the cause, resume with: " << command_line << " --resume " << result.checkpoint.string()
+                  << "\n";
+      }
       return 1;
     case FitStatus::Interrupted:
       std::cerr << "interrupted at step " << result.steps << "; checkpoint written to " << checkpoint.string() << "\n"
@@ -81,6 +86,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a, Distributed& world) {
   TrainingOptions options = training_options(cmd, a.training, stored);
   options.threads = a.threads;
   options.seed = a.seed;
+  options.detect_anomaly = a.detect_anomaly;
   options.total_steps = 0;  // the Trainer sets the schedule's horizon from the plan
 
   // Data first: a file that does not fit the model fails before anything is written.
@@ -192,6 +198,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag("--drop-last", a->drop_last, "Skip the last incomplete batch of each epoch");
   cmd->add_option("--seed", a->seed, "Seed for shuffling, augmentation and dropout");
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
+  cmd->add_flag("--detect-anomaly", a->detect_anomaly,
+                "Check every node's outputs and name the first that produces NaN or Inf (slower; for debugging)");
   cmd->add_option("--metric", a->metric, "Validation metric: accuracy | top5 | mse | mae (default: accuracy for classification, else mse)");
   cmd->add_option("--patience", a->patience, "Stop after this many epochs without a better validation metric");
   cmd->add_option("--metrics", a->metrics_csv, "Also write the per-step metrics CSV here");
