@@ -30,35 +30,15 @@ constexpr std::array<const char*, 10> kExtensions = {".png", ".jpg", ".jpeg", ".
 constexpr std::array<float, 3> kImageNetMean = {0.485f, 0.456f, 0.406f};
 constexpr std::array<float, 3> kImageNetStd = {0.229f, 0.224f, 0.225f};
 
-bool hidden(const fs::path& p) { return p.filename().string().starts_with("."); }
+}  // namespace
 
-bool image_extension(const fs::path& p) {
-  std::string ext = p.extension().string();
+namespace data {
+
+bool image_extension(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   return std::find(kExtensions.begin(), kExtensions.end(), ext) != kExtensions.end();
 }
-
-std::vector<fs::path> sorted_entries(const fs::path& dir, bool directories) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  fs::directory_iterator it(dir, ec);
-  if (ec) throw DataError("cannot read the directory " + data::quoted(dir.string()) + ": " + ec.message());
-  for (const auto& entry : it) {
-    if (hidden(entry.path())) continue;
-    if (directories ? entry.is_directory(ec) : entry.is_regular_file(ec) && image_extension(entry.path()))
-      out.push_back(entry.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// One axis of a resize with a triangle (bilinear) filter widened by the downscale factor:
-// PIL's and torchvision's antialiased bilinear resize. Output pixel o reads source pixels
-// [first[o], first[o] + weights[o].size()).
-struct AxisWeights {
-  std::vector<int> first;
-  std::vector<std::vector<float>> weights;
-};
 
 AxisWeights axis_weights(int in, int out, int begin, int count) {
   const double scale = static_cast<double>(in) / out;
@@ -83,6 +63,43 @@ AxisWeights axis_weights(int in, int out, int begin, int count) {
   return aw;
 }
 
+bool read_image_size(const std::string& path, int& width, int& height, std::string& why) {
+  int comp = 0;
+  if (stbi_info(path.c_str(), &width, &height, &comp)) return true;
+  why = stbi_failure_reason();
+  return false;
+}
+
+DecodedImage decode_image(const std::string& path, int channels) {
+  DecodedImage image;
+  int file_channels = 0;
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load(path.c_str(), &image.width, &image.height, &file_channels, channels), stbi_image_free);
+  if (!pixels) throw DataError(quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
+  image.pixels.assign(pixels.get(), pixels.get() + static_cast<size_t>(image.width) * image.height * channels);
+  return image;
+}
+
+}  // namespace data
+
+namespace {
+
+bool hidden(const fs::path& p) { return p.filename().string().starts_with("."); }
+
+std::vector<fs::path> sorted_entries(const fs::path& dir, bool directories) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) throw DataError("cannot read the directory " + data::quoted(dir.string()) + ": " + ec.message());
+  for (const auto& entry : it) {
+    if (hidden(entry.path())) continue;
+    if (directories ? entry.is_directory(ec) : entry.is_regular_file(ec) && data::image_extension(entry.path().string()))
+      out.push_back(entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 struct Entry {
   std::string path;
   int64_t label = 0;
@@ -103,9 +120,9 @@ class ImageFolder final : public Dataset {
                         data::join_names({kExtensions.begin(), kExtensions.end()}) + ")");
       for (const auto& file : files) {
         // The header only: an unreadable file should stop the run now, not hours into it.
-        int w = 0, h = 0, comp = 0;
-        if (!stbi_info(file.c_str(), &w, &h, &comp))
-          throw DataError(data::quoted(file.string()) + " is not a readable image (" + stbi_failure_reason() + ")");
+        int w = 0, h = 0;
+        if (std::string why; !data::read_image_size(file.string(), w, h, why))
+          throw DataError(data::quoted(file.string()) + " is not a readable image (" + why + ")");
         if (auto [rw, rh] = resized(w, h); rw < options_.width || rh < options_.height)
           throw DataError(data::quoted(file.string()) + " is " + std::to_string(w) + "x" + std::to_string(h) +
                           " (width x height), " + std::to_string(rw) + "x" + std::to_string(rh) +
@@ -202,10 +219,8 @@ class ImageFolder final : public Dataset {
 
 void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) const {
   const int channels = options_.channels, height = options_.height, width = options_.width;
-  int w = 0, h = 0, file_channels = 0;
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load(path.c_str(), &w, &h, &file_channels, channels),
-                                                  stbi_image_free);
-  if (!pixels) throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
+  const data::DecodedImage image = data::decode_image(path, channels);
+  const int w = image.width, h = image.height;
 
   const auto [rw, rh] = resized(w, h);
   if (rw < width || rh < height)  // the file changed since the dataset was opened
@@ -224,17 +239,17 @@ void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) cons
 
   // Only the cropped pixels are computed: columns first over the source rows the crop needs,
   // then rows.
-  const AxisWeights wx = axis_weights(w, rw, left, width);
-  const AxisWeights wy = axis_weights(h, rh, top, height);
+  const data::AxisWeights wx = data::axis_weights(w, rw, left, width);
+  const data::AxisWeights wy = data::axis_weights(h, rh, top, height);
   const int row_lo = wy.first.front();
   const int row_hi = wy.first.back() + static_cast<int>(wy.weights.back().size());
   std::vector<float> columns(static_cast<size_t>(row_hi - row_lo) * width * channels);
-  const stbi_uc* src = pixels.get();
+  const unsigned char* src = image.pixels.data();
   for (int y = row_lo; y < row_hi; ++y)
     for (int j = 0; j < width; ++j) {
       float* dst = &columns[(static_cast<size_t>(y - row_lo) * width + j) * channels];
       const auto& k = wx.weights[j];
-      const stbi_uc* p = src + (static_cast<size_t>(y) * w + wx.first[j]) * channels;
+      const unsigned char* p = src + (static_cast<size_t>(y) * w + wx.first[j]) * channels;
       for (size_t t = 0; t < k.size(); ++t)
         for (int c = 0; c < channels; ++c) dst[c] += k[t] * p[t * channels + c];
     }
