@@ -1,7 +1,8 @@
 #pragma once
 // Object detection: datasets (YOLO layout with a data.yaml, COCO instances JSON), the
 // transforms that keep boxes consistent with their image (letterbox, flip, affine, HSV,
-// mosaic). docs/detection.md describes the layouts and the batch format.
+// mosaic), and the metrics (box IoU, class-aware NMS, COCO-style mAP). docs/detection.md
+// describes the layouts and the batch format.
 //
 // Batches of a DetectionDataset (all names configurable in DetectionOptions):
 //   images  float32 [N, 3, H, W]  RGB in [0, 1], letterboxed to H x W (grey 114/255 padding)
@@ -174,5 +175,51 @@ DetectionDatasetPtr open_yolo(const std::string& data_yaml, const std::string& s
 // and left out. Problems are collected and reported like open_yolo's.
 DetectionDatasetPtr open_coco(const std::string& annotations_json, const std::string& image_dir,
                               const DetectionOptions& options = {});
+
+// ---- Metrics --------------------------------------------------------------------------------
+
+struct Detection {
+  int64_t image = 0;
+  Box box;
+  float score = 0;
+};
+struct GroundTruth {
+  int64_t image = 0;
+  Box box;
+  bool crowd = false;  // matched detections are ignored, never counted as true or false
+};
+
+double box_iou(const Box& a, const Box& b);
+
+struct NmsOptions {
+  double iou = 0.7;          // a box is suppressed by a higher-scoring one of its class above this
+  double confidence = 0.25;  // boxes scoring below are dropped first
+  int64_t max_detections = 300;
+};
+// Class-aware NMS of the detections of one image; the kept ones by descending score.
+std::vector<Detection> nms(std::span<const Detection> detections, const NmsOptions& options = {});
+
+struct ClassMetrics {
+  int64_t cls = 0;
+  int64_t ground_truths = 0;                 // not crowd
+  std::array<double, 10> ap{};               // at IoU 0.50, 0.55, ..., 0.95
+  double ap50 = 0, ap50_95 = 0;
+  double precision = 0, recall = 0;          // at the best-F1 confidence, IoU 0.5
+  std::array<double, 101> pr_curve{};        // precision at recall 0, 0.01, ..., 1 (IoU 0.5)
+};
+struct DetectionMetrics {
+  std::vector<ClassMetrics> classes;  // the classes that have ground truths, by id
+  double map50 = 0, map50_95 = 0;     // means over `classes`
+  double precision = 0, recall = 0;   // means over `classes` at `confidence`
+  double confidence = 0;              // maximising the (smoothed) mean F1, as Ultralytics
+};
+struct MapOptions {
+  int64_t max_detections = 100;  // per image, COCO's maxDets
+};
+// COCOeval's bbox evaluation (area "all"): per image and class the detections, best score
+// first, greedily take the unmatched ground truth of highest IoU (crowd ones last, matchable
+// repeatedly); AP is the mean of the interpolated precision at 101 recall points.
+DetectionMetrics evaluate_detections(std::span<const Detection> detections, std::span<const GroundTruth> truths,
+                                     const MapOptions& options = {});
 
 }  // namespace onnxtrain
