@@ -30,6 +30,14 @@ inline LabelledImage scene(int height, int width, const std::vector<Box>& boxes)
   return s;
 }
 
+// The corners of `b`, each within `tol`.
+inline void expect_box(const Box& b, double x1, double y1, double x2, double y2, double tol = 1e-5) {
+  EXPECT_NEAR(b.x1, x1, tol);
+  EXPECT_NEAR(b.y1, y1, tol);
+  EXPECT_NEAR(b.x2, x2, tol);
+  EXPECT_NEAR(b.y2, y2, tol);
+}
+
 inline bool red(const Image& im, int y, int x) {
   return im.at(0, y, x) - std::max(im.at(1, y, x), im.at(2, y, x)) > 0.5f;
 }

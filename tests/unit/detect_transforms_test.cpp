@@ -11,6 +11,7 @@
 #include "tests/support/detect_scenes.h"
 
 using namespace onnxtrain;
+using onnxtrain::test::detect::expect_box;
 using onnxtrain::test::detect::expect_boxes_fit;
 using onnxtrain::test::detect::scene;
 
@@ -37,18 +38,11 @@ TEST(DetectTransforms, LetterboxScalesCentresAndMapsBack) {
   EXPECT_DOUBLE_EQ(info.pad_y, 10);  // 64 * 1.25 = 80 rows, 20 rows of padding split evenly
   ASSERT_EQ(out.boxes.size(), 1u);
   EXPECT_EQ(out.boxes[0].cls, 2);
-  EXPECT_FLOAT_EQ(out.boxes[0].x1, 25);
-  EXPECT_FLOAT_EQ(out.boxes[0].y1, 22.5f);
-  EXPECT_FLOAT_EQ(out.boxes[0].x2, 62.5f);
-  EXPECT_FLOAT_EQ(out.boxes[0].y2, 47.5f);
+  expect_box(out.boxes[0], 25, 22.5, 62.5, 47.5);
   expect_boxes_fit(out);
   EXPECT_FLOAT_EQ(out.image.at(1, 5, 50), kPadValue);  // padding is grey
   EXPECT_FLOAT_EQ(out.image.at(1, 95, 50), kPadValue);
-  const Box back = info.to_original(out.boxes[0]);
-  EXPECT_NEAR(back.x1, 20, 1e-4);
-  EXPECT_NEAR(back.y1, 10, 1e-4);
-  EXPECT_NEAR(back.x2, 50, 1e-4);
-  EXPECT_NEAR(back.y2, 30, 1e-4);
+  expect_box(info.to_original(out.boxes[0]), 20, 10, 50, 30, 1e-4);
   // Shrinking (a tall target) pads left and right instead.
   LetterboxInfo small;
   const LabelledImage tall = letterbox(s, 96, 40, &small);
@@ -61,10 +55,8 @@ TEST(DetectTransforms, LetterboxScalesCentresAndMapsBack) {
 TEST(DetectTransforms, FlipMirrorsBoxes) {
   const LabelledImage out = hflip(scene(64, 80, {{1, 20, 10, 50, 30}, {0, 60, 40, 76, 60}}));
   ASSERT_EQ(out.boxes.size(), 2u);
-  EXPECT_FLOAT_EQ(out.boxes[0].x1, 30);
-  EXPECT_FLOAT_EQ(out.boxes[0].x2, 60);
-  EXPECT_FLOAT_EQ(out.boxes[1].x1, 4);
-  EXPECT_FLOAT_EQ(out.boxes[1].x2, 20);
+  expect_box(out.boxes[0], 30, 10, 60, 30);
+  expect_box(out.boxes[1], 4, 40, 20, 60);
   EXPECT_EQ(out.boxes[1].cls, 0);
   expect_boxes_fit(out);
 }
@@ -83,8 +75,7 @@ TEST(DetectTransforms, AffineMovesBoxesWithPixels) {
   // The identity at the same size keeps boxes and pixels.
   const LabelledImage same = affine(s, {}, 64, 80);
   ASSERT_EQ(same.boxes.size(), 2u);
-  EXPECT_FLOAT_EQ(same.boxes[1].x1, 55);
-  EXPECT_FLOAT_EQ(same.boxes[1].y2, 58);
+  expect_box(same.boxes[1], 55, 38, 70, 58);
   EXPECT_NEAR(same.image.at(0, 20, 30), s.image.at(0, 20, 30), 1e-6);
 }
 
@@ -119,8 +110,7 @@ TEST(DetectTransforms, HsvChangesColoursNotBoxes) {
   const LabelledImage s = scene(64, 80, {{0, 20, 10, 50, 30}});
   const LabelledImage out = hsv_jitter(s, 1.1, 0.8, 0.9);
   ASSERT_EQ(out.boxes.size(), 1u);
-  EXPECT_FLOAT_EQ(out.boxes[0].x1, 20);
-  EXPECT_FLOAT_EQ(out.boxes[0].y2, 30);
+  expect_box(out.boxes[0], 20, 10, 50, 30);
   // Pure red keeps hue 0; saturation 0.8 and value 0.9 give (0.9, 0.18, 0.18).
   EXPECT_NEAR(out.image.at(0, 20, 30), 0.9, 1e-5);
   EXPECT_NEAR(out.image.at(1, 20, 30), 0.18, 1e-5);
@@ -136,18 +126,12 @@ TEST(DetectTransforms, MosaicPlacesFourTilesAroundTheCentre) {
                                               scene(50, 40, {{2, 20, 30, 36, 46}}), scene(40, 40, {{3, 2, 2, 12, 38}})};
   const LabelledImage out = mosaic(tiles, 100, 120, 55, 45);
   ASSERT_EQ(out.boxes.size(), 4u);
-  // Tile 0 ends at the centre: its box moves by (55 - 50, 45 - 40).
-  EXPECT_FLOAT_EQ(out.boxes[0].x1, 15);
-  EXPECT_FLOAT_EQ(out.boxes[0].y1, 15);
-  // Tile 1 starts right of the centre, ends at it vertically.
-  EXPECT_FLOAT_EQ(out.boxes[1].x1, 60);
-  EXPECT_FLOAT_EQ(out.boxes[1].y1, 20);
-  // Tile 2 below left, tile 3 below right.
-  EXPECT_FLOAT_EQ(out.boxes[2].x1, 35);
-  EXPECT_FLOAT_EQ(out.boxes[2].y1, 75);
-  EXPECT_FLOAT_EQ(out.boxes[2].y2, 91);
-  EXPECT_FLOAT_EQ(out.boxes[3].x1, 57);
-  EXPECT_FLOAT_EQ(out.boxes[3].y2, 83);
+  // Tile 0 ends at the centre (its box moves by (55 - 50, 45 - 40)), tile 1 starts right of
+  // it, tiles 2 and 3 below.
+  expect_box(out.boxes[0], 15, 15, 35, 35);
+  expect_box(out.boxes[1], 60, 20, 80, 35);
+  expect_box(out.boxes[2], 35, 75, 51, 91);
+  expect_box(out.boxes[3], 57, 47, 67, 83);
   expect_boxes_fit(out);
   EXPECT_FLOAT_EQ(out.image.at(0, 2, 2), kPadValue);  // outside every tile: grey
 
