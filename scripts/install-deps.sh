@@ -8,6 +8,7 @@ packages=(
   libonnx-dev libprotobuf-dev protobuf-compiler
   libdnnl-dev ocl-icd-opencl-dev opencl-headers libspdlog-dev libfmt-dev libgtest-dev libgmock-dev
   libcli11-dev nlohmann-json3-dev libstb-dev zlib1g-dev
+  libyaml-cpp-dev  # detection datasets' data.yaml
   libopenmpi-dev openmpi-bin  # distributed training and its mpi tests (optional at configure time)
   libonnx-testdata
   python3-opencv python3-onnx python3-numpy  # tests/interop/opencv_check.py

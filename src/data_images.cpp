@@ -16,7 +16,7 @@
 #include "src/data_internal.h"
 
 // stb_image trusts sizes inside a file (a PNG chunk length, say) and allocates them before
-// reading; its allocations go through these, capped per decode by ImageFolder::load.
+// reading; its allocations go through these, capped per decode by data::decode_image.
 namespace {
 thread_local size_t t_stb_allocation_cap = SIZE_MAX;
 void* stb_malloc(size_t n) { return n > t_stb_allocation_cap ? nullptr : std::malloc(n); }
@@ -46,35 +46,15 @@ constexpr std::array<const char*, 10> kExtensions = {".png", ".jpg", ".jpeg", ".
 constexpr std::array<float, 3> kImageNetMean = {0.485f, 0.456f, 0.406f};
 constexpr std::array<float, 3> kImageNetStd = {0.229f, 0.224f, 0.225f};
 
-bool hidden(const fs::path& p) { return p.filename().string().starts_with("."); }
+}  // namespace
 
-bool image_extension(const fs::path& p) {
-  std::string ext = p.extension().string();
+namespace data {
+
+bool image_extension(const std::string& path) {
+  std::string ext = std::filesystem::path(path).extension().string();
   std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
   return std::find(kExtensions.begin(), kExtensions.end(), ext) != kExtensions.end();
 }
-
-std::vector<fs::path> sorted_entries(const fs::path& dir, bool directories) {
-  std::vector<fs::path> out;
-  std::error_code ec;
-  fs::directory_iterator it(dir, ec);
-  if (ec) throw DataError("cannot read the directory " + data::quoted(dir.string()) + ": " + ec.message());
-  for (const auto& entry : it) {
-    if (hidden(entry.path())) continue;
-    if (directories ? entry.is_directory(ec) : entry.is_regular_file(ec) && image_extension(entry.path()))
-      out.push_back(entry.path());
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
-// One axis of a resize with a triangle (bilinear) filter widened by the downscale factor:
-// PIL's and torchvision's antialiased bilinear resize. Output pixel o reads source pixels
-// [first[o], first[o] + weights[o].size()).
-struct AxisWeights {
-  std::vector<int> first;
-  std::vector<std::vector<float>> weights;
-};
 
 AxisWeights axis_weights(int in, int out, int begin, int count) {
   const double scale = static_cast<double>(in) / out;
@@ -99,10 +79,7 @@ AxisWeights axis_weights(int in, int out, int begin, int count) {
   return aw;
 }
 
-struct Entry {
-  std::string path;
-  int64_t label = 0;
-};
+namespace {
 
 // stb_image 2.27 reads a PNM header's numbers into an int without an overflow check
 // (undefined behaviour, found by fuzz_image): a number of more than 9 digits is refused first.
@@ -120,10 +97,115 @@ void check_pnm_header(const std::string& path) {
     }
     int digits = 0;
     for (; c != EOF && std::isdigit(c); c = in.get())
-      if (++digits > 9) throw DataError(data::quoted(path) + ": the PNM header holds a number too large for an image");
+      if (++digits > 9) throw DataError(quoted(path) + ": the PNM header holds a number too large for an image");
     if (digits == 0) return;  // malformed: stb_image says so
   }
 }
+
+// A header's size, checked before decoding allocates it: positive, the decoded pixels within
+// the memory limit, and no more pixels than the file's bytes can describe.
+void check_dimensions(const std::string& path, int w, int h) {
+  if (w <= 0 || h <= 0)
+    throw DataError(quoted(path) + ": the image header gives an empty size " + std::to_string(w) + "x" + std::to_string(h));
+  const uint64_t pixels = static_cast<uint64_t>(w) * static_cast<uint64_t>(h) * 4;
+  if (auto problem = memory_limit_problem(pixels, quoted(path) + " (" + std::to_string(w) + "x" + std::to_string(h) + ")");
+      !problem.empty())
+    throw DataError(problem);
+  // No format packs more than ~2,700 pixels into a byte (LZW at its best; deflate ~1,000):
+  // a header claiming more describes data that is not there, and stb would spend minutes
+  // decoding zeros (found by fuzz_image: a 127-byte TGA of 33274x3855 pixels).
+  std::error_code ec;
+  const uint64_t file_bytes = fs::file_size(path, ec);
+  if (!ec && static_cast<uint64_t>(w) * static_cast<uint64_t>(h) > (file_bytes << 12) + (uint64_t{1} << 20))
+    throw DataError(quoted(path) + ": the header claims " + std::to_string(w) + "x" + std::to_string(h) +
+                    " pixels, more than its " + std::to_string(file_bytes) + " bytes can hold (corrupt?)");
+}
+
+// stb_image 2.27 converts the channels of a 16-bit PNM as if it had 8 bits, overrunning its
+// buffer (found by fuzz_image): such files decode in their own channel count and are
+// converted here with stb's luminance weights.
+stbi_uc* load_pixels(const std::string& path, int* w, int* h, int channels) {
+  int file_channels = 0;
+  char magic[2] = {};
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    const size_t got = std::fread(magic, 1, 2, f);
+    std::fclose(f);
+    if (got != 2) magic[0] = 0;
+  }
+  const bool pnm = magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6');
+  if (!pnm || !stbi_is_16_bit(path.c_str())) return stbi_load(path.c_str(), w, h, &file_channels, channels);
+  stbi_uc* native = stbi_load(path.c_str(), w, h, &file_channels, 0);
+  if (!native || file_channels == channels) return native;
+  const size_t n = static_cast<size_t>(*w) * static_cast<size_t>(*h);
+  auto* out = static_cast<stbi_uc*>(std::malloc(n * static_cast<size_t>(channels)));
+  for (size_t i = 0; out && i < n; ++i) {
+    const stbi_uc* p = native + i * static_cast<size_t>(file_channels);
+    if (channels == 1)
+      out[i] = static_cast<stbi_uc>((p[0] * 77 + p[1] * 150 + 29 * p[2]) >> 8);
+    else
+      out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = p[0];
+  }
+  stbi_image_free(native);
+  return out;
+}
+
+}  // namespace
+
+bool read_image_size(const std::string& path, int& width, int& height, std::string& why) {
+  int comp = 0;
+  check_pnm_header(path);
+  if (!stbi_info(path.c_str(), &width, &height, &comp)) {
+    why = stbi_failure_reason();
+    return false;
+  }
+  check_dimensions(path, width, height);
+  return true;
+}
+
+DecodedImage decode_image(const std::string& path, int channels) {
+  DecodedImage image;
+  // The file may have changed since it was listed: its header is checked again.
+  std::string why;
+  if (!read_image_size(path, image.width, image.height, why))
+    throw DataError(quoted(path) + ": cannot decode the image (" + why + ")");
+  // No buffer of a decode needs more than the file (compressed data) or 16 bytes a pixel
+  // (4 channels of 16 bits, twice): a larger request comes from a corrupt size field.
+  std::error_code ec;
+  const uint64_t file_bytes = fs::file_size(path, ec);
+  t_stb_allocation_cap = static_cast<size_t>(
+      std::max<uint64_t>(ec ? 0 : file_bytes, 16ull * static_cast<uint64_t>(image.width) * static_cast<uint64_t>(image.height)) +
+      (1u << 20));
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(load_pixels(path, &image.width, &image.height, channels), stbi_image_free);
+  t_stb_allocation_cap = SIZE_MAX;
+  if (!pixels) throw DataError(quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
+  image.pixels.assign(pixels.get(), pixels.get() + static_cast<size_t>(image.width) * image.height * channels);
+  return image;
+}
+
+}  // namespace data
+
+namespace {
+
+bool hidden(const fs::path& p) { return p.filename().string().starts_with("."); }
+
+std::vector<fs::path> sorted_entries(const fs::path& dir, bool directories) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec);
+  if (ec) throw DataError("cannot read the directory " + data::quoted(dir.string()) + ": " + ec.message());
+  for (const auto& entry : it) {
+    if (hidden(entry.path())) continue;
+    if (directories ? entry.is_directory(ec) : entry.is_regular_file(ec) && data::image_extension(entry.path().string()))
+      out.push_back(entry.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+struct Entry {
+  std::string path;
+  int64_t label = 0;
+};
 
 class ImageFolder final : public Dataset {
  public:
@@ -140,11 +222,10 @@ class ImageFolder final : public Dataset {
                         data::join_names({kExtensions.begin(), kExtensions.end()}) + ")");
       for (const auto& file : files) {
         // The header only: an unreadable file should stop the run now, not hours into it.
-        int w = 0, h = 0, comp = 0;
-        check_pnm_header(file.string());
-        if (!stbi_info(file.c_str(), &w, &h, &comp))
-          throw DataError(data::quoted(file.string()) + " is not a readable image (" + stbi_failure_reason() + ")");
-        check_dimensions(file.string(), w, h);
+        int w = 0, h = 0;
+        if (std::string why; !data::read_image_size(file.string(), w, h, why))
+          throw DataError(data::quoted(file.string()) + " is not a readable image (" + why + ")");
+        check_elongation(file.string(), w, h);
         if (auto [rw, rh] = resized(w, h); rw < options_.width || rh < options_.height)
           throw DataError(data::quoted(file.string()) + " is " + std::to_string(w) + "x" + std::to_string(h) +
                           " (width x height), " + std::to_string(rw) + "x" + std::to_string(rh) +
@@ -214,24 +295,8 @@ class ImageFolder final : public Dataset {
       if (!(s > 0)) throw DataError(source_ + ": normalisation std values must be positive");
   }
 
-  // A header's size, checked before decoding allocates it: positive, and the decoded pixels
-  // and the resized image within the memory limit.
-  void check_dimensions(const std::string& path, int w, int h) const {
-    if (w <= 0 || h <= 0)
-      throw DataError(data::quoted(path) + ": the image header gives an empty size " + std::to_string(w) + "x" +
-                      std::to_string(h));
-    const uint64_t pixels = static_cast<uint64_t>(w) * static_cast<uint64_t>(h) * static_cast<uint64_t>(options_.channels);
-    if (auto problem = memory_limit_problem(pixels, data::quoted(path) + " (" + std::to_string(w) + "x" + std::to_string(h) + ")");
-        !problem.empty())
-      throw DataError(problem);
-    // No format packs more than ~2,700 pixels into a byte (LZW at its best; deflate ~1,000):
-    // a header claiming more describes data that is not there, and stb would spend minutes
-    // decoding zeros (found by fuzz_image: a 127-byte TGA of 33274x3855 pixels).
-    std::error_code ec;
-    const uint64_t file_bytes = fs::file_size(path, ec);
-    if (!ec && static_cast<uint64_t>(w) * static_cast<uint64_t>(h) > (file_bytes << 12) + (uint64_t{1} << 20))
-      throw DataError(data::quoted(path) + ": the header claims " + std::to_string(w) + "x" + std::to_string(h) +
-                      " pixels, more than its " + std::to_string(file_bytes) + " bytes can hold (corrupt?)");
+  // The resize of a header's size must stay representable.
+  void check_elongation(const std::string& path, int w, int h) const {
     const int64_t r = options_.resize_to, longer = std::max(w, h), shorter = std::min(w, h);
     if (r * longer / shorter > INT_MAX)
       throw DataError(data::quoted(path) + " is " + std::to_string(w) + "x" + std::to_string(h) +
@@ -263,50 +328,11 @@ class ImageFolder final : public Dataset {
   std::vector<ArrayInfo> schema_;
 };
 
-// stb_image 2.27 converts the channels of a 16-bit PNM as if it had 8 bits, overrunning its
-// buffer (found by fuzz_image): such files decode in their own channel count and are
-// converted here with stb's luminance weights.
-stbi_uc* load_pixels(const std::string& path, int* w, int* h, int channels) {
-  int file_channels = 0;
-  char magic[2] = {};
-  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
-    const size_t got = std::fread(magic, 1, 2, f);
-    std::fclose(f);
-    if (got != 2) magic[0] = 0;
-  }
-  const bool pnm = magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6');
-  if (!pnm || !stbi_is_16_bit(path.c_str())) return stbi_load(path.c_str(), w, h, &file_channels, channels);
-  stbi_uc* native = stbi_load(path.c_str(), w, h, &file_channels, 0);
-  if (!native || file_channels == channels) return native;
-  const size_t n = static_cast<size_t>(*w) * static_cast<size_t>(*h);
-  auto* out = static_cast<stbi_uc*>(std::malloc(n * static_cast<size_t>(channels)));
-  for (size_t i = 0; out && i < n; ++i) {
-    const stbi_uc* p = native + i * static_cast<size_t>(file_channels);
-    if (channels == 1)
-      out[i] = static_cast<stbi_uc>((p[0] * 77 + p[1] * 150 + 29 * p[2]) >> 8);
-    else
-      out[3 * i] = out[3 * i + 1] = out[3 * i + 2] = p[0];
-  }
-  stbi_image_free(native);
-  return out;
-}
-
 void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) const {
   const int channels = options_.channels, height = options_.height, width = options_.width;
-  int w = 0, h = 0, file_channels = 0;
-  // The file may have changed since the dataset was opened: its header is checked again.
-  check_pnm_header(path);
-  if (!stbi_info(path.c_str(), &w, &h, &file_channels))
-    throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
-  check_dimensions(path, w, h);
-  // No buffer of a decode needs more than the file (compressed data) or 16 bytes a pixel
-  // (4 channels of 16 bits, twice): a larger request comes from a corrupt size field.
-  std::error_code ec;
-  const uint64_t file_bytes = fs::file_size(path, ec);
-  t_stb_allocation_cap = static_cast<size_t>(std::max<uint64_t>(ec ? 0 : file_bytes, 16ull * static_cast<uint64_t>(w) * static_cast<uint64_t>(h)) + (1u << 20));
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(load_pixels(path, &w, &h, channels), stbi_image_free);
-  t_stb_allocation_cap = SIZE_MAX;
-  if (!pixels) throw DataError(data::quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
+  const data::DecodedImage image = data::decode_image(path, channels);
+  const int w = image.width, h = image.height;
+  check_elongation(path, w, h);
 
   const auto [rw, rh] = resized(w, h);
   if (rw < width || rh < height)  // the file changed since the dataset was opened
@@ -325,17 +351,17 @@ void ImageFolder::load(const std::string& path, data::Rng* rng, float* out) cons
 
   // Only the cropped pixels are computed: columns first over the source rows the crop needs,
   // then rows.
-  const AxisWeights wx = axis_weights(w, rw, left, width);
-  const AxisWeights wy = axis_weights(h, rh, top, height);
+  const data::AxisWeights wx = data::axis_weights(w, rw, left, width);
+  const data::AxisWeights wy = data::axis_weights(h, rh, top, height);
   const int row_lo = wy.first.front();
   const int row_hi = wy.first.back() + static_cast<int>(wy.weights.back().size());
   std::vector<float> columns(static_cast<size_t>(row_hi - row_lo) * width * channels);
-  const stbi_uc* src = pixels.get();
+  const unsigned char* src = image.pixels.data();
   for (int y = row_lo; y < row_hi; ++y)
     for (int j = 0; j < width; ++j) {
       float* dst = &columns[(static_cast<size_t>(y - row_lo) * width + j) * channels];
       const auto& k = wx.weights[j];
-      const stbi_uc* p = src + (static_cast<size_t>(y) * w + wx.first[j]) * channels;
+      const unsigned char* p = src + (static_cast<size_t>(y) * w + wx.first[j]) * channels;
       for (size_t t = 0; t < k.size(); ++t)
         for (int c = 0; c < channels; ++c) dst[c] += k[t] * p[t * channels + c];
     }

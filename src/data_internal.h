@@ -41,4 +41,26 @@ std::vector<std::string> array_names(const Dataset& data);
 DatasetPtr make_array_dataset(std::map<std::string, Tensor> arrays, const std::string& source,
                               std::vector<std::string> class_names);
 
+// ---- Image files (data_images.cpp holds stb_image) -----------------------------------------
+
+// PNG, JPEG, BMP, GIF, TGA, PSD, PNM by extension (case-insensitive).
+bool image_extension(const std::string& path);
+// The size from the file's header alone; false with the decoder's reason when unreadable.
+bool read_image_size(const std::string& path, int& width, int& height, std::string& why);
+// Pixels interleaved (HWC), converted to `channels` (1 or 3). Throws DataError naming the file.
+struct DecodedImage {
+  int width = 0, height = 0;
+  std::vector<unsigned char> pixels;
+};
+DecodedImage decode_image(const std::string& path, int channels);
+
+// One axis of a resize with a triangle (bilinear) filter widened by the downscale factor:
+// PIL's and torchvision's antialiased bilinear resize. Output pixel o (of `count` from
+// `begin`) reads source pixels [first[o], first[o] + weights[o].size()).
+struct AxisWeights {
+  std::vector<int> first;
+  std::vector<std::vector<float>> weights;
+};
+AxisWeights axis_weights(int in, int out, int begin, int count);
+
 }  // namespace onnxtrain::data

@@ -3,6 +3,7 @@
 #include "onnxtrain/atomic_file.h"
 #include "onnxtrain/clipping.h"
 #include "onnxtrain/data.h"
+#include "onnxtrain/detection.h"
 #include "onnxtrain/distributed.h"
 #include "onnxtrain/errors.h"
 #include "onnxtrain/log.h"
