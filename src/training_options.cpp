@@ -31,6 +31,8 @@ void fields_from_json(std::span<const OptionField<Options>> fields, const nlohma
     try {
       if constexpr (std::is_same_v<T, std::optional<double>>) {
         if (j.contains(key)) value = j.at(key).template get<double>();
+      } else if (row.added_later && !j.contains(key)) {
+        // written before the field existed: its default
       } else {
         value = j.at(key).template get<T>();
       }

@@ -41,6 +41,9 @@ struct OptionField {
   // options (--label also names the data's label array, --seed also seeds shuffling); the
   // generated flags skip it, the options still read it when given.
   bool command_flag = false;
+  // Added after the JSON format was first written: files without the key read its default
+  // (every other key is required, so a damaged file is refused).
+  bool added_later = false;
 };
 
 inline constexpr OptionField<LossOptions> kLossFields[] = {
@@ -93,7 +96,8 @@ inline constexpr OptionField<TrainingOptions> kTrainingFields[] = {
     {"bn_running_var", &TrainingOptions::bn_running_var, "--bn-running-var",
      "Running-variance update of training-mode BatchNormalization", &kBnRunningVars},
     {"sync_batchnorm", &TrainingOptions::sync_batchnorm, "--sync-bn",
-     "Under mpirun: BatchNorm statistics over every process's batch (SyncBatchNorm)"},
+     "Under mpirun: BatchNorm statistics over every process's batch (SyncBatchNorm)", nullptr, FlagCheck::None, false,
+     true},
     {"seed", &TrainingOptions::seed, "--seed", "Seed for shuffling, augmentation and dropout", nullptr, FlagCheck::None,
      true},
 };
