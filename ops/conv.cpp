@@ -68,23 +68,24 @@ class DnnlConvKernel final : public Kernel {
     src_ = Reorderer(x_md_, pd.src_desc());
     weights_ = Reorderer(w_md_, pd.weights_desc());
     dst_ = Reorderer(pd.dst_desc(), y_md_);
-    if (dst_.needed()) dst_scratch_ = dnnl::memory(pd.dst_desc(), cpu_engine());
+    dst_desc_ = pd.dst_desc();
     if (constant_w) {
-      constant_w_ = weights_(bind(w_md_, *constant_w), w_scratch_);
+      constant_w_ = weights_(bind(w_md_, *constant_w), constant_w_buffer_);
       if (!weights_.needed()) constant_w_ = {};  // binding the input at run time is as cheap
     }
   }
 
   void run(KernelContext& ctx) override {
     Tensor& y = ctx.output(0, DType::Float, y_shape_);
-    dnnl::memory src = src_(bind(x_md_, ctx.input(0)), x_scratch_);
-    dnnl::memory w = constant_w_ ? constant_w_ : weights_(bind(w_md_, ctx.input(1)), w_scratch_);
+    // Converted layouts live in the scratch arena while this runs (dnnl_utils.h).
+    dnnl::memory src = src_(bind(x_md_, ctx.input(0)));
+    dnnl::memory w = constant_w_ ? constant_w_ : weights_(bind(w_md_, ctx.input(1)));
     dnnl::memory out = bind(y_md_, y);
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst_.needed() ? dst_scratch_ : out}};
+    dnnl::memory dst = dst_.needed() ? scratch_memory(dst_desc_) : out;
+    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}};
     if (has_bias_) args[DNNL_ARG_BIAS] = bind(bias_md_, ctx.input(2));
     execute(primitive_, args);
-    if (dst_.needed()) dst_(dst_scratch_, out);
+    if (dst_.needed()) dst_(dst, out);
   }
 
  private:
@@ -92,9 +93,9 @@ class DnnlConvKernel final : public Kernel {
   bool has_bias_;
   dnnl::primitive_desc pd_;  // kept as the hint for the backward primitives
   dnnl::primitive primitive_;
-  dnnl::memory::desc x_md_, y_md_, w_md_, bias_md_;
+  dnnl::memory::desc x_md_, y_md_, w_md_, bias_md_, dst_desc_;
   Reorderer src_, weights_, dst_;
-  dnnl::memory x_scratch_, w_scratch_, dst_scratch_, constant_w_;
+  dnnl::memory constant_w_buffer_, constant_w_;  // constant weights, converted once
 };
 void check_inputs(const Node& node, const std::vector<InputInfo>& in, int64_t out_channels) {
   if (in[1].dtype != in[0].dtype) fail(node, "X and W have different element types");
@@ -313,14 +314,14 @@ class DnnlConvGradKernel final : public Kernel {
       data_dy_ = Reorderer(y_md_, data_pd->diff_dst_desc());
       data_w_ = Reorderer(w_md_, data_pd->weights_desc());
       dx_ = Reorderer(data_pd->diff_src_desc(), x_md_);
-      if (dx_.needed()) dx_scratch_ = dnnl::memory(data_pd->diff_src_desc(), cpu_engine());
+      dx_desc_ = data_pd->diff_src_desc();
     }
     if (weights_pd) {
       weights_ = dnnl::primitive(*weights_pd);
       weights_x_ = Reorderer(x_md_, weights_pd->src_desc());
       weights_dy_ = Reorderer(y_md_, weights_pd->diff_dst_desc());
       dw_ = Reorderer(weights_pd->diff_weights_desc(), w_md_);
-      if (dw_.needed()) dw_scratch_ = dnnl::memory(weights_pd->diff_weights_desc(), cpu_engine());
+      dw_desc_ = weights_pd->diff_weights_desc();
       share_dy_ = data_pd && data_pd->diff_dst_desc() == weights_pd->diff_dst_desc();
     }
   }
@@ -331,22 +332,22 @@ class DnnlConvGradKernel final : public Kernel {
     dnnl::memory dy_data;
     if (want_.dx) {
       Tensor& dx = ctx.output(0, DType::Float, x_shape_of(g_));
-      dy_data = data_dy_(dy_plain, dy_scratch_);
-      dnnl::memory w = data_w_(bind(w_md_, ctx.input(2)), w_scratch_);
+      // Converted layouts live in the scratch arena while this runs (dnnl_utils.h).
+      dy_data = data_dy_(dy_plain);
+      dnnl::memory w = data_w_(bind(w_md_, ctx.input(2)));
       dnnl::memory out = bind(x_md_, dx);
-      execute(data_, {{DNNL_ARG_DIFF_DST, dy_data}, {DNNL_ARG_WEIGHTS, w},
-                      {DNNL_ARG_DIFF_SRC, dx_.needed() ? dx_scratch_ : out}});
-      if (dx_.needed()) dx_(dx_scratch_, out);
+      dnnl::memory diff_src = dx_.needed() ? scratch_memory(dx_desc_) : out;
+      execute(data_, {{DNNL_ARG_DIFF_DST, dy_data}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, diff_src}});
+      if (dx_.needed()) dx_(diff_src, out);
     }
     if (want_.dw) {
       Tensor& dw = ctx.output(1, DType::Float, w_shape_);
-      dnnl::memory src = weights_x_(bind(x_md_, ctx.input(1)), x_scratch_);
-      dnnl::memory dy_w = share_dy_ && dy_data ? dy_data : weights_dy_(dy_plain, dy_w_scratch_);
+      dnnl::memory src = weights_x_(bind(x_md_, ctx.input(1)));
+      dnnl::memory dy_w = share_dy_ && dy_data ? dy_data : weights_dy_(dy_plain);
       dnnl::memory out = bind(w_md_, dw);
-      std::unordered_map<int, dnnl::memory> args{
-          {DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dy_w}, {DNNL_ARG_DIFF_WEIGHTS, dw_.needed() ? dw_scratch_ : out}};
-      execute(weights_, args);
-      if (dw_.needed()) dw_(dw_scratch_, out);
+      dnnl::memory diff_weights = dw_.needed() ? scratch_memory(dw_desc_) : out;
+      execute(weights_, {{DNNL_ARG_SRC, src}, {DNNL_ARG_DIFF_DST, dy_w}, {DNNL_ARG_DIFF_WEIGHTS, diff_weights}});
+      if (dw_.needed()) dw_(diff_weights, out);
     }
     if (want_.db) {
       bias_grad_loop<float>(g_.n, g_.m, g_.out_size(), dy.data<float>(),
@@ -359,10 +360,9 @@ class DnnlConvGradKernel final : public Kernel {
   Shape w_shape_;
   GradOutputs want_;
   bool share_dy_ = false;
-  dnnl::memory::desc x_md_, y_md_, w_md_;
+  dnnl::memory::desc x_md_, y_md_, w_md_, dx_desc_, dw_desc_;
   dnnl::primitive data_, weights_;
   Reorderer data_dy_, data_w_, dx_, weights_x_, weights_dy_, dw_;
-  dnnl::memory dy_scratch_, w_scratch_, dx_scratch_, x_scratch_, dy_w_scratch_, dw_scratch_;
 };
 
 GradOutputs grad_outputs(const Node& node) { return {node.has_output(0), node.has_output(1), node.has_output(2)}; }

@@ -71,6 +71,52 @@ Reorderer::Reorderer(const dnnl::memory::desc& from, const dnnl::memory::desc& t
   if (needed_) reorder_ = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to));
 }
 
+void* ScratchArena::allocate(size_t bytes) {
+  constexpr size_t kAlign = 64;
+  bytes = (bytes + kAlign - 1) / kAlign * kAlign;
+  if (chunks_.empty() || used_ + bytes > chunks_.back().size) {
+    // Earlier allocations of this node stay where they are: a new, larger chunk.
+    const size_t size = std::max(bytes, 2 * capacity());
+    chunks_.push_back({std::make_unique_for_overwrite<std::byte[]>(size + kAlign), size});
+    used_ = 0;
+  }
+  std::byte* base = chunks_.back().data.get();
+  const auto misalign = reinterpret_cast<uintptr_t>(base) % kAlign;
+  void* p = base + (misalign ? kAlign - misalign : 0) + used_;
+  used_ += bytes;
+  return p;
+}
+
+void ScratchArena::reset() {
+  if (chunks_.size() > 1) {  // one chunk as large as the whole need so far
+    const size_t total = capacity();
+    chunks_.clear();
+    chunks_.push_back({std::make_unique_for_overwrite<std::byte[]>(total + 64), total});
+  }
+  used_ = 0;
+}
+
+size_t ScratchArena::capacity() const {
+  size_t total = 0;
+  for (const auto& c : chunks_) total += c.size;
+  return total;
+}
+
+ScratchArena& scratch_arena() {
+  thread_local ScratchArena arena;
+  return arena;
+}
+
+dnnl::memory scratch_memory(const dnnl::memory::desc& desc) {
+  return dnnl::memory(desc, cpu_engine(), scratch_arena().allocate(desc.get_size()));
+}
+
+dnnl::memory Reorderer::operator()(const dnnl::memory& src) const {
+  if (!needed_) return src;
+  dnnl::memory scratch = scratch_memory(to_);
+  return (*this)(src, scratch);
+}
+
 dnnl::memory Reorderer::operator()(const dnnl::memory& src, dnnl::memory& scratch) const {
   if (!needed_) return src;
   if (!scratch || scratch.get_desc() != to_) scratch = dnnl::memory(to_, cpu_engine());

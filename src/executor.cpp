@@ -267,6 +267,7 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
       k.last_signature = std::move(signature);
     }
     outputs.assign(step.outputs.size(), Tensor());
+    ops::scratch_arena().reset();  // the previous node's converted layouts are dead
     ops::KernelContext ctx(node, inputs, outputs, pool_, rng_);
     ctx.set_collective(collective_);
     const auto start = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
