@@ -33,6 +33,7 @@ TEST(Soak, TenThousandStepsKeepResidentMemoryFlat) {
   TrainingOptions options;
   options.optimizer.kind = "adam";
   options.optimizer.lr = 1e-3;
+  options.threads = 1;  // a memory test: one thread keeps it from crowding parallel tests
   TrainingSession session(model, options);
   const std::map<std::string, Tensor> feeds{{"input", to_float(golden.at("feed.input"))}, {"label", golden.at("feed.label")}};
   for (int i = 0; i < 500; ++i) session.train_step(feeds);  // warm-up: plans, kernels, pool
