@@ -10,7 +10,6 @@
 #include <limits>
 #include <optional>
 
-#include "ops/dnnl_utils.h"
 #include "ops/op_utils.h"
 #include "ops/registry.h"
 #include "ops/softmax_common.h"
@@ -292,7 +291,7 @@ void nll_gradient(GradientBuilder& b) {
 void register_loss_ops(Registry& r) {
   // Targets and weights get no gradient.
   r.add({"", "NegativeLogLikelihoodLoss", 12, INT_MAX, make_nll, "own", nll_gradient, {1, 2}});
-  r.add({"", "SoftmaxCrossEntropyLoss", 12, INT_MAX, make_sce, "oneDNN softmax_v2", sce_gradient, {1, 2}});
+  r.add({"", "SoftmaxCrossEntropyLoss", 12, INT_MAX, make_sce, "own (log-softmax sums in double)", sce_gradient, {1, 2}});
   const char* d = graph::kTrainingDomain;
   r.add({d, "SoftmaxCrossEntropyLossGrad", 1, INT_MAX, loss_grad_factory(true), "own"});
   r.add({d, "NegativeLogLikelihoodLossGrad", 1, INT_MAX, loss_grad_factory(false), "own"});

@@ -244,7 +244,7 @@ void hardmax_gradient(GradientBuilder& b) { b.GI(0, b.zeros_like(b.I(0))); }
 
 void register_softmax_ops(Registry& r) {
   r.add({"", "Softmax", 1, INT_MAX, softmax_factory(SoftmaxKind::Softmax), "oneDNN softmax_v2", softmax_gradient(false)});
-  r.add({"", "LogSoftmax", 1, INT_MAX, softmax_factory(SoftmaxKind::LogSoftmax), "oneDNN softmax_v2",
+  r.add({"", "LogSoftmax", 1, INT_MAX, softmax_factory(SoftmaxKind::LogSoftmax), "own (sums in double)",
          softmax_gradient(true)});
   r.add({"", "Hardmax", 1, INT_MAX, softmax_factory(SoftmaxKind::Hardmax), "own", hardmax_gradient});
   const char* d = graph::kTrainingDomain;
