@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cmath>
 #include <stdexcept>
 
@@ -39,9 +40,18 @@ FitPlan make_plan(const Model& model, const TrainingOptions& options, const FitO
   plan.train_samples = train.size();
   plan.val_samples = val ? val->size() : 0;
   plan.metric = !fit.metric.empty()              ? fit.metric
+                : fit.validator                  ? fit.validator->metrics().at(0)
                 : fit.label.empty()              ? "loss"
                 : is_classification(options.loss) ? "accuracy"
                                                  : "mse";
+  if (fit.validator && plan.metric != "loss") {
+    const auto names = fit.validator->metrics();
+    if (std::find(names.begin(), names.end(), plan.metric) == names.end()) {
+      std::string list;
+      for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+      throw DataError("fit: metric '" + plan.metric + "' is not one the validator reports (" + list + ", loss)");
+    }
+  }
   plan.output = !fit.output.empty()           ? fit.output
                 : !options.loss.output.empty() ? options.loss.output
                                                : model.outputs().at(0).name;
@@ -85,7 +95,9 @@ struct Trainer::Impl {
     if (world) val_part = validation_shard(val, *world);
     plan = make_plan(model, options, fit, *loader, *train, val.get());
     loss_only = plan.metric == "loss";
-    if (!loss_only) higher_is_better = make_metric(plan.metric)->higher_is_better();  // also rejects unknown names
+    if (!loss_only)
+      higher_is_better = fit.validator ? fit.validator->higher_is_better(plan.metric)
+                                       : make_metric(plan.metric)->higher_is_better();  // also rejects unknown names
     if (options.total_steps == 0) {
       // The schedule anneals over this fit; a training model continues from its stored step.
       const int64_t k = std::max(1, options.accumulate);
@@ -132,7 +144,13 @@ struct Trainer::Impl {
     }
     if (world) session->set_distributed(*world);  // every rank continues from rank 0's state
     std::vector<std::string> columns;
-    if (val) columns = loss_only ? std::vector<std::string>{"val_loss"} : std::vector<std::string>{"val_loss", "val_" + plan.metric};
+    if (val) {
+      columns = {"val_loss"};
+      if (fit.validator)
+        for (const auto& m : fit.validator->metrics()) columns.push_back("val_" + m);
+      else if (!loss_only)
+        columns.push_back("val_" + plan.metric);
+    }
     const bool resumed = !fit.resume.empty();
     if (writes_files()) {
       fs::create_directories(fit.run_dir);
@@ -225,12 +243,18 @@ struct Trainer::Impl {
                            .label = fit.label,
                            .batch_size = fit.val_batch_size > 0 ? fit.val_batch_size : fit.batch_size,
                            .confusion = is_classification(options.loss)};
-      last_eval = world ? combine_evaluations(*world, evaluate(*session, val_part, eval)) : evaluate(*session, val, eval);
+      if (fit.validator) {
+        last_eval = fit.validator->validate(*session, val);  // every rank the whole set: a mAP does not add up
+        if (held)
+          for (const auto& [name, value] : last_eval->metrics) held->extra["val_" + name] = value;
+      } else {
+        last_eval = world ? combine_evaluations(*world, evaluate(*session, val_part, eval)) : evaluate(*session, val, eval);
+      }
       state.val_loss.push_back(last_eval->loss);
       if (held) held->extra["val_loss"] = last_eval->loss;
       event.val_loss = score = last_eval->loss;
       if (!loss_only) {
-        const double m = last_eval->metrics.begin()->second;
+        const double m = last_eval->metrics.at(plan.metric);
         state.val_metric.push_back(m);
         if (held) held->extra["val_" + plan.metric] = m;
         event.val_metric = score = m;
@@ -265,6 +289,7 @@ struct Trainer::Impl {
       write_file_atomically(file("confusion_matrix.svg").string(), confusion_matrix_svg(*last_eval->confusion));
       write_file_atomically(file("class_report.csv").string(), class_report_csv(*last_eval->confusion));
     }
+    if (done && writes_files() && last_eval && fit.validator) fit.validator->write_run_files(fit.run_dir);
     result.steps = session->step();
     result.micro_batches = state.micro;
     result.epochs = static_cast<int64_t>(state.train_loss.size());

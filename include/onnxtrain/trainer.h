@@ -53,6 +53,24 @@ Evaluation evaluate(TrainingSession& session, DatasetPtr data, const EvaluateOpt
 // The same without a loss: the label array is not fed to the model.
 Evaluation evaluate(InferenceSession& session, DatasetPtr data, const EvaluateOptions& options);
 
+// ---- Validators ---------------------------------------------------------------------------
+// Validation that per-batch Metrics cannot express: detection's mAP needs every image's
+// predictions before any number is known. A fit with FitOptions::validator calls it after
+// each epoch instead of evaluate().
+class Validator {
+ public:
+  virtual ~Validator() = default;
+  // The names of the metrics validate() reports, the default score first.
+  virtual std::vector<std::string> metrics() const = 0;
+  virtual bool higher_is_better(const std::string& metric) const = 0;
+  // The session's model on the whole of `data`: Evaluation::metrics holds every name of
+  // metrics(); the loss is the session's (NaN when it has none).
+  virtual Evaluation validate(TrainingSession& session, DatasetPtr data) = 0;
+  // Once a fit completed or stopped early, with a run directory: files of the last
+  // validation (plots, drawn images). Rank 0 only.
+  virtual void write_run_files(const std::filesystem::path& run_dir) { (void)run_dir; }
+};
+
 // ---- Fit ----------------------------------------------------------------------------------
 
 struct FitOptions {
@@ -91,6 +109,10 @@ struct FitOptions {
   // directory (run_dir and metrics_copy are ignored on the others); every rank reads
   // `resume`. A stop requested on any rank stops all of them after the same batch.
   Distributed* distributed = nullptr;
+  // Replaces evaluate() for validation (null: evaluate with `metric`). `metric` then picks
+  // the score among validator->metrics() (default: its first); every one of them gets a
+  // val_<name> column in metrics.csv. With several ranks each validates the whole set.
+  std::shared_ptr<Validator> validator;
 };
 
 // How a fit divides its work, known once the datasets are.

@@ -268,3 +268,66 @@ TEST_F(TrainerTest, DivergenceKeepsTheLastGoodCheckpoint) {
 }
 
 }  // namespace
+
+// A validator scripted per epoch: its scores decide best.onnx, every metric it reports gets
+// a column, and its run files come last.
+struct ScriptedValidator : Validator {
+  std::vector<double> scores;  // "score" per call
+  int calls = 0;
+  fs::path files_written_to;
+  std::vector<std::string> metrics() const override { return {"score", "other"}; }
+  bool higher_is_better(const std::string& metric) const override { return metric == "score"; }
+  Evaluation validate(TrainingSession& session, DatasetPtr data) override {
+    Evaluation e;
+    e.loss = 0.5;
+    e.metrics = {{"score", scores.at(calls)}, {"other", 10.0 + calls}};
+    ++calls;
+    (void)session, (void)data;
+    return e;
+  }
+  void write_run_files(const fs::path& run_dir) override {
+    files_written_to = run_dir;
+    std::ofstream(run_dir / "validator.txt") << calls;
+  }
+};
+
+TEST_F(TrainerTest, AValidatorReplacesEvaluateAndPicksTheBestModel) {
+  Model m = model();
+  fit_.run_dir = dir_ / "run";
+  fit_.epochs = 3;
+  auto validator = std::make_shared<ScriptedValidator>();
+  validator->scores = {0.2, 0.7, 0.4};
+  fit_.validator = validator;
+  Recorder recorder;
+  Trainer trainer(m, options_, fit_, train_, val_);
+  trainer.add_callback(recorder);
+  EXPECT_EQ(trainer.plan().metric, "score");
+  const FitResult r = trainer.fit();
+  EXPECT_EQ(r.status, FitStatus::Completed);
+  EXPECT_EQ(validator->calls, 3);
+  EXPECT_DOUBLE_EQ(r.best, 0.7);
+  ASSERT_EQ(recorder.ends.size(), 3u);
+  EXPECT_TRUE(recorder.ends[0].is_best);
+  EXPECT_TRUE(recorder.ends[1].is_best);
+  EXPECT_FALSE(recorder.ends[2].is_best) << "higher is better for score";
+  const std::string csv = slurp(fit_.run_dir / "metrics.csv");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "step,epoch,lr,loss,val_loss,val_score,val_other");
+  EXPECT_NE(csv.find(",0.5,0.7,11\n"), std::string::npos) << csv;
+  EXPECT_EQ(validator->files_written_to, fit_.run_dir);
+  EXPECT_EQ(slurp(fit_.run_dir / "validator.txt"), "3");
+  EXPECT_FALSE(fs::exists(fit_.run_dir / "confusion_matrix.csv")) << "the validator replaced evaluate()";
+
+  // The other metric can be the score; an unknown one is refused before training.
+  fit_.metric = "other";
+  validator->calls = 0;
+  Model m2 = model();
+  EXPECT_EQ(Trainer(m2, options_, fit_, train_, val_).plan().metric, "other");
+  fit_.metric = "mAP";
+  Model m3 = model();
+  try {
+    Trainer t(m3, options_, fit_, train_, val_);
+    FAIL() << "an unknown validator metric was accepted";
+  } catch (const DataError& e) {
+    EXPECT_NE(std::string(e.what()).find("score, other"), std::string::npos) << e.what();
+  }
+}
