@@ -60,16 +60,21 @@ DetectionDataset::DetectionDataset(std::vector<DetectionRecord> records, std::ve
 
 LabelledImage DetectionDataset::load(int64_t index) const {
   const DetectionRecord& r = records_[index];
-  const data::DecodedImage decoded = data::decode_image(r.image, 3);
-  if (decoded.width != r.width || decoded.height != r.height)
-    throw DataError(data::quoted(r.image) + " is " + std::to_string(decoded.width) + "x" +
-                    std::to_string(decoded.height) + ", not " + std::to_string(r.width) + "x" +
+  LabelledImage out{read_image(r.image), r.boxes};
+  if (out.image.width != r.width || out.image.height != r.height)
+    throw DataError(data::quoted(r.image) + " is " + std::to_string(out.image.width) + "x" +
+                    std::to_string(out.image.height) + ", not " + std::to_string(r.width) + "x" +
                     std::to_string(r.height) + " as when the dataset was opened (did it change?)");
-  LabelledImage out{Image(decoded.height, decoded.width), r.boxes};
+  return out;
+}
+
+Image read_image(const std::string& path) {
+  const data::DecodedImage decoded = data::decode_image(path, 3);
+  Image image(decoded.height, decoded.width);
   const size_t plane = static_cast<size_t>(decoded.width) * decoded.height;
   for (size_t i = 0; i < plane; ++i)
-    for (size_t c = 0; c < 3; ++c) out.image.pixels[c * plane + i] = decoded.pixels[i * 3 + c] / 255.0f;
-  return out;
+    for (size_t c = 0; c < 3; ++c) image.pixels[c * plane + i] = decoded.pixels[i * 3 + c] / 255.0f;
+  return image;
 }
 
 LabelledImage DetectionDataset::sample(int64_t index, const BatchOptions& batch, LetterboxInfo* info) const {

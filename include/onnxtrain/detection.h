@@ -36,6 +36,10 @@ struct Image {
   float at(int c, int y, int x) const { return pixels[(static_cast<size_t>(c) * height + y) * width + x]; }
 };
 
+// An image file (PNG, JPEG, BMP, GIF, TGA, PSD, PNM) as RGB. Throws DataError naming the
+// file when it cannot be read.
+Image read_image(const std::string& path);
+
 // The grey that letterbox, affine and mosaic fill empty space with (Ultralytics' 114).
 inline constexpr float kPadValue = 114.0f / 255.0f;
 
