@@ -158,6 +158,17 @@ std::map<std::string, std::string> Model::metadata() const {
   return out;
 }
 
+void Model::set_metadata(const std::string& key, const std::string& value) {
+  for (auto& p : *impl_->proto.mutable_metadata_props())
+    if (p.key() == key) {
+      p.set_value(value);
+      return;
+    }
+  auto* p = impl_->proto.add_metadata_props();
+  p->set_key(key);
+  p->set_value(value);
+}
+
 Tensor Model::initializer(const std::string& name) const {
   const graph::Value* v = impl_->graph->find_value(name);
   if (!v || v->kind != ValueKind::Initializer) throw ModelError(impl_->source + " has no initializer '" + name + "'");

@@ -61,6 +61,8 @@ class Model {
 
   // The model's metadata_props (key -> value).
   std::map<std::string, std::string> metadata() const;
+  // Sets (or adds) one metadata_props entry; saved and exported files carry it.
+  void set_metadata(const std::string& key, const std::string& value);
 
   // Current value of an initializer (parameters, buffers).
   Tensor initializer(const std::string& name) const;

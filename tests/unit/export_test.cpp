@@ -73,6 +73,22 @@ TEST(Export, SavedModelKeepsEverythingButNewInitializerValues) {
   std::filesystem::remove(path);
 }
 
+TEST(Export, MetadataSetOnTheModelIsSavedAndReplacedNotDuplicated) {
+  Model model = Model::from_text(kModel);
+  model.set_metadata("names", "[\"cat\"]");
+  model.set_metadata("names", "[\"cat\", \"dog\"]");
+  model.set_metadata("stride", "[8]");
+  auto path = (std::filesystem::temp_directory_path() / "onnxtrain_metadata_test.onnx").string();
+  model.save_inference(path);
+  const auto metadata = Model::load(path).metadata();
+  EXPECT_EQ(metadata.at("names"), "[\"cat\", \"dog\"]");
+  EXPECT_EQ(metadata.at("stride"), "[8]");
+  onnx::ModelProto saved;
+  graph::load_model_file(path, saved);
+  EXPECT_EQ(saved.metadata_props_size(), static_cast<int>(metadata.size()));
+  std::filesystem::remove(path);
+}
+
 TEST(Export, RejectsInitializerOfWrongShape) {
   Model model = Model::from_text(kModel);
   EXPECT_THROW(model.set_initializer("bias", Tensor(DType::Float, {4})), ShapeError);
