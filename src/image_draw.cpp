@@ -20,7 +20,7 @@ namespace onnxtrain {
 
 namespace {
 
-void fill_rect(Image& image, int x0, int y0, int x1, int y1, const Rgb& colour) {
+void fill_rect(Image& image, int x0, int y0, int x1, int y1, const Colour& colour) {
   x0 = std::clamp(x0, 0, image.width), x1 = std::clamp(x1, 0, image.width);
   y0 = std::clamp(y0, 0, image.height), y1 = std::clamp(y1, 0, image.height);
   for (int c = 0; c < 3; ++c)
@@ -29,16 +29,16 @@ void fill_rect(Image& image, int x0, int y0, int x1, int y1, const Rgb& colour) 
 }
 
 // Black or white, whichever reads better on `background`.
-Rgb text_colour(const Rgb& background) {
+Colour text_colour(const Colour& background) {
   const double luma = 0.299 * background[0] + 0.587 * background[1] + 0.114 * background[2];
-  return luma > 0.55 ? Rgb{0, 0, 0} : Rgb{1, 1, 1};
+  return luma > 0.55 ? Colour{0, 0, 0} : Colour{1, 1, 1};
 }
 
 }  // namespace
 
-Rgb class_colour(int64_t cls) {
+Colour class_colour(int64_t cls) {
   // Hues far apart in order, so neighbouring class ids never look alike.
-  static const Rgb kColours[] = {
+  static const Colour kColours[] = {
       {1.00f, 0.22f, 0.22f}, {0.12f, 0.56f, 1.00f}, {0.20f, 0.80f, 0.20f}, {1.00f, 0.70f, 0.00f},
       {0.62f, 0.32f, 0.90f}, {0.00f, 0.80f, 0.80f}, {1.00f, 0.40f, 0.75f}, {0.55f, 0.75f, 0.10f},
       {0.95f, 0.50f, 0.20f}, {0.30f, 0.30f, 0.95f}, {0.90f, 0.90f, 0.20f}, {0.10f, 0.60f, 0.45f},
@@ -48,7 +48,7 @@ Rgb class_colour(int64_t cls) {
   return kColours[((cls % n) + n) % n];
 }
 
-void draw_box(Image& image, const Box& box, const Rgb& colour, int thickness) {
+void draw_box(Image& image, const Box& box, const Colour& colour, int thickness) {
   if (!(box.x2 > box.x1) || !(box.y2 > box.y1)) return;
   const int x0 = static_cast<int>(std::floor(box.x1)), y0 = static_cast<int>(std::floor(box.y1));
   const int x1 = static_cast<int>(std::ceil(box.x2)), y1 = static_cast<int>(std::ceil(box.y2));
@@ -59,7 +59,7 @@ void draw_box(Image& image, const Box& box, const Rgb& colour, int thickness) {
   fill_rect(image, x1 - t, y0, x1, y1, colour);
 }
 
-void draw_label(Image& image, float x, float y, std::string_view text, const Rgb& background, int scale) {
+void draw_label(Image& image, float x, float y, std::string_view text, const Colour& background, int scale) {
   std::string ascii(text);
   for (char& ch : ascii)
     if (static_cast<unsigned char>(ch) < 32 || static_cast<unsigned char>(ch) > 126) ch = '?';
@@ -73,7 +73,7 @@ void draw_label(Image& image, float x, float y, std::string_view text, const Rgb
   fill_rect(image, left, top, left + w, top + h, background);
   std::vector<char> vertices(ascii.size() * 300 + 64);
   const int quads = stb_easy_font_print(0, 0, ascii.data(), nullptr, vertices.data(), static_cast<int>(vertices.size()));
-  const Rgb ink = text_colour(background);
+  const Colour ink = text_colour(background);
   constexpr int kVertexBytes = 16;  // x, y, z floats and 4 colour bytes
   for (int q = 0; q < quads; ++q) {
     float corner[2][2];  // the quad's first and third vertex are opposite corners
@@ -85,7 +85,7 @@ void draw_label(Image& image, float x, float y, std::string_view text, const Rgb
 }
 
 void draw_detection(Image& image, const Box& box, std::string_view name, double score) {
-  const Rgb colour = class_colour(box.cls);
+  const Colour colour = class_colour(box.cls);
   const int scale = std::max(image.width, image.height) >= 480 ? 2 : 1;
   draw_box(image, box, colour, scale);
   std::string text(name);

@@ -8,7 +8,7 @@ using namespace onnxtrain;
 
 namespace {
 
-bool is(const Image& im, int y, int x, const Rgb& c) {
+bool is(const Image& im, int y, int x, const Colour& c) {
   return im.at(0, y, x) == c[0] && im.at(1, y, x) == c[1] && im.at(2, y, x) == c[2];
 }
 
@@ -16,7 +16,7 @@ bool is(const Image& im, int y, int x, const Rgb& c) {
 
 TEST(ImageDraw, BoxOutlineCoversItsEdgesAndLeavesTheInsideAlone) {
   Image im(40, 50, 0.5f);
-  const Rgb red{1, 0, 0};
+  const Colour red{1, 0, 0};
   draw_box(im, Box{.cls = 0, .x1 = 10, .y1 = 5, .x2 = 30, .y2 = 25}, red, 2);
   for (int x = 10; x < 30; ++x) {
     EXPECT_TRUE(is(im, 5, x, red) && is(im, 6, x, red) && is(im, 24, x, red) && is(im, 23, x, red)) << x;
@@ -34,7 +34,7 @@ TEST(ImageDraw, BoxOutlineCoversItsEdgesAndLeavesTheInsideAlone) {
 
 TEST(ImageDraw, LabelsHaveInkOnTheirBackgroundAndStayInside) {
   Image im(30, 80, 0.0f);
-  const Rgb blue{0, 0, 1};
+  const Colour blue{0, 0, 1};
   draw_label(im, 70, -5, "car 0.93", blue);  // pushed back inside
   int background = 0, ink = 0, outside = 0;
   for (int y = 0; y < im.height; ++y)
