@@ -203,6 +203,45 @@ TEST(YoloV8Loss, TrainsATinyDetector) {
   EXPECT_GT(parts[2], 0.0);
 }
 
+// The gradient rule in a training graph: p_i = X_i + B_i with a per-channel bias B_i = 0,
+// so dL/dB_i is the golden gradient of p_i summed over images and cells.
+TEST(YoloV8Loss, GradientRuleGivesTheGoldenGradientInATrainingGraph) {
+  const Golden g = load("c3");
+  const int64_t channels = g.arrays.at("p0").shape()[1];
+  std::string inputs = "double" + dims(g.arrays.at("boxes").shape()) + " boxes", inits, body;
+  std::map<std::string, Tensor> f{{"boxes", g.arrays.at("boxes")}};
+  for (int l = 0; l < kLevels; ++l) {
+    const std::string i = std::to_string(l);
+    inputs += ", double" + dims(g.arrays.at("p" + i).shape()) + " X" + i;
+    std::string zeros = "0";
+    for (int64_t c = 1; c < channels; ++c) zeros += ", 0";
+    inits += (l ? ", " : "") + std::string("double[1,") + std::to_string(channels) + ",1,1] B" + i + " = {" + zeros + "}";
+    body += "  P" + i + " = Add (X" + i + ", B" + i + ")\n";
+    f["X" + i] = g.arrays.at("p" + i);
+  }
+  Model model = Model::from_text(test::model_header(17, {{"ai.onnxtrain", 1}}) + "g (" + inputs + ") => (double L) <" +
+                                 inits + "> {\n" + body + "  L, parts = ai.onnxtrain.YoloV8Loss <" + attributes(g) +
+                                 "> (boxes, P0, P1, P2)\n}");
+  TrainingOptions options;
+  options.loss.kind = "output";
+  options.loss.output = "L";
+  TrainingSession session(model, options);
+  const StepGradients step = session.compute_gradients(f);
+  EXPECT_LE(relative(step.loss, g.arrays.at("loss").as_double().at(0)), 1e-6);
+  for (int l = 0; l < kLevels; ++l) {
+    const std::string i = std::to_string(l);
+    const Tensor& grad = g.arrays.at("grad_p" + i);
+    const int64_t n = grad.shape()[0], cells = grad.shape()[2] * grad.shape()[3];
+    const auto v = grad.as_double();
+    std::vector<double> expected(static_cast<size_t>(channels), 0.0);
+    for (int64_t k = 0; k < n * channels * cells; ++k) expected[(k / cells) % channels] += v[k];
+    EXPECT_LE(test::scaled_error(step.gradients.at("B" + i),
+                                 Tensor::from_vector<double>({1, channels, 1, 1}, expected)),
+              1e-6)
+        << "B" << i;
+  }
+}
+
 TEST(YoloV8Loss, PartsHaveNoGradient) {
   const std::string line = std::string(kLossLine) + "\n  S = ReduceSum <keepdims = 0> (parts)";
   Model model = Model::from_text(detector_model("float S", line));
