@@ -8,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "onnxtrain/atomic_file.h"
 #include "onnxtrain/errors.h"
 
 // The library writes PNGs itself; STATIC keeps these symbols private, so a program that
@@ -113,5 +114,14 @@ std::string encode_png(const Image& image) {
                        std::to_string(image.height) + " image");
   return bytes;
 }
+
+void draw_detections(Image& image, std::span<const Detection> detections, const std::vector<std::string>& names) {
+  for (const Detection& d : detections) {
+    const int64_t c = d.box.cls;
+    draw_detection(image, d.box, c >= 0 && c < static_cast<int64_t>(names.size()) ? names[c] : std::to_string(c), d.score);
+  }
+}
+
+void save_png(const Image& image, const std::string& path) { write_file_atomically(path, encode_png(image)); }
 
 }  // namespace onnxtrain

@@ -203,6 +203,12 @@ struct NmsOptions {
 // Class-aware NMS of the detections of one image; the kept ones by descending score.
 std::vector<Detection> nms(std::span<const Detection> detections, const NmsOptions& options = {});
 
+// Draws each detection (boxes in the image's pixels) as an outline in its class's colour
+// with "name score" above it; names[cls], or the class id where names has none.
+void draw_detections(Image& image, std::span<const Detection> detections, const std::vector<std::string>& names = {});
+// Writes the image as an 8-bit RGB PNG file, atomically. Throws BackendError on I/O errors.
+void save_png(const Image& image, const std::string& path);
+
 struct ClassMetrics {
   int64_t cls = 0;
   int64_t ground_truths = 0;                 // not crowd

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <stb/stb_image.h>
 
+#include <filesystem>
+
 #include "src/image_draw.h"
 
 using namespace onnxtrain;
@@ -67,4 +69,19 @@ TEST(ImageDraw, PngRoundTrips) {
   EXPECT_EQ(pixels[0], 0);
   stbi_image_free(pixels);
   EXPECT_THROW(encode_png(Image()), DataError);
+}
+
+TEST(ImageDraw, DetectionsAreDrawnInTheirClassColourAndSavedAsPng) {
+  Image im(64, 64, 0.0f);
+  const Detection found[] = {{.image = 0, .box = Box{.cls = 1, .x1 = 10, .y1 = 20, .x2 = 40, .y2 = 50}, .score = 0.9f}};
+  draw_detections(im, found, {"cat", "dog"});
+  EXPECT_TRUE(is(im, 49, 20, class_colour(1))) << "bottom edge of the box";
+  const auto path = std::filesystem::temp_directory_path() / "onnxtrain_draw_test.png";
+  save_png(im, path.string());
+  int w = 0, h = 0, channels = 0;
+  unsigned char* pixels = stbi_load(path.c_str(), &w, &h, &channels, 3);
+  ASSERT_NE(pixels, nullptr);
+  EXPECT_EQ(w, 64);
+  stbi_image_free(pixels);
+  std::filesystem::remove(path);
 }
