@@ -172,6 +172,31 @@ TEST(DetectionLoss, TrainingModelExportKeepsTheLossNode) {
   fs::remove(path);
 }
 
+TEST(DetectionLoss, AccumulatesAndResumesFromACheckpoint) {
+  Model model = Model::load(yolo_path(true));
+  auto batch = yolo_batch(DType::Float);
+  batch[input_name(model)] = batch.at("input");
+  if (input_name(model) != "input") batch.erase("input");
+  TrainingOptions options = yolo_options();
+  options.accumulate = 2;
+  TrainingSession session(model, options);
+  const StepResult pending = session.train_step(batch);
+  EXPECT_FALSE(pending.updated);
+  expect_parts_sum_to_loss(pending.loss_parts, pending.loss);
+  const StepResult stepped = session.train_step(batch);
+  EXPECT_TRUE(stepped.updated);
+  expect_parts_sum_to_loss(stepped.loss_parts, stepped.loss);
+  EXPECT_EQ(stepped.loss, pending.loss);  // the same batch, no update in between
+
+  const std::string path = (fs::temp_directory_path() / "onnxtrain_yolov5.ckpt").string();
+  session.save_checkpoint(path);
+  Model other = Model::load(yolo_path(true));
+  TrainingSession resumed(other, options);
+  resumed.load_checkpoint(path);
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(resumed.train_step(batch).loss, session.train_step(batch).loss) << i;
+  fs::remove(path);
+}
+
 TEST(DetectionLoss, YoloV8KindEmitsItsNode) {
   Model model = Model::load(yolo_path(true));
   auto g = model.graph().clone();
