@@ -14,10 +14,11 @@ namespace onnxtrain::graph {
 namespace {
 
 const std::vector<std::string> kClassification{"cross_entropy", "nll"};
-// Every kind but output and custom, whose "loss" is not a formula over a target.
+const std::vector<std::string> kDetection{"yolov5", "yolov8"};
+// Every kind but output, custom and the detection kinds: a formula over one output and a target.
 const std::vector<std::string> kBuiltin = [] {
   std::vector<std::string> kinds = kLossKinds.names();
-  std::erase_if(kinds, [](const std::string& k) { return k == "output" || k == "custom"; });
+  std::erase_if(kinds, [](const std::string& k) { return k == "output" || k == "custom" || is_detection_loss(k); });
   return kinds;
 }();
 
@@ -35,8 +36,12 @@ std::string join(const std::vector<std::string>& list) {
 // label_smoothing with nll): say so instead of training something else.
 void check_option_use(const LossOptions& o) {
   const LossOptions d;
+  const DetectionLossOptions& od = o.detection;
+  const DetectionLossOptions dd;
   std::vector<std::string> not_custom = kBuiltin;
   not_custom.push_back("output");
+  std::vector<std::string> with_target = kBuiltin;
+  with_target.insert(with_target.end(), kDetection.begin(), kDetection.end());
   struct Use {
     const char* option;
     bool set;
@@ -44,7 +49,7 @@ void check_option_use(const LossOptions& o) {
   };
   const Use uses[] = {
       {"output", o.output != d.output, not_custom},
-      {"target", o.target != d.target, kBuiltin},
+      {"target", o.target != d.target, with_target},
       {"reduction", o.reduction != d.reduction, kBuiltin},
       {"ignore_index", o.ignore_index != d.ignore_index, kClassification},
       {"class_weights", !o.class_weights.empty(), kClassification},
@@ -55,6 +60,19 @@ void check_option_use(const LossOptions& o) {
       {"log_target", o.log_target != d.log_target, {"kl_div"}},
       {"model_path", !o.model_path.empty(), {"custom"}},
       {"model_bytes", !o.model_bytes.empty(), {"custom"}},
+      {"outputs", !o.outputs.empty(), kDetection},
+      {"detection.anchors", !od.anchors.empty(), {"yolov5"}},
+      {"detection.anchor_t", od.anchor_t != dd.anchor_t, {"yolov5"}},
+      {"detection.balance", !od.balance.empty(), {"yolov5"}},
+      {"detection.box", od.box.has_value(), kDetection},
+      {"detection.obj", od.obj != dd.obj, {"yolov5"}},
+      {"detection.cls", od.cls != dd.cls, kDetection},
+      {"detection.label_smoothing", od.label_smoothing != dd.label_smoothing, {"yolov5"}},
+      {"detection.dfl", od.dfl != dd.dfl, {"yolov8"}},
+      {"detection.reg_max", od.reg_max != dd.reg_max, {"yolov8"}},
+      {"detection.topk", od.topk != dd.topk, {"yolov8"}},
+      {"detection.alpha", od.alpha != dd.alpha, {"yolov8"}},
+      {"detection.beta", od.beta != dd.beta, {"yolov8"}},
   };
   for (const Use& u : uses)
     if (u.set && !contains(u.kinds, o.kind))
@@ -199,10 +217,11 @@ Value* elementwise_loss(LossBuilder& b, Value* out, Value* target, const LossOpt
 
 }  // namespace
 
-Value* attach_loss(Graph& g, const LossOptions& o) {
+Value* attach_loss(Graph& g, const LossOptions& o, const std::map<std::string, std::string>& metadata) {
   check_options(o);
   if (o.kind == "output") return attach_output_loss(g, o);
   if (o.kind == "custom") return attach_custom_loss(g, o);
+  if (is_detection_loss(o.kind)) return attach_detection_loss(g, o, metadata);
 
   Value* out = model_output(g, o.output);
   if (!is_floating(out->dtype))

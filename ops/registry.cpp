@@ -29,6 +29,7 @@ const Registry& Registry::instance() {
     register_autodiff_ops(r);
     register_optimizer_ops(r);
     register_clip_grad_ops(r);
+    register_yolo_v5_loss_ops(r);
     register_yolo_v8_loss_ops(r);
     return r;
   }();

@@ -64,6 +64,7 @@ void register_random_ops(Registry& r);
 void register_autodiff_ops(Registry& r);
 void register_optimizer_ops(Registry& r);
 void register_clip_grad_ops(Registry& r);
+void register_yolo_v5_loss_ops(Registry& r);
 void register_yolo_v8_loss_ops(Registry& r);
 
 }  // namespace onnxtrain::ops

@@ -60,6 +60,7 @@ nlohmann::json options_to_json(const TrainingOptions& o) {
   nlohmann::json j = fields_to_json<TrainingOptions>(kTrainingFields, o);
   j["format"] = kTrainingOptionsFormat;
   j["loss"] = fields_to_json<LossOptions>(kLossFields, o.loss);
+  j["loss"]["detection"] = fields_to_json<DetectionLossOptions>(kDetectionLossFields, o.loss.detection);
   j["optimizer"] = fields_to_json<OptimizerOptions>(kOptimizerFields, o.optimizer);
   j["optimizer"]["groups"] = groups;
   j["schedule"] = format_schedule(o.schedule);
@@ -71,6 +72,9 @@ TrainingOptions options_from_json(const nlohmann::json& j) {
   TrainingOptions o;
   fields_from_json<TrainingOptions>(kTrainingFields, j, "", o);
   fields_from_json<LossOptions>(kLossFields, j.at("loss"), "loss.", o.loss);
+  if (j.at("loss").contains("detection"))  // added later: older files keep the defaults
+    fields_from_json<DetectionLossOptions>(kDetectionLossFields, j.at("loss").at("detection"), "loss.detection.",
+                                           o.loss.detection);
   const auto& optimizer = j.at("optimizer");
   fields_from_json<OptimizerOptions>(kOptimizerFields, optimizer, "optimizer.", o.optimizer);
   for (const auto& g : optimizer.at("groups")) {

@@ -66,8 +66,9 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
     spdlog::debug("batchnorm train: {} inference-form BatchNormalization nodes switched to batch statistics", n);
   }
   const size_t nodes_before = g->nodes().size();
-  graph::Value* loss = graph::attach_loss(*g, options.loss);
+  graph::Value* loss = graph::attach_loss(*g, options.loss, model.metadata());
   impl_->loss = loss->name;
+  impl_->parts = graph::loss_parts(*loss, options.loss);
   g->outputs.push_back(loss);
   for (const auto& n : g->nodes()) impl_->forward_nodes.insert(n.get());
 
@@ -119,6 +120,7 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   s.backward_fetches = {loss->name};
   s.backward_fetches.insert(s.backward_fetches.end(), s.gradient_values.begin(), s.gradient_values.end());
   for (const auto& [stat, value] : s.running_stats) s.backward_fetches.push_back(value);
+  if (!s.parts.value.empty()) s.backward_fetches.push_back(s.parts.value);
   if (!s.stage.grad_norm.empty()) s.update_fetches.push_back(s.stage.grad_norm);
   // The session counts steps itself; parameters and state are bound to their new values.
   for (const auto& binding : s.stage.update_binding)
@@ -141,8 +143,11 @@ double TrainingSession::Impl::run_backward(const std::map<std::string, Tensor>& 
   }
   std::unordered_map<std::string, Tensor> feed_map(feeds.begin(), feeds.end());
   auto values = executor->run(feed_map, backward_fetches);
+  const bool has_parts = !parts.value.empty();
+  last_parts = has_parts ? named_loss_parts(parts, values.back()) : decltype(last_parts){};
   write_back(*graph, running_stats,
-             std::vector<Tensor>(values.begin() + 1 + static_cast<std::ptrdiff_t>(trainable.size()), values.end()));
+             std::vector<Tensor>(values.begin() + 1 + static_cast<std::ptrdiff_t>(trainable.size()),
+                                 values.end() - (has_parts ? 1 : 0)));
   gradients.clear();
   // Two parameters may receive one shared gradient tensor (e.g. both operands of an Add):
   // give each its own storage before anything scales or updates them in place.
@@ -200,7 +205,7 @@ void scale(Tensor& t, double w) {
 // the gradient of their union. A summed loss adds up as it is.
 double TrainingSession::Impl::batch_weight(const std::map<std::string, Tensor>& feeds) const {
   if (options.loss.reduction == "sum") return 1;
-  auto it = feeds.find(options.loss.target);
+  auto it = feeds.find(graph::loss_target(options.loss));
   if (it == feeds.end()) it = feeds.begin();
   if (it == feeds.end() || it->second.rank() == 0) return 1;
   return static_cast<double>(std::max<int64_t>(it->second.dim(0), 1));
@@ -257,12 +262,14 @@ StepResult TrainingSession::train_step(const std::map<std::string, Tensor>& feed
     refuse_non_finite(loss, s.step + 1);
     StepResult r = s.apply_update(gradients);
     r.loss = loss;
+    r.loss_parts = s.last_parts;
     return r;
   }
   const double loss = accumulate_gradients(feeds);
   if (s.pending < s.options.accumulate) {
     StepResult r;
     r.loss = loss;
+    r.loss_parts = s.last_parts;
     r.updated = false;
     r.step = s.step;
     r.lr = current_lr();
@@ -270,6 +277,7 @@ StepResult TrainingSession::train_step(const std::map<std::string, Tensor>& feed
   }
   StepResult r = optimizer_step();
   r.loss = loss;
+  r.loss_parts = s.last_parts;
   return r;
 }
 
@@ -282,6 +290,16 @@ void TrainingSession::export_training_graph(const std::string& path) const {
   onnx::ModelProto proto;
   graph::export_graph(*g, proto);
   save_model_file(proto, path);
+}
+
+std::vector<std::pair<std::string, double>> named_loss_parts(const graph::LossParts& parts, const Tensor& values) {
+  const std::vector<double> v = values.as_double();
+  if (v.size() != parts.names.size())
+    throw ModelError("the loss parts '" + parts.value + "' hold " + std::to_string(v.size()) + " values for " +
+                     std::to_string(parts.names.size()) + " names");
+  std::vector<std::pair<std::string, double>> out;
+  for (size_t i = 0; i < v.size(); ++i) out.emplace_back(parts.names[i], v[i]);
+  return out;
 }
 
 const std::string& TrainingSession::loss_name() const { return impl_->loss; }

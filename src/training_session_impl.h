@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "graph/ir.h"
+#include "graph/loss.h"
 #include "graph/passes/optimizer.h"
 #include "onnxtrain/training.h"
 #include "src/executor.h"
@@ -35,7 +36,11 @@ struct TrainingSession::Impl {
   // BatchNormalization running statistics: initializer <- value, written back after every
   // training-mode forward pass.
   std::vector<std::pair<std::string, std::string>> running_stats;
-  std::vector<std::string> backward_fetches;  // loss, gradients, running statistics
+  std::vector<std::string> backward_fetches;  // loss, gradients, running statistics, loss parts
+  // The loss's named parts (detection kinds), fetched last by the backward run; the values
+  // of the latest run.
+  graph::LossParts parts;
+  std::vector<std::pair<std::string, double>> last_parts;
   graph::OptimizerStage stage;
   std::vector<std::pair<std::string, std::string>> update_binding;  // the stage's, without the step
   std::vector<std::string> update_fetches;  // grad norm (when clipping), then update_binding's values
@@ -82,11 +87,15 @@ struct TrainingSession::Impl {
   // so a graph of its own, sharing parameter storage), one executor.
   std::unique_ptr<graph::Graph> eval_graph;
   std::string eval_loss;
+  graph::LossParts eval_parts;
   std::unique_ptr<Executor> eval_executor;
   // The model (sharing parameter storage, so always current) with evaluation semantics and
-  // the loss as an extra output; sets `loss_name`.
-  std::unique_ptr<graph::Graph> build_eval_graph(std::string& loss_name) const;
+  // the loss as an extra output; sets `loss_name` and `parts`.
+  std::unique_ptr<graph::Graph> build_eval_graph(std::string& loss_name, graph::LossParts* parts = nullptr) const;
 };
+
+// The loss parts' names with their values (`values` holds one per name).
+std::vector<std::pair<std::string, double>> named_loss_parts(const graph::LossParts& parts, const Tensor& values);
 
 // The NonFiniteLoss message of a rank whose own loss was finite but another's was not.
 std::string non_finite_elsewhere(int64_t step);

@@ -232,4 +232,50 @@ struct MapOptions {
 DetectionMetrics evaluate_detections(std::span<const Detection> detections, std::span<const GroundTruth> truths,
                                      const MapOptions& options = {});
 
+// ---- Heads ----------------------------------------------------------------------------------
+
+class Model;
+
+// The raw outputs of a YOLO-style head, one per level (docs/detection.md, "Heads").
+//   yolov5 "flat":  [N, A*(5+C), H, W], channel a*(5+C) + k, k = x, y, w, h, obj, classes
+//   yolov5 "split": [N, A, H, W, 5+C]
+//   yolov8 "flat":  [N, 4*reg_max + C, H, W], the box distribution (side-major: l, t, r, b)
+//                   then the class logits
+struct DetectionHead {
+  std::string kind;                  // "yolov5" | "yolov8"
+  std::vector<std::string> outputs;  // level order (stride ascending)
+  std::vector<int64_t> strides;
+  int64_t num_classes = 0;
+  int64_t anchors_per_level = 0;     // yolov5
+  std::vector<float> anchors;        // yolov5: (w, h) in input pixels, level-major; empty when unknown
+  std::string layout;                // "flat" | "split"
+  int64_t reg_max = 0;               // yolov8
+  int64_t input_height = 0, input_width = 0;
+  // One line: "yolov5 flat, 3 levels (output0, output1, output2) at strides 8, 16, 32, 3 classes, ..."
+  std::string describe() const;
+};
+
+struct DetectionHeadHints {
+  std::string kind = "auto";         // "auto" | "yolov5" | "yolov8"
+  int64_t num_classes = 0;           // 0: from the metadata "names", else from the channels
+  std::vector<double> anchors;       // yolov5; empty: the metadata "anchors" (JSON list)
+  std::vector<std::string> outputs;  // the head outputs in level order; empty: every spatial output
+  int64_t reg_max = 16;              // yolov8
+};
+
+// Recognises the head from the shapes of the model's outputs (the model's input must have a
+// fixed H and W), their channel counts (A*(5+C) with A = anchors / 2 / levels, 3 by default;
+// 4*reg_max + C) and the metadata_props "names" (Ultralytics writes it) and "anchors". When
+// both kinds fit the channels, anchors (hinted or in the metadata) choose yolov5. Throws
+// ModelError saying why no layout fits, listing each output's shape.
+DetectionHead detect_head(const Model& model, const DetectionHeadHints& hints = {});
+
+// The candidate detections of each image, before NMS (Ultralytics' multi-label NMS input):
+// one per (cell, anchor, class) whose score is above `conf_threshold`. score = sigmoid(obj)
+// * sigmoid(cls) (yolov5) or sigmoid(cls) (yolov8). The boxes are corners normalised to the
+// input image (divide by input_width / input_height), so they compare with the batch's
+// normalised boxes and go straight into nms. yolov5 needs head.anchors.
+std::vector<std::vector<Detection>> decode_detections(const DetectionHead& head, const std::vector<Tensor>& level_outputs,
+                                                      double conf_threshold);
+
 }  // namespace onnxtrain

@@ -65,6 +65,10 @@ inline constexpr Choice kLossKindChoices[] = {
                "terms with target 0 are 0"},
     {"output", "the model output already is the loss (a float scalar or a single element); no target"},
     {"custom", "the loss is an ONNX model (model_path or model_bytes) reading model values and targets by name"},
+    {"yolov5", "YOLOv5 anchor-based detection loss (CIoU box, BCE objectness and class) on the head outputs; "
+               "target: the boxes [N, B, 6]"},
+    {"yolov8", "YOLOv8 anchor-free detection loss (task-aligned assigner, CIoU, BCE class, DFL) on the head "
+               "outputs; target: the boxes [N, B, 6]"},
 };
 inline constexpr ChoiceList kLossKinds{"loss", kLossKindChoices};
 

@@ -30,7 +30,7 @@ template <typename Options>
 struct OptionField {
   using Member = std::variant<std::string Options::*, double Options::*, bool Options::*, int Options::*,
                               int64_t Options::*, uint64_t Options::*, std::vector<double> Options::*,
-                              std::optional<double> Options::*>;
+                              std::optional<double> Options::*, std::vector<std::string> Options::*>;
   std::string_view key;          // JSON key (the field's name)
   Member member;
   std::string_view flag;         // command-line flag; config.toml key without the "--"
@@ -64,6 +64,39 @@ inline constexpr OptionField<LossOptions> kLossFields[] = {
      nullptr, FlagCheck::ExistingFile},
     {"ignore_index", &LossOptions::ignore_index, "--ignore-index",
      "cross_entropy/nll: labels of this class count for nothing"},
+    {"outputs", &LossOptions::outputs, "--outputs",
+     "yolov5/yolov8: the head outputs in level order, e.g. p3,p4,p5 (default: every output, by stride)", nullptr,
+     FlagCheck::None, false, true},
+};
+
+// LossOptions::detection, stored as the "detection" object of the loss (added later: older
+// JSON reads the defaults).
+inline constexpr OptionField<DetectionLossOptions> kDetectionLossFields[] = {
+    {"anchors", &DetectionLossOptions::anchors, "--anchors",
+     "yolov5: anchors w,h,... in input pixels, level-major (default: the model's 'anchors' metadata)", nullptr,
+     FlagCheck::None, false, true},
+    {"anchor_t", &DetectionLossOptions::anchor_t, "--anchor-t", "yolov5: anchor match threshold on w/h ratios", nullptr,
+     FlagCheck::None, false, true},
+    {"balance", &DetectionLossOptions::balance, "--balance",
+     "yolov5: objectness weight per level (default 4,1,0.4 for 3 levels)", nullptr, FlagCheck::None, false, true},
+    {"box", &DetectionLossOptions::box, "--box-gain", "yolov5/yolov8: box loss gain (default 0.05 / 7.5)", nullptr,
+     FlagCheck::None, false, true},
+    {"obj", &DetectionLossOptions::obj, "--obj-gain", "yolov5: objectness loss gain", nullptr, FlagCheck::None, false,
+     true},
+    {"cls", &DetectionLossOptions::cls, "--cls-gain", "yolov5/yolov8: class loss gain", nullptr, FlagCheck::None, false,
+     true},
+    {"dfl", &DetectionLossOptions::dfl, "--dfl-gain", "yolov8: distribution focal loss gain", nullptr, FlagCheck::None,
+     false, true},
+    {"reg_max", &DetectionLossOptions::reg_max, "--reg-max", "yolov8: DFL bins per box side", nullptr,
+     FlagCheck::Positive, false, true},
+    {"topk", &DetectionLossOptions::topk, "--topk", "yolov8: candidates per target of the task-aligned assigner",
+     nullptr, FlagCheck::Positive, false, true},
+    {"alpha", &DetectionLossOptions::alpha, "--tal-alpha", "yolov8: assigner's exponent of the class score", nullptr,
+     FlagCheck::None, false, true},
+    {"beta", &DetectionLossOptions::beta, "--tal-beta", "yolov8: assigner's exponent of the IoU", nullptr,
+     FlagCheck::None, false, true},
+    {"label_smoothing", &DetectionLossOptions::label_smoothing, "--det-label-smoothing",
+     "yolov5: class targets 1 - s/2 and s/2", nullptr, FlagCheck::None, false, true},
 };
 
 inline constexpr OptionField<OptimizerOptions> kOptimizerFields[] = {

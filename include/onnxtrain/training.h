@@ -23,6 +23,26 @@ class Distributed;
 // nll; the output's dtype and shape for the others. Invalid values, and options moved off
 // their defaults for a kind that does not use them (e.g. label_smoothing with nll), throw
 // DataError naming the option (an unknown kind: ModelError).
+// The detection losses "yolov5" and "yolov8" (docs/detection.md). Each field applies to the
+// kinds named; check_option_use refuses a field moved off its default for another kind.
+struct DetectionLossOptions {
+  // yolov5: anchors (w, h) in input pixels, L*A*2 values, level-major (P3 first). Empty: the
+  // model's metadata_props "anchors" (a JSON list, flat or one list per level).
+  std::vector<double> anchors;
+  double anchor_t = 4.0;         // yolov5: a target matches an anchor when its w/h ratios are below this
+  std::vector<double> balance;   // yolov5: objectness weight per level; empty: [4, 1, 0.4] for 3 levels
+  std::optional<double> box;     // box gain; unset: 0.05 (yolov5), 7.5 (yolov8)
+  double obj = 1.0;              // yolov5: objectness gain
+  double cls = 0.5;              // class gain (both)
+  double dfl = 1.5;              // yolov8: distribution focal loss gain
+  int64_t reg_max = 16;          // yolov8: DFL bins per box side
+  int64_t topk = 10;             // yolov8: task-aligned assigner's candidates per target
+  double alpha = 0.5, beta = 6.0;  // yolov8: assigner's score^alpha * iou^beta
+  double label_smoothing = 0;    // yolov5: class targets 1 - s/2 and s/2 (Ultralytics' smooth_BCE)
+
+  double box_gain(const std::string& kind) const { return box.value_or(kind == "yolov8" ? 7.5 : 0.05); }
+};
+
 struct LossOptions {
   // One of kLossKinds (option_choices.h, with a line on each). custom: each input of the
   // loss model named like a model output or model input reads that value, every other
@@ -50,6 +70,11 @@ struct LossOptions {
   // custom: the loss model as a file, or its serialized ModelProto bytes (exactly one).
   std::string model_path;
   std::string model_bytes;
+  // yolov5, yolov8: the head outputs in level order; default: every model output, by stride
+  // ascending (H descending). Their target is `target` ("boxes" unless set): the
+  // DetectionDataset's float32 [N, B, 6] rows (valid, class, cx, cy, w, h).
+  std::vector<std::string> outputs;
+  DetectionLossOptions detection;
 };
 
 // Parameters whose name matches `pattern` (ECMAScript regex, searched) get their own
@@ -125,10 +150,14 @@ struct StepResult {
   double lr = 0;          // the learning rate this step used
   int64_t step = 0;       // 1-based number of the optimizer step just taken
   double grad_norm = -1;  // global gradient 2-norm before clipping (when clipping is on)
+  // The loss's named parts, as weighted in the loss: ("box", "obj", "cls") for yolov5,
+  // ("box", "cls", "dfl") for yolov8; empty for other kinds. Of this call's batch.
+  std::vector<std::pair<std::string, double>> loss_parts;
 };
 
 struct EvalResult {
   double loss = 0;
+  std::vector<std::pair<std::string, double>> loss_parts;  // as StepResult::loss_parts
   std::map<std::string, Tensor> outputs;  // the requested model outputs
 };
 

@@ -51,6 +51,7 @@ void expect_flags(const CLI::App& app, std::span<const OptionField<Options>> fie
 TEST(TrainFlags, EveryTableRowHasItsFlagAndHelp) {
   Command c;
   expect_flags<LossOptions>(c.app, kLossFields);
+  expect_flags<DetectionLossOptions>(c.app, kDetectionLossFields);
   expect_flags<OptimizerOptions>(c.app, kOptimizerFields);
   expect_flags<TrainingOptions>(c.app, kTrainingFields);
 }
@@ -86,6 +87,9 @@ TEST(TrainFlags, EveryFlagReachesItsField) {
       } else if constexpr (std::is_same_v<T, std::optional<double>>) {
         args.push_back("0.25");
         value = 0.25;
+      } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+        args.push_back("p3,p4");
+        value = {"p3", "p4"};
       } else {
         args.push_back("5");
         value = 5;
@@ -93,6 +97,7 @@ TEST(TrainFlags, EveryFlagReachesItsField) {
     });
   };
   add.operator()<LossOptions>(kLossFields, want.loss);
+  add.operator()<DetectionLossOptions>(kDetectionLossFields, want.loss.detection);
   add.operator()<OptimizerOptions>(kOptimizerFields, want.optimizer);
   add.operator()<TrainingOptions>(kTrainingFields, want);
   want.loss.kind = "custom";

@@ -30,6 +30,8 @@ T other_value(const T& before, const ChoiceList* choices, std::string_view key) 
     return {0.5, 2.25, static_cast<double>(before.size())};
   } else if constexpr (std::is_same_v<T, std::optional<double>>) {
     return before.value_or(0) + 0.125;
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    return {"a_" + std::string(key), "b", std::to_string(before.size())};
   } else {
     return before + 3;
   }
@@ -58,6 +60,7 @@ TEST(OptionTables, EveryFieldRoundTripsThroughJsonOffItsDefault) {
   TrainingOptions o;
   auto keys = change_all<TrainingOptions>(kTrainingFields, o);
   auto loss_keys = change_all<LossOptions>(kLossFields, o.loss);
+  auto detection_keys = change_all<DetectionLossOptions>(kDetectionLossFields, o.loss.detection);
   auto optimizer_keys = change_all<OptimizerOptions>(kOptimizerFields, o.optimizer);
   o.optimizer.groups = {{.pattern = "^fc", .lr = 0.5}, {.pattern = "bias$", .weight_decay = 0.0}};
   o.schedule = parse_schedule("cosine:1e-5:warmup_steps=7");
@@ -67,11 +70,13 @@ TEST(OptionTables, EveryFieldRoundTripsThroughJsonOffItsDefault) {
   const auto j = nlohmann::json::parse(text);
   for (const auto& k : keys) EXPECT_TRUE(j.contains(k)) << k;
   for (const auto& k : loss_keys) EXPECT_TRUE(j.at("loss").contains(k)) << "loss." << k;
+  for (const auto& k : detection_keys) EXPECT_TRUE(j.at("loss").at("detection").contains(k)) << "loss.detection." << k;
   for (const auto& k : optimizer_keys) EXPECT_TRUE(j.at("optimizer").contains(k)) << "optimizer." << k;
 
   const TrainingOptions back = parse_training_options(text);
   expect_same_fields<TrainingOptions>(kTrainingFields, back, o);
   expect_same_fields<LossOptions>(kLossFields, back.loss, o.loss);
+  expect_same_fields<DetectionLossOptions>(kDetectionLossFields, back.loss.detection, o.loss.detection);
   expect_same_fields<OptimizerOptions>(kOptimizerFields, back.optimizer, o.optimizer);
   ASSERT_EQ(back.optimizer.groups.size(), 2u);
   EXPECT_EQ(back.optimizer.groups[0].pattern, "^fc");
@@ -102,6 +107,7 @@ void collect_rows(std::span<const OptionField<Options>> fields, std::set<std::st
 TEST(OptionTables, EveryRowHasAUniqueFlagAndADescription) {
   std::set<std::string> flags;
   collect_rows<LossOptions>(kLossFields, flags, "loss");
+  collect_rows<DetectionLossOptions>(kDetectionLossFields, flags, "loss.detection");
   collect_rows<OptimizerOptions>(kOptimizerFields, flags, "optimizer");
   collect_rows<TrainingOptions>(kTrainingFields, flags, "training");
   // The flags of `onnxtrain train` that earlier versions had keep their names.
@@ -202,8 +208,14 @@ TEST(OptionTables, JsonOfTheEarlierFormatReads) {
   EXPECT_EQ(o.optimizer.groups[0].weight_decay, 0.0);
   // Fields added later read their default when absent, and are written from now on.
   EXPECT_FALSE(o.sync_batchnorm);
+  EXPECT_TRUE(o.loss.outputs.empty());
+  EXPECT_TRUE(o.loss.detection.anchors.empty());
+  EXPECT_FALSE(o.loss.detection.box.has_value());
   auto expected = nlohmann::json::parse(text);
   expected["sync_batchnorm"] = false;
+  expected["loss"]["outputs"] = nlohmann::json::array();
+  expected["loss"]["detection"] = nlohmann::json::parse(R"({"alpha": 0.5, "anchor_t": 4.0, "anchors": [], "balance": [],
+      "beta": 6.0, "cls": 0.5, "dfl": 1.5, "label_smoothing": 0.0, "obj": 1.0, "reg_max": 16, "topk": 10})");
   EXPECT_EQ(nlohmann::json::parse(format_training_options(o)), expected);
 }
 

@@ -1,4 +1,5 @@
 // `onnxtrain info MODEL`: what a model needs and whether onnxtrain can run it.
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
 
@@ -21,6 +22,21 @@ void print_missing(const char* label, const char* all_good, const char* problem,
     std::cout << "  " << op << ": " << nodes.size() << " node(s)";
     for (size_t i = 0; i < nodes.size() && i < 5; ++i) std::cout << (i ? ", " : " ") << nodes[i];
     std::cout << (nodes.size() > 5 ? ", ...\n" : "\n");
+  }
+}
+
+// One line on the detection head, or on why there is none when the outputs look like grids
+// (rank 4 or 5); nothing for classifiers and other models.
+void print_detection_head(const Model& model, const ModelInfo& info) {
+  try {
+    const std::string line = detect_head(model).describe();  // before printing: it may throw
+    std::cout << "detection head: " << line << "\n";
+  } catch (const ModelError& e) {
+    const bool spatial = std::any_of(info.outputs.begin(), info.outputs.end(),
+                                     [](const ValueInfo& v) { return v.dims.size() == 4 || v.dims.size() == 5; });
+    std::string why = e.what();
+    if (why.starts_with("no detection head: ")) why = why.substr(19);
+    if (spatial) std::cout << "detection head: none — " << why << "\n";
   }
 }
 
@@ -51,6 +67,7 @@ Command add_info_command(CLI::App& app) {
     std::cout << "outputs:\n";
     for (const auto& v : info.outputs) std::cout << "  " << pad(v.name, 24) << dtype_name(v.dtype) << v.shape_str() << "\n";
     if (!info.batch_note.empty()) std::cout << "batch:      " << info.batch_note << "\n";
+    print_detection_head(model, info);
     std::cout << "parameters: " << thousands(info.parameter_count) << " (" << human_bytes(info.parameter_bytes)
               << ") in " << info.initializer_count << " initializers\n";
     int nodes = 0;

@@ -58,7 +58,8 @@ void add_field_flags(CLI::App* cmd, std::span<const OptionField<Options>> fields
     if constexpr (std::is_same_v<T, bool>) o = cmd->add_flag(flag, value, help);
     else if constexpr (std::is_same_v<T, std::optional<double>>) o = cmd->add_option(flag, optionals[flag], help);
     else o = cmd->add_option(flag, value, help);
-    if constexpr (std::is_same_v<T, std::vector<double>>) o->delimiter(',');
+    if constexpr (std::is_same_v<T, std::vector<double>> || std::is_same_v<T, std::vector<std::string>>)
+      o->delimiter(',');
     if (row.choices) {
       std::vector<std::string> allowed = row.choices->names();
       for (const Choice& c : extra) allowed.emplace_back(c.name);
@@ -103,6 +104,7 @@ const std::vector<Choice> kOptimizerAliases{{kMomentumAlias, "sgd with momentum 
 
 void add_loss_flags(CLI::App* cmd, TrainingFlags& a) {
   add_field_flags<LossOptions>(cmd, kLossFields, a.values.loss, a.optionals);
+  add_field_flags<DetectionLossOptions>(cmd, kDetectionLossFields, a.values.loss.detection, a.optionals);
 }
 
 void add_optimizer_flags(CLI::App* cmd, TrainingFlags& a) {
@@ -119,6 +121,8 @@ TrainingOptions training_options(const CLI::App& cmd, const TrainingFlags& flags
   const bool from_model = base.has_value();
   TrainingOptions o = base.value_or(TrainingOptions{});
   take_field_flags<LossOptions>(cmd, kLossFields, flags.values.loss, flags.optionals, from_model, o.loss);
+  take_field_flags<DetectionLossOptions>(cmd, kDetectionLossFields, flags.values.loss.detection, flags.optionals,
+                                         from_model, o.loss.detection);
   take_field_flags<OptimizerOptions>(cmd, kOptimizerFields, flags.values.optimizer, flags.optionals, from_model, o.optimizer);
   take_field_flags<TrainingOptions>(cmd, kTrainingFields, flags.values, flags.optionals, from_model, o);
   auto count = [&](const char* flag) { return cmd.count(flag) > 0; };
