@@ -40,7 +40,8 @@ TrainingOptions yolo_options() {
   return o;
 }
 
-std::map<std::string, Tensor> yolo_batch(DType dtype) {
+// Images (of the model's input name) and boxes for the yolo model.
+std::map<std::string, Tensor> yolo_batch(const Model& model, DType dtype) {
   std::mt19937 rng(7);
   std::uniform_real_distribution<float> u(0.f, 1.f);
   const int64_t n = 4;
@@ -60,7 +61,7 @@ std::map<std::string, Tensor> yolo_batch(DType dtype) {
     std::vector<double> d(pixels.begin(), pixels.end());
     images = Tensor::from_vector<double>({n, 3, 64, 64}, d);
   }
-  return {{"input", images}, {"boxes", Tensor::from_vector<float>({n, 3, 6}, boxes)}};
+  return {{model.inputs().front().name, images}, {"boxes", Tensor::from_vector<float>({n, 3, 6}, boxes)}};
 }
 
 // Expects `fn` to throw an E whose message contains `fragment`.
@@ -69,8 +70,6 @@ void expect_thrown(Fn&& fn, const std::string& fragment) {
   const std::string message = test::error_of<E>(fn);
   EXPECT_NE(message.find(fragment), std::string::npos) << "message: " << message;
 }
-
-std::string input_name(const Model& m) { return m.inputs().front().name; }
 
 void expect_parts_sum_to_loss(const std::vector<std::pair<std::string, double>>& parts, double loss) {
   ASSERT_EQ(parts.size(), 3u);
@@ -89,9 +88,7 @@ class YoloTraining : public ::testing::TestWithParam<bool> {};
 
 TEST_P(YoloTraining, LossFallsAndReportsItsParts) {
   Model model = Model::load(yolo_path(GetParam()));
-  auto batch = yolo_batch(GetParam() ? DType::Float : DType::Double);
-  batch[input_name(model)] = batch.at("input");
-  if (input_name(model) != "input") batch.erase("input");
+  const auto batch = yolo_batch(model, GetParam() ? DType::Float : DType::Double);
   TrainingSession session(model, yolo_options());
   StepResult first = session.train_step(batch);
   expect_parts_sum_to_loss(first.loss_parts, first.loss);
@@ -151,9 +148,7 @@ TEST(DetectionLoss, AnchorsFromMetadataEqualTheOption) {
 
 TEST(DetectionLoss, TrainingModelExportKeepsTheLossNode) {
   Model model = Model::load(yolo_path(true));
-  auto batch = yolo_batch(DType::Float);
-  batch[input_name(model)] = batch.at("input");
-  if (input_name(model) != "input") batch.erase("input");
+  const auto batch = yolo_batch(model, DType::Float);
   TrainingOptions options = yolo_options();
   options.loss.detection.balance = {4.0, 1.0, 0.5};
   TrainingSession session(model, options);
@@ -174,9 +169,7 @@ TEST(DetectionLoss, TrainingModelExportKeepsTheLossNode) {
 
 TEST(DetectionLoss, AccumulatesAndResumesFromACheckpoint) {
   Model model = Model::load(yolo_path(true));
-  auto batch = yolo_batch(DType::Float);
-  batch[input_name(model)] = batch.at("input");
-  if (input_name(model) != "input") batch.erase("input");
+  const auto batch = yolo_batch(model, DType::Float);
   TrainingOptions options = yolo_options();
   options.accumulate = 2;
   TrainingSession session(model, options);
