@@ -63,7 +63,11 @@ inline constexpr OptionField<LossOptions> kLossFields[] = {
      "scalar",
      nullptr, FlagCheck::ExistingFile},
     {"ignore_index", &LossOptions::ignore_index, "--ignore-index",
-     "cross_entropy/nll: labels of this class count for nothing"},
+     "cross_entropy/nll/dice: labels of this class count for nothing"},
+    {"dice_smooth", &LossOptions::dice_smooth, "--dice-smooth", "dice/cross_entropy_dice: smoothing of each class's Dice",
+     nullptr, FlagCheck::None, false, true},
+    {"dice_weight", &LossOptions::dice_weight, "--dice-weight", "cross_entropy_dice: weight of the Dice term", nullptr,
+     FlagCheck::None, false, true},
 };
 
 inline constexpr OptionField<OptimizerOptions> kOptimizerFields[] = {

@@ -204,6 +204,8 @@ TEST(OptionTables, JsonOfTheEarlierFormatReads) {
   EXPECT_FALSE(o.sync_batchnorm);
   auto expected = nlohmann::json::parse(text);
   expected["sync_batchnorm"] = false;
+  expected["loss"]["dice_smooth"] = 1.0;
+  expected["loss"]["dice_weight"] = 1.0;
   EXPECT_EQ(nlohmann::json::parse(format_training_options(o)), expected);
 }
 
