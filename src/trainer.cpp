@@ -24,7 +24,7 @@ namespace {
 // request_stop may run in a signal handler, where only lock-free atomics are safe.
 static_assert(std::atomic<bool>::is_always_lock_free);
 
-bool is_classification(const LossOptions& loss) { return loss.kind == "cross_entropy" || loss.kind == "nll"; }
+bool is_classification(const LossOptions& loss) { return class_index_loss(loss.kind); }
 
 FitPlan make_plan(const Model& model, const TrainingOptions& options, const FitOptions& fit, const DataLoader& loader,
                   const Dataset& train, const Dataset* val) {
@@ -62,6 +62,8 @@ struct Trainer::Impl {
   std::unique_ptr<TrainingSession> session;
   std::vector<Callback*> callbacks;
   bool loss_only = false, higher_is_better = false, started = false;
+  std::string metric_key;               // plan.metric's canonical name (Evaluation::metrics key)
+  std::vector<std::string> extra_keys;  // the same for fit.extra_metrics
 
   // Per fit() call.
   FitState state;
@@ -85,7 +87,12 @@ struct Trainer::Impl {
     if (world) val_part = validation_shard(val, *world);
     plan = make_plan(model, options, fit, *loader, *train, val.get());
     loss_only = plan.metric == "loss";
-    if (!loss_only) higher_is_better = make_metric(plan.metric)->higher_is_better();  // also rejects unknown names
+    if (!loss_only) {
+      const auto metric = make_metric(plan.metric);  // also rejects unknown names
+      higher_is_better = metric->higher_is_better();
+      metric_key = metric->name();
+    }
+    for (const auto& m : fit.extra_metrics) extra_keys.push_back(make_metric(m)->name());
     if (options.total_steps == 0) {
       // The schedule anneals over this fit; a training model continues from its stored step.
       const int64_t k = std::max(1, options.accumulate);
@@ -133,6 +140,8 @@ struct Trainer::Impl {
     if (world) session->set_distributed(*world);  // every rank continues from rank 0's state
     std::vector<std::string> columns;
     if (val) columns = loss_only ? std::vector<std::string>{"val_loss"} : std::vector<std::string>{"val_loss", "val_" + plan.metric};
+    if (val)
+      for (const auto& m : fit.extra_metrics) columns.push_back("val_" + m);
     const bool resumed = !fit.resume.empty();
     if (writes_files()) {
       fs::create_directories(fit.run_dir);
@@ -224,13 +233,17 @@ struct Trainer::Impl {
                            .output = plan.output,
                            .label = fit.label,
                            .batch_size = fit.val_batch_size > 0 ? fit.val_batch_size : fit.batch_size,
-                           .confusion = is_classification(options.loss)};
+                           .confusion = is_classification(options.loss),
+                           .ignore_index = is_classification(options.loss) ? options.loss.ignore_index : -100};
+      eval.metrics.insert(eval.metrics.end(), fit.extra_metrics.begin(), fit.extra_metrics.end());
       last_eval = world ? combine_evaluations(*world, evaluate(*session, val_part, eval)) : evaluate(*session, val, eval);
+      for (size_t i = 0; i < extra_keys.size(); ++i)
+        if (held) held->extra["val_" + fit.extra_metrics[i]] = last_eval->metrics.at(extra_keys[i]);
       state.val_loss.push_back(last_eval->loss);
       if (held) held->extra["val_loss"] = last_eval->loss;
       event.val_loss = score = last_eval->loss;
       if (!loss_only) {
-        const double m = last_eval->metrics.begin()->second;
+        const double m = last_eval->metrics.at(metric_key);
         state.val_metric.push_back(m);
         if (held) held->extra["val_" + plan.metric] = m;
         event.val_metric = score = m;
