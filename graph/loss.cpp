@@ -13,7 +13,7 @@ namespace onnxtrain::graph {
 
 namespace {
 
-const std::vector<std::string> kClassification{"cross_entropy", "nll"};
+const std::vector<std::string> kClassification{"cross_entropy", "nll", "dice", "cross_entropy_dice"};
 const std::vector<std::string> kDetection{"yolov5", "yolov8"};
 // Every kind but output, custom and the detection kinds: a formula over one output and a target.
 const std::vector<std::string> kBuiltin = [] {
@@ -84,6 +84,7 @@ void check_options(const LossOptions& o) {
   // ModelError (not DataError) for compatibility with callers that catch it.
   if (!kLossKinds.contains(o.kind)) throw ModelError("unknown loss '" + o.kind + "' (" + kLossKinds.joined() + ")");
   check_option_use(o);
+  check_dice_options(o);
   kReductions.check(o.reduction);
   if (o.reduction == "batchmean" && o.kind != "kl_div")
     throw DataError("loss option 'reduction' is 'batchmean', which only kl_div takes; expected mean or sum");
@@ -237,7 +238,10 @@ Value* attach_loss(Graph& g, const LossOptions& o, const std::map<std::string, s
   g.inputs.push_back(target);
 
   LossBuilder b(g, out->dtype);
-  Value* loss = classification ? classification_loss(b, out, target, o) : elementwise_loss(b, out, target, o);
+  Value* loss = o.kind == "dice"               ? attach_dice(b, out, target, o, nullptr)
+                : o.kind == "cross_entropy_dice" ? attach_dice(b, out, target, o, classification_loss(b, out, target, o))
+                : classification                 ? classification_loss(b, out, target, o)
+                                                 : elementwise_loss(b, out, target, o);
   loss->dims = Dims{};
   return loss;
 }

@@ -55,6 +55,12 @@ void require_scalar(const Value& v, const std::string& what);
 // Reshape for a single element.
 Value* scalar_loss_value(Graph& g, Value* v, const std::string& what);
 
+// The kinds "dice" and "cross_entropy_dice" (graph/loss_dice.cpp): their option checks
+// (also that the dice options are not set for other kinds), and the loss; `cross_entropy`
+// is null for dice, the cross-entropy term for cross_entropy_dice.
+void check_dice_options(const LossOptions& options);
+Value* attach_dice(LossBuilder& b, Value* out, Value* target, const LossOptions& options, Value* cross_entropy);
+
 // The loss kinds "output" and "custom" (graph/loss_custom.cpp).
 Value* attach_output_loss(Graph& g, const LossOptions& options);
 Value* attach_custom_loss(Graph& g, const LossOptions& options);

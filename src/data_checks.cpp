@@ -172,7 +172,7 @@ LabelView label_view(const LossOptions& loss, const Model& model) {
     throw DataError("unknown loss '" + loss.kind + "' for labels (" + kLossKinds.joined() + ")");
   LabelView label;
   label.loss = loss.kind;
-  label.class_indices = loss.kind == "cross_entropy" || loss.kind == "nll";
+  label.class_indices = class_index_loss(loss.kind);
   label.output = loss.output;
   label.ignore_index = loss.ignore_index;
   if (loss.kind == "output") return label;

@@ -19,9 +19,9 @@ Evaluation evaluate_with(const Forward& forward, DatasetPtr data, const Evaluate
   if (options.output.empty()) throw DataError("evaluate: name the model output the metrics read (output)");
   Evaluation result;
   std::vector<std::unique_ptr<Metric>> metrics;
-  for (const auto& m : options.metrics) metrics.push_back(make_metric(m));
+  for (const auto& m : options.metrics) metrics.push_back(make_metric(m, options.ignore_index));
   std::optional<ConfusionMatrix> matrix;
-  if (options.confusion) matrix.emplace(0, data->class_names());
+  if (options.confusion) matrix.emplace(0, data->class_names(), options.ignore_index);
   MeanLoss loss;
   DataLoader loader(data, LoaderOptions{.batch_size = options.batch_size, .shuffle = false, .drop_last = false,
                                         .augment = false});

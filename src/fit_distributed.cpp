@@ -50,6 +50,8 @@ Evaluation combine_evaluations(Distributed& world, Evaluation part) {
     for (int64_t t = 0; t < classes; ++t)
       for (int64_t p = 0; p < classes; ++p, ++i)
         if (sums[i] > 0) matrix.add(t, p, static_cast<int64_t>(sums[i]));
+    // mIoU is no mean of the ranks' mIoUs: it comes from the combined counts.
+    if (whole.metrics.count("miou")) whole.metrics["miou"] = SegmentationMetric::mean_iou(matrix);
     whole.confusion = std::move(matrix);
   }
   return whole;

@@ -266,13 +266,15 @@ std::unique_ptr<Metric> make_metric(std::string_view name, int64_t ignore_index)
   if (n == "accuracy" || n == "acc") return std::make_unique<TopKAccuracy>(1, ignore_index);
   if (n == "mse") return std::make_unique<MeanError>(MeanError::Kind::Squared);
   if (n == "mae") return std::make_unique<MeanError>(MeanError::Kind::Absolute);
+  if (n == "miou") return std::make_unique<SegmentationMetric>(SegmentationMetric::Kind::MeanIoU, ignore_index);
+  if (n == "pixel_accuracy") return std::make_unique<SegmentationMetric>(SegmentationMetric::Kind::PixelAccuracy, ignore_index);
   if (n.size() > 3 && n.compare(0, 3, "top") == 0) {
     int64_t k = 0;
     const char* end = n.data() + n.size();
     auto [ptr, ec] = std::from_chars(n.data() + 3, end, k);
     if (ec == std::errc() && ptr == end && k >= 1) return std::make_unique<TopKAccuracy>(k, ignore_index);
   }
-  throw DataError("unknown metric '" + std::string(name) + "'; expected accuracy, topK (e.g. top5), mse or mae");
+  throw DataError("unknown metric '" + std::string(name) + "'; expected accuracy, topK (e.g. top5), mse, mae, miou or pixel_accuracy");
 }
 
 }  // namespace onnxtrain

@@ -1,6 +1,8 @@
 #include "src/run_dir.h"
 
+#include <stdio_ext.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -151,9 +153,20 @@ void MetricsCsv::write(const MetricsRow& row) {
         throw DataError(path_.string() + ": column '" + name + "' was not declared (columns: " + declared + ")");
       }
   const std::string line = join_row(fields);
+  struct stat before {};
+  const bool sized = ::fstat(::fileno(file_), &before) == 0;
   // One fwrite per row and a flush: a killed process loses at most the row being written.
-  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0)
-    fail("cannot write", path_, errno);
+  if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
+    const int error = errno;
+    // A full disk may have taken part of the row: drop what stdio still holds and cut the
+    // part that was written, so the file keeps whole rows only.
+    __fpurge(file_);
+    std::clearerr(file_);
+    if (sized && ::ftruncate(::fileno(file_), before.st_size) != 0) {
+      // Nothing more to do: the write's error is the one to report.
+    }
+    fail("cannot write", path_, error);
+  }
 }
 
 std::string confusion_matrix_csv(const ConfusionMatrix& m) {

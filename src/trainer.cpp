@@ -25,7 +25,7 @@ namespace {
 // request_stop may run in a signal handler, where only lock-free atomics are safe.
 static_assert(std::atomic<bool>::is_always_lock_free);
 
-bool is_classification(const LossOptions& loss) { return loss.kind == "cross_entropy" || loss.kind == "nll"; }
+bool is_classification(const LossOptions& loss) { return class_index_loss(loss.kind); }
 
 FitPlan make_plan(const Model& model, const TrainingOptions& options, const FitOptions& fit, const DataLoader& loader,
                   const Dataset& train, const Dataset* val) {
@@ -72,6 +72,8 @@ struct Trainer::Impl {
   std::unique_ptr<TrainingSession> session;
   std::vector<Callback*> callbacks;
   bool loss_only = false, higher_is_better = false, started = false;
+  std::string metric_key;               // plan.metric's canonical name (Evaluation::metrics key)
+  std::vector<std::string> extra_keys;  // the same for fit.extra_metrics
 
   // Per fit() call.
   FitState state;
@@ -95,9 +97,19 @@ struct Trainer::Impl {
     if (world) val_part = validation_shard(val, *world);
     plan = make_plan(model, options, fit, *loader, *train, val.get());
     loss_only = plan.metric == "loss";
-    if (!loss_only)
-      higher_is_better = fit.validator ? fit.validator->higher_is_better(plan.metric)
-                                       : make_metric(plan.metric)->higher_is_better();  // also rejects unknown names
+    if (!loss_only) {
+      if (fit.validator) {
+        higher_is_better = fit.validator->higher_is_better(plan.metric);
+        metric_key = plan.metric;
+      } else {
+        const auto metric = make_metric(plan.metric);  // also rejects unknown names
+        higher_is_better = metric->higher_is_better();
+        metric_key = metric->name();
+      }
+    }
+    if (fit.validator && !fit.extra_metrics.empty())
+      throw DataError("fit: extra_metrics go with evaluate(); a validator reports its own metrics");
+    for (const auto& m : fit.extra_metrics) extra_keys.push_back(make_metric(m)->name());
     if (options.total_steps == 0) {
       // The schedule anneals over this fit; a training model continues from its stored step.
       const int64_t k = std::max(1, options.accumulate);
@@ -150,6 +162,7 @@ struct Trainer::Impl {
         for (const auto& m : fit.validator->metrics()) columns.push_back("val_" + m);
       else if (!loss_only)
         columns.push_back("val_" + plan.metric);
+      for (const auto& m : fit.extra_metrics) columns.push_back("val_" + m);
     }
     const bool resumed = !fit.resume.empty();
     if (writes_files()) {
@@ -242,7 +255,9 @@ struct Trainer::Impl {
                            .output = plan.output,
                            .label = fit.label,
                            .batch_size = fit.val_batch_size > 0 ? fit.val_batch_size : fit.batch_size,
-                           .confusion = is_classification(options.loss)};
+                           .confusion = is_classification(options.loss),
+                           .ignore_index = is_classification(options.loss) ? options.loss.ignore_index : -100};
+      eval.metrics.insert(eval.metrics.end(), fit.extra_metrics.begin(), fit.extra_metrics.end());
       if (fit.validator) {
         last_eval = fit.validator->validate(*session, val);  // every rank the whole set: a mAP does not add up
         if (held)
@@ -250,11 +265,13 @@ struct Trainer::Impl {
       } else {
         last_eval = world ? combine_evaluations(*world, evaluate(*session, val_part, eval)) : evaluate(*session, val, eval);
       }
+      for (size_t i = 0; i < extra_keys.size(); ++i)
+        if (held) held->extra["val_" + fit.extra_metrics[i]] = last_eval->metrics.at(extra_keys[i]);
       state.val_loss.push_back(last_eval->loss);
       if (held) held->extra["val_loss"] = last_eval->loss;
       event.val_loss = score = last_eval->loss;
       if (!loss_only) {
-        const double m = last_eval->metrics.at(plan.metric);
+        const double m = last_eval->metrics.at(metric_key);
         state.val_metric.push_back(m);
         if (held) held->extra["val_" + plan.metric] = m;
         event.val_metric = score = m;

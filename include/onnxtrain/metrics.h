@@ -132,8 +132,36 @@ class ConfusionMatrix {
   int64_t total_ = 0;
 };
 
-// "accuracy" (also "acc", "top1"), "topK" for K >= 1 (e.g. "top5"), "mse", "mae";
-// case-insensitive. Anything else is a DataError listing the valid names.
+// Semantic segmentation from a confusion matrix over every counted pixel (ignore_index
+// skipped). MeanIoU: IoU_c = TP / (TP + FP + FN) averaged over the classes present in the
+// truth or the prediction; a class absent from both has no IoU (NaN) and is left out of
+// the mean, as torchmetrics' JaccardIndex and mmseg's nanmean do. PixelAccuracy: correct
+// pixels / counted pixels.
+class SegmentationMetric : public Metric {
+ public:
+  enum class Kind { MeanIoU, PixelAccuracy };
+  explicit SegmentationMetric(Kind kind, int64_t ignore_index = -100);
+  void update(const Tensor& output, const Tensor& target) override;
+  double value() const override;
+  int64_t count() const override { return matrix_.total(); }
+  void reset() override { matrix_ = ConfusionMatrix(0, {}, ignore_index_); }
+  std::string name() const override { return kind_ == Kind::MeanIoU ? "miou" : "pixel_accuracy"; }
+  bool higher_is_better() const override { return true; }
+  // Class c's IoU; NaN when the class is in neither truth nor prediction.
+  double iou(int64_t cls) const { return class_iou(matrix_, cls); }
+  const ConfusionMatrix& matrix() const { return matrix_; }
+  // IoU of class `cls` from any confusion matrix (e.g. Evaluation::confusion).
+  static double class_iou(const ConfusionMatrix& matrix, int64_t cls);
+  static double mean_iou(const ConfusionMatrix& matrix);
+
+ private:
+  Kind kind_;
+  int64_t ignore_index_;
+  ConfusionMatrix matrix_;
+};
+
+// "accuracy" (also "acc", "top1"), "topK" for K >= 1 (e.g. "top5"), "mse", "mae", "miou",
+// "pixel_accuracy"; case-insensitive. Anything else is a DataError listing the valid names.
 std::unique_ptr<Metric> make_metric(std::string_view name, int64_t ignore_index = -100);
 
 }  // namespace onnxtrain

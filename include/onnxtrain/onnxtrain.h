@@ -14,6 +14,7 @@
 #include "onnxtrain/operators.h"
 #include "onnxtrain/profile.h"
 #include "onnxtrain/schedule.h"
+#include "onnxtrain/segmentation.h"
 #include "onnxtrain/synthetic.h"
 #include "onnxtrain/tensor.h"
 #include "onnxtrain/trainer.h"

@@ -63,6 +63,9 @@ inline constexpr Choice kLossKindChoices[] = {
     {"bce_with_logits", "binary cross-entropy on logits (multi-label), overflow-free form"},
     {"kl_div", "the output holds log-probabilities; the target probabilities (log-probabilities with log_target); "
                "terms with target 0 are 0"},
+    {"dice", "logits [N, C, d1, ...] -> softmax over C; 1 - soft Dice per class over the batch, averaged over the "
+             "classes (class_weights: weighted mean); dice_smooth added to both sides; ignored pixels left out"},
+    {"cross_entropy_dice", "cross_entropy + dice_weight * dice (segmentation)"},
     {"output", "the model output already is the loss (a float scalar or a single element); no target"},
     {"custom", "the loss is an ONNX model (model_path or model_bytes) reading model values and targets by name"},
     {"yolov5", "YOLOv5 anchor-based detection loss (CIoU box, BCE objectness and class) on the head outputs; "
@@ -71,6 +74,10 @@ inline constexpr Choice kLossKindChoices[] = {
                "outputs; target: the boxes [N, B, 6]"},
 };
 inline constexpr ChoiceList kLossKinds{"loss", kLossKindChoices};
+// The kinds whose targets are integer class indices [N, d1, ...] (with ignore_index).
+inline bool class_index_loss(std::string_view kind) {
+  return kind == "cross_entropy" || kind == "nll" || kind == "dice" || kind == "cross_entropy_dice";
+}
 
 // LossOptions::reduction (batchmean: kl_div only).
 inline constexpr Choice kReductionChoices[] = {

@@ -28,11 +28,12 @@ namespace onnxtrain {
 // ---- Evaluation -------------------------------------------------------------------------
 
 struct EvaluateOptions {
-  std::vector<std::string> metrics;  // accuracy | top5 | mse | mae (make_metric names)
+  std::vector<std::string> metrics;  // accuracy | top5 | mse | mae | miou | pixel_accuracy (make_metric names)
   std::string output;                // the model output the metrics read (required)
   std::string label = "label";       // the dataset array holding the targets ("" = none)
   int64_t batch_size = 32;           // samples per forward pass: memory stays bounded
   bool confusion = false;            // also count a confusion matrix (classification)
+  int64_t ignore_index = -100;       // class-index targets equal to this are skipped
 };
 
 // Loss and metrics of a model on a dataset with evaluation semantics.
@@ -81,10 +82,14 @@ struct FitOptions {
   bool shuffle = true;         // see LoaderOptions
   bool drop_last = false;
   uint64_t seed = 0;           // shuffling and augmentation (dropout: TrainingOptions::seed)
-  // Validation metric: accuracy | top5 | mse | mae | loss (the validation loss). Default:
-  // accuracy for cross_entropy and nll, else mse; loss when `label` is empty.
+  // Validation metric: accuracy | top5 | mse | mae | miou | pixel_accuracy | loss (the
+  // validation loss). Default: accuracy for the class-index losses (cross_entropy, nll,
+  // dice, cross_entropy_dice), else mse; loss when `label` is empty.
   std::string metric;
   std::string output;          // the model output the metric reads; default: the loss's
+  // Further validation metrics, recorded as val_<name> columns of metrics.csv (e.g. miou
+  // and pixel_accuracy for segmentation); they do not choose best.onnx.
+  std::vector<std::string> extra_metrics;
   std::string label = "label"; // the dataset array holding the targets ("" = none)
   // Stop after this many epochs without a better score (validation metric, or the
   // training loss without validation data); 0 = never.

@@ -67,6 +67,10 @@ struct LossOptions {
   // of the output (length = that axis's size, or 1); torch's `pos_weight`. Empty = all 1.
   std::vector<double> pos_weight;
   bool log_target = false;         // kl_div: the target holds log-probabilities
+  // dice, cross_entropy_dice: added to the numerator and denominator of each class's Dice
+  // (> 0 keeps a class absent from a batch's targets and predictions finite, near 0 loss).
+  double dice_smooth = 1.0;
+  double dice_weight = 1.0;        // cross_entropy_dice: weight of the Dice term (>= 0)
   // custom: the loss model as a file, or its serialized ModelProto bytes (exactly one).
   std::string model_path;
   std::string model_bytes;

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "onnxtrain/onnxtrain.h"
+#include "tests/support/loss_goldens.h"
 #include "tests/support/node_case.h"
 #include "tests/support/test_support.h"
 
@@ -18,83 +19,18 @@ using namespace onnxtrain;
 
 namespace {
 
-std::string join_dims(const Shape& shape) {
-  std::string s;
-  for (int64_t d : shape) {
-    if (!s.empty()) s += ',';
-    s += std::to_string(d);
-  }
-  return s;
-}
-
-std::string probe_model(DType dtype, const Shape& shape) {
-  const std::string t = (dtype == DType::Double ? "double[" : "float[") + join_dims(shape) + "]";
-  std::string zeros;
-  for (int64_t i = 0; i < shape_numel(shape); ++i) zeros += i ? ", 0" : "0";
-  return test::model_header(17) + "probe (" + t + " X) => (" + t + " Y) <" + t + " B = {" + zeros +
-         "}> { Y = Add(X, B) }";
-}
-
-std::vector<double> numbers(const std::string& text) {
-  std::vector<double> out;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ',');) out.push_back(std::stod(item));
-  return out;
-}
-
-// "kind=...;reduction=...;key=value" as written by make_loss_goldens.py.
-LossOptions parse_options(const std::string& text) {
-  LossOptions o;
-  std::stringstream in(text);
-  for (std::string item; std::getline(in, item, ';');) {
-    const auto eq = item.find('=');
-    const std::string key = item.substr(0, eq), value = item.substr(eq + 1);
-    if (key == "kind") o.kind = value;
-    else if (key == "reduction") o.reduction = value;
-    else if (key == "ignore_index") o.ignore_index = std::stoll(value);
-    else if (key == "class_weights") o.class_weights = numbers(value);
-    else if (key == "label_smoothing") o.label_smoothing = std::stod(value);
-    else if (key == "beta") o.beta = std::stod(value);
-    else if (key == "delta") o.delta = std::stod(value);
-    else if (key == "pos_weight") o.pos_weight = numbers(value);
-    else if (key == "log_target") o.log_target = value == "true";
-    else ADD_FAILURE() << "unknown option '" << key << "' in the goldens";
-  }
-  return o;
-}
+using test::probe_model;
 
 const std::map<std::string, Tensor>& goldens() {
   static const auto arrays = read_npz(test::source_dir() + "/tests/data/loss/loss_goldens.npz");
   return arrays;
 }
 
-std::string text_of(const Tensor& t) { return {static_cast<const char*>(t.raw()), static_cast<size_t>(t.numel())}; }
+// Runs every golden case of `kind`; returns how many there were.
+int check_goldens(const std::string& kind) { return test::check_loss_goldens(goldens(), kind); }
 
 StepGradients probe(const Tensor& input, const Tensor& target, const LossOptions& loss) {
-  Model model = Model::from_text(probe_model(input.dtype(), input.shape()));
-  TrainingOptions options;
-  options.loss = loss;
-  TrainingSession session(model, options);
-  return session.compute_gradients({{"X", input}, {"label", target}});
-}
-
-// Runs every golden case of `kind`; returns how many there were.
-int check_goldens(const std::string& kind) {
-  int count = 0;
-  for (const auto& [key, value] : goldens()) {
-    const std::string suffix = ".options";
-    if (key.size() < suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
-    const std::string name = key.substr(0, key.size() - suffix.size());
-    const LossOptions options = parse_options(text_of(value));
-    if (options.kind != kind) continue;
-    SCOPED_TRACE(name + " (" + text_of(value) + ")");
-    ++count;
-    auto step = probe(goldens().at(name + ".input"), goldens().at(name + ".target"), options);
-    const double expected = goldens().at(name + ".loss").as_double().at(0);
-    EXPECT_NEAR(step.loss, expected, 1e-5 * std::abs(expected) + 1e-7);
-    EXPECT_LE(test::scaled_error(step.gradients.at("B"), goldens().at(name + ".grad")), 1e-5);
-  }
-  return count;
+  return test::loss_probe(input, target, loss);
 }
 
 TEST(LossGolden, CrossEntropy) { EXPECT_EQ(check_goldens("cross_entropy"), 24); }

@@ -213,6 +213,8 @@ TEST(OptionTables, JsonOfTheEarlierFormatReads) {
   EXPECT_FALSE(o.loss.detection.box.has_value());
   auto expected = nlohmann::json::parse(text);
   expected["sync_batchnorm"] = false;
+  expected["loss"]["dice_smooth"] = 1.0;
+  expected["loss"]["dice_weight"] = 1.0;
   expected["loss"]["outputs"] = nlohmann::json::array();
   expected["loss"]["detection"] = nlohmann::json::parse(R"({"alpha": 0.5, "anchor_t": 4.0, "anchors": [], "balance": [],
       "beta": 6.0, "cls": 0.5, "dfl": 1.5, "label_smoothing": 0.0, "obj": 1.0, "reg_max": 16, "topk": 10})");

@@ -13,6 +13,7 @@
 #include "tools/cli/fit_progress.h"
 #include "tools/cli/interrupt.h"
 #include "tools/cli/train_args.h"
+#include "tools/cli/train_segment.h"
 
 namespace onnxtrain::cli {
 
@@ -30,10 +31,12 @@ struct TrainArgs {
   bool no_shuffle = false, drop_last = false, detect_anomaly = false;
   uint64_t seed = 0;
   std::string command_line;
+  std::string task = "classify";  // one of kTasks
+  SegmentArgs segment;
 };
 
 std::string default_metric(const std::string& loss) {
-  return loss == "cross_entropy" || loss == "nll" ? "accuracy" : "mse";
+  return class_index_loss(loss) ? "accuracy" : "mse";
 }
 
 // What the user sees when a fit ends, and the exit code: 0, 130 after Ctrl-C (128 + the
@@ -89,15 +92,27 @@ int run_train(CLI::App& cmd, const TrainArgs& a, Distributed& world) {
   options.detect_anomaly = a.detect_anomaly;
   options.total_steps = 0;  // the Trainer sets the schedule's horizon from the plan
 
+  const bool segment = a.task == "segment";
+  check_segment_flags(a.task, a.segment);
+  if (segment) segment_defaults(cmd, options.loss, nullptr);
   // Data first: a file that does not fit the model fails before anything is written.
   const LabelView label = label_view(options.loss, model);
-  DatasetPtr train = open_dataset_for(a.data, model, a.data_args, options.loss);
+  SegmentData segment_val;
+  auto open = [&](const std::string& path, const std::string& masks, bool augment, SegmentData* opened) {
+    if (segment) {
+      *opened = open_segment_data(path, masks, a.segment, a.data_args, model, options.loss, augment);
+      return opened->fitted;
+    }
+    DataArgs data = a.data_args;
+    data.augment = augment;
+    return open_dataset_for(path, model, data, options.loss);
+  };
+  SegmentData segment_train;
+  DatasetPtr train = open(a.data, a.segment.masks, a.data_args.augment, &segment_train);
   DatasetPtr val;
   if (!a.val.empty()) {
     if (a.val_split > 0) throw DataError("--val and --val-split exclude each other");
-    DataArgs val_data = a.data_args;
-    val_data.augment = false;
-    val = open_dataset_for(a.val, model, val_data, options.loss);
+    val = open(a.val, a.segment.val_masks, false, &segment_val);
   } else if (a.val_split > 0) {
     auto parts = split(train, a.val_split, a.seed);
     train = parts.train;
@@ -111,6 +126,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a, Distributed& world) {
   fit.drop_last = a.drop_last;
   fit.seed = a.seed;
   fit.metric = a.metric;
+  if (segment) segment_defaults(cmd, options.loss, &fit);
   fit.label = label.name;
   fit.patience = a.patience;
   fit.metrics_copy = a.metrics_csv;
@@ -160,6 +176,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a, Distributed& world) {
     return finished ? 0 : 1;
   }
   if (finished && !a.out.empty()) model.save_inference(a.out);
+  if (finished && segment) write_segment_results(result, segment_val, fit.run_dir, trainer.plan().output, a.threads);
   return report(result, trainer.options(), fit.run_dir, a.out, a.command_line, interrupt_code);
 }
 
@@ -200,12 +217,15 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
   cmd->add_flag("--detect-anomaly", a->detect_anomaly,
                 "Check every node's outputs and name the first that produces NaN or Inf (slower; for debugging)");
-  cmd->add_option("--metric", a->metric, "Validation metric: accuracy | top5 | mse | mae (default: accuracy for classification, else mse)");
+  cmd->add_option("--metric", a->metric, "Validation metric: accuracy | top5 | mse | mae | miou | pixel_accuracy (default: accuracy for classification, miou for --task segment, else mse)");
   cmd->add_option("--patience", a->patience, "Stop after this many epochs without a better validation metric");
   cmd->add_option("--metrics", a->metrics_csv, "Also write the per-step metrics CSV here");
   cmd->add_option("--run-dir", a->run_dir, "Run directory (default: runs/train/N)");
   cmd->add_option("--out", a->out, "Write the trained model (inference form) here");
   cmd->add_option("--resume", a->resume, "Continue from a checkpoint written by a previous run")->check(CLI::ExistingFile);
+  cmd->add_option("--task", a->task, "classify: --data holds labels; segment: --data images with --masks (class masks)")
+      ->check(CLI::IsMember(kTasks));
+  add_segment_flags(cmd, a->segment, true);
   return {cmd, [cmd, a]() {
     a->command_line = command_line_for_resume();
     return run_train(*cmd, *a);
@@ -215,9 +235,10 @@ Command add_train_command(CLI::App& app) {
 Command add_eval_command(CLI::App& app) {
   auto* cmd = app.add_subcommand("eval", "Metrics of a model on a dataset (evaluation semantics)");
   struct EvalArgs {
-    std::string model, data, loss, output;
+    std::string model, data, loss, output, task = "classify";
     std::vector<std::string> metrics;
     DataArgs data_args;
+    SegmentArgs segment;
     int threads = 0;
     int64_t batch_size = 32;
   };
@@ -227,25 +248,34 @@ Command add_eval_command(CLI::App& app) {
   add_data_flags(cmd, a->data_args, false);
   cmd->add_option("--output", a->output, "Model output the metrics read (default: the first)");
   cmd->add_option("--loss", a->loss, "Also report this loss (cross_entropy | nll | mse | l1)");
-  cmd->add_option("--metric", a->metrics, "accuracy | top5 | mse | mae (repeatable; default: accuracy)");
+  cmd->add_option("--metric", a->metrics, "accuracy | top5 | mse | mae | miou | pixel_accuracy (repeatable; default: accuracy, or miou and pixel_accuracy)");
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
   cmd->add_option("--batch-size", a->batch_size, "Samples per forward pass (default: 32; memory stays bounded)")
       ->check(CLI::PositiveNumber);
-  return {cmd, [a]() {
+  cmd->add_option("--task", a->task, "classify, or segment (--data images with --masks; metrics miou, pixel_accuracy)")
+      ->check(CLI::IsMember(kTasks));
+  add_segment_flags(cmd, a->segment, false);
+  return {cmd, [cmd, a]() {
     Model model = Model::load(a->model);
     const std::string output = a->output.empty() ? model.outputs().at(0).name : a->output;
+    const bool segment = a->task == "segment";
+    check_segment_flags(a->task, a->segment);
     std::vector<std::string> metrics = a->metrics;
+    if (metrics.empty() && segment) metrics = {"miou", "pixel_accuracy"};
     if (metrics.empty()) metrics = {a->loss.empty() ? "accuracy" : default_metric(a->loss)};
-    bool classification = a->loss.empty() ? metrics.front() == "accuracy" || metrics.front().rfind("top", 0) == 0
-                                          : a->loss == "cross_entropy" || a->loss == "nll";
+    bool classification = a->loss.empty() ? segment || metrics.front() == "accuracy" || metrics.front().rfind("top", 0) == 0
+                                          : class_index_loss(a->loss);
     const std::string kind = a->loss.empty() ? (classification ? "cross_entropy" : "mse") : a->loss;
     LossOptions loss;
     loss.kind = kind;
     loss.output = a->output;
     loss.target = a->data_args.label;
-    DatasetPtr data = open_dataset_for(a->data, model, a->data_args, loss);
-    const EvaluateOptions eval{
-        .metrics = metrics, .output = output, .label = a->data_args.label, .batch_size = a->batch_size};
+    if (segment) segment_defaults(*cmd, loss, nullptr);
+    DatasetPtr data = segment ? open_segment_data(a->data, a->segment.masks, a->segment, a->data_args, model, loss, false).fitted
+                              : open_dataset_for(a->data, model, a->data_args, loss);
+    const EvaluateOptions eval{.metrics = metrics, .output = output, .label = a->data_args.label,
+                               .batch_size = a->batch_size, .confusion = segment,
+                               .ignore_index = class_index_loss(loss.kind) ? loss.ignore_index : -100};
     Evaluation e;
     if (a->loss.empty()) {
       InferenceSession session(model, SessionOptions{.threads = a->threads, .inference_mode = true});
@@ -255,12 +285,16 @@ Command add_eval_command(CLI::App& app) {
       options.loss.kind = a->loss;
       options.loss.output = a->output;
       options.loss.target = a->data_args.label;
+      options.loss.ignore_index = loss.ignore_index;
       options.threads = a->threads;
       TrainingSession session(model, options);
       e = evaluate(session, data, eval);
       std::printf("loss: %.6g\n", e.loss);
     }
     for (const auto& [name, value] : e.metrics) std::printf("%s: %.4f\n", name.c_str(), value);
+    if (segment && e.confusion)
+      for (int64_t c = 0; c < e.confusion->classes(); ++c)
+        std::printf("iou class %lld: %.4f\n", static_cast<long long>(c), SegmentationMetric::class_iou(*e.confusion, c));
     return 0;
   }};
 }

@@ -147,9 +147,6 @@ TrainingOptions training_options(const CLI::App& cmd, const TrainingFlags& flags
   return o;
 }
 
-namespace {
-
-// The model input's static size at `axis`, or 0.
 int static_dim(const ValueInfo& input, size_t axis) {
   if (axis >= input.dims.size()) return 0;
   const std::string& d = input.dims[axis];
@@ -157,7 +154,28 @@ int static_dim(const ValueInfo& input, size_t axis) {
   return std::stoi(d);
 }
 
-}  // namespace
+ImageInput image_input(const std::string& path, const Model& model, const DataArgs& data) {
+  const auto inputs = model.inputs();
+  if (inputs.empty()) throw ModelError("the model has no inputs to feed");
+  const ValueInfo& in = inputs.front();
+  if (inputs.size() != 1 || in.dims.size() != 4)
+    throw DataError(path + " is an image folder, which feeds one NCHW image input; the model's inputs are " +
+                    std::to_string(inputs.size()) + ", the first " + in.name + in.shape_str());
+  ImageInput o{in.name, static_dim(in, 1), static_dim(in, 2), static_dim(in, 3)};
+  if (!data.image_size.empty()) {
+    const int h = data.image_size[0], w = data.image_size.size() > 1 ? data.image_size[1] : h;
+    if ((o.height && o.height != h) || (o.width && o.width != w))
+      throw DataError("--image-size " + std::to_string(h) + "," + std::to_string(w) + " differs from the model input '" +
+                      in.name + "' " + in.shape_str());
+    o.height = h;
+    o.width = w;
+  }
+  if (o.channels == 0) o.channels = 3;
+  if (o.height == 0 || o.width == 0)
+    throw DataError("the model input '" + in.name + "' " + in.shape_str() +
+                    " does not fix the image size; give it with --image-size H[,W]");
+  return o;
+}
 
 DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const LossOptions& loss) {
   const LabelView label = label_view(loss, model);
@@ -167,28 +185,13 @@ DatasetPtr open_dataset_for(const std::string& path, const Model& model, const D
   DatasetPtr raw;
   const std::string ext = fs::path(path).extension().string();
   if (fs::is_directory(path)) {
-    const ValueInfo& in = inputs.front();
-    if (inputs.size() != 1 || in.dims.size() != 4)
-      throw DataError(path + " is an image folder, which feeds one NCHW image input; the model's inputs are " +
-                      std::to_string(inputs.size()) + ", the first " + in.name + in.shape_str());
+    const ImageInput in = image_input(path, model, data);
     ImageOptions o;
     o.input = in.name;
     o.label = label.name;
-    o.channels = static_dim(in, 1);
-    o.height = static_dim(in, 2);
-    o.width = static_dim(in, 3);
-    if (!data.image_size.empty()) {
-      const int h = data.image_size[0], w = data.image_size.size() > 1 ? data.image_size[1] : h;
-      if ((o.height && o.height != h) || (o.width && o.width != w))
-        throw DataError("--image-size " + std::to_string(h) + "," + std::to_string(w) + " differs from the model input '" +
-                        in.name + "' " + in.shape_str());
-      o.height = h;
-      o.width = w;
-    }
-    if (o.channels == 0) o.channels = 3;
-    if (o.height == 0 || o.width == 0)
-      throw DataError("the model input '" + in.name + "' " + in.shape_str() +
-                      " does not fix the image size; give it with --image-size H[,W]");
+    o.channels = in.channels;
+    o.height = in.height;
+    o.width = in.width;
     o.resize_to = data.resize;
     o.crop = data.augment ? ImageOptions::Crop::Random : ImageOptions::Crop::Center;
     o.hflip = data.augment;

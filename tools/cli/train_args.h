@@ -46,6 +46,17 @@ void add_optimizer_flags(CLI::App* cmd, TrainingFlags& a);
 // supplies every value whose flag was not given on the command line.
 TrainingOptions training_options(const CLI::App& cmd, const TrainingFlags& flags, std::optional<TrainingOptions> base);
 
+// The model input's static size at `axis` ("32"), or 0 (named or unknown).
+int static_dim(const ValueInfo& input, size_t axis);
+
+// The one NCHW image input an image folder at `path` feeds: its name and size (from the
+// model, or --image-size where the model leaves it open; channels default to 3).
+struct ImageInput {
+  std::string name;
+  int channels = 0, height = 0, width = 0;
+};
+ImageInput image_input(const std::string& path, const Model& model, const DataArgs& data);
+
 // Opens `path` as a dataset shaped for `model` (inputs by name, the label converted for the
 // loss), checking that it fits before any training starts.
 DatasetPtr open_dataset_for(const std::string& path, const Model& model, const DataArgs& data, const LossOptions& loss);
