@@ -38,6 +38,7 @@ std::string FitState::to_json() const {
                         {"epoch_samples", epoch_samples},
                         {"step_loss_sum", step_loss_sum},
                         {"step_micro", step_micro},
+                        {"step_parts_sum", step_parts_sum},
                         {"train_loss", numbers_or_null(train_loss)},
                         {"val_loss", numbers_or_null(val_loss)},
                         {"val_metric", numbers_or_null(val_metric)}}
@@ -55,6 +56,7 @@ FitState FitState::from_json(const std::string& text, const std::string& source)
     s.epoch_samples = j.at("epoch_samples");
     s.step_loss_sum = j.at("step_loss_sum");
     s.step_micro = j.at("step_micro");
+    if (j.contains("step_parts_sum")) s.step_parts_sum = j.at("step_parts_sum").get<std::vector<double>>();
     s.train_loss = numbers_of(j.at("train_loss"));
     s.val_loss = numbers_of(j.at("val_loss"));
     s.val_metric = numbers_of(j.at("val_metric"));

@@ -15,6 +15,7 @@ struct FitState {
   // The current epoch and optimizer step so far.
   double epoch_loss_sum = 0, step_loss_sum = 0;
   int64_t epoch_samples = 0, step_micro = 0;
+  std::vector<double> step_parts_sum;  // the loss parts' sums over the step so far (detection)
   // One value per finished epoch.
   std::vector<double> train_loss, val_loss, val_metric;
 

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <set>
 #include <stdexcept>
 
 #include "onnxtrain/errors.h"
@@ -71,6 +72,7 @@ struct Trainer::Impl {
   FitPlan plan;
   std::unique_ptr<TrainingSession> session;
   std::vector<Callback*> callbacks;
+  std::set<std::string> graph_inputs;  // what train_step feeds
   bool loss_only = false, higher_is_better = false, started = false;
   std::string metric_key;               // plan.metric's canonical name (Evaluation::metrics key)
   std::vector<std::string> extra_keys;  // the same for fit.extra_metrics
@@ -118,6 +120,16 @@ struct Trainer::Impl {
     session = std::make_unique<TrainingSession>(model, options);
   }
 
+  // A dataset may hold arrays the training graph does not read (a detection batch's
+  // counts): they stay out of the feeds.
+  void drop_unread_arrays(Batch& batch) {
+    if (graph_inputs.empty()) {
+      const auto names = session->input_names();
+      graph_inputs.insert(names.begin(), names.end());
+    }
+    std::erase_if(batch.arrays, [&](const auto& a) { return !graph_inputs.count(a.first); });
+  }
+
   bool is_main() const { return !world || world->is_main(); }
   bool writes_files() const { return !fit.run_dir.empty() && is_main(); }
   fs::path file(const char* name) const { return fit.run_dir / name; }
@@ -156,8 +168,9 @@ struct Trainer::Impl {
     }
     if (world) session->set_distributed(*world);  // every rank continues from rank 0's state
     std::vector<std::string> columns;
+    for (const auto& part : session->loss_part_names()) columns.push_back(part + "_loss");
     if (val) {
-      columns = {"val_loss"};
+      columns.push_back("val_loss");
       if (fit.validator)
         for (const auto& m : fit.validator->metrics()) columns.push_back("val_" + m);
       else if (!loss_only)
@@ -190,6 +203,7 @@ struct Trainer::Impl {
     std::optional<MetricsRow>& held = pending_row;  // the epoch's last row waits for the validation columns
     while (state.micro < epoch_end) {
       Batch batch = loader->next();
+      drop_unread_arrays(batch);
       int64_t n = static_cast<int64_t>(batch.samples.size());
       StepResult r = session->train_step(batch.arrays);
       if (world) {
@@ -204,6 +218,8 @@ struct Trainer::Impl {
       state.epoch_loss_sum += r.loss * static_cast<double>(n);
       state.epoch_samples += n;
       state.step_loss_sum += r.loss;
+      state.step_parts_sum.resize(r.loss_parts.size(), 0.0);
+      for (size_t i = 0; i < r.loss_parts.size(); ++i) state.step_parts_sum[i] += r.loss_parts[i].second;
       ++state.step_micro;
       const double batch_loss = r.loss;
       const bool stepped = r.updated || state.micro == plan.micro_batches;
@@ -211,7 +227,11 @@ struct Trainer::Impl {
         if (!r.updated) r = session->optimizer_step();  // leftover micro-batches at the very end
         MetricsRow row{.step = r.step, .epoch = epoch + 1, .lr = r.lr,
                        .loss = state.step_loss_sum / static_cast<double>(state.step_micro)};
+        const auto part_names = session->loss_part_names();
+        for (size_t i = 0; i < part_names.size() && i < state.step_parts_sum.size(); ++i)
+          row.extra[part_names[i] + "_loss"] = state.step_parts_sum[i] / static_cast<double>(state.step_micro);
         state.step_loss_sum = 0;
+        state.step_parts_sum.clear();
         state.step_micro = 0;
         if (held) write_row(*held);
         held = row;

@@ -135,6 +135,15 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
 TrainingSession::~TrainingSession() = default;
 TrainingSession::TrainingSession(TrainingSession&&) noexcept = default;
 
+std::vector<std::string> TrainingSession::input_names() const {
+  std::vector<std::string> names;
+  for (const graph::Value* v : impl_->graph->inputs)
+    if (v && v->name != impl_->stage.learning_rate && v->name != impl_->stage.step) names.push_back(v->name);
+  return names;
+}
+
+std::vector<std::string> TrainingSession::loss_part_names() const { return impl_->parts.names; }
+
 double TrainingSession::Impl::run_backward(const std::map<std::string, Tensor>& feeds, std::vector<Tensor>& gradients) {
   for (const auto& [name, t] : feeds) {
     const graph::Value* v = graph->find_value(name);

@@ -4,6 +4,7 @@
 #include "onnxtrain/clipping.h"
 #include "onnxtrain/data.h"
 #include "onnxtrain/detection.h"
+#include "onnxtrain/detection_training.h"
 #include "onnxtrain/distributed.h"
 #include "onnxtrain/errors.h"
 #include "onnxtrain/log.h"

@@ -183,6 +183,11 @@ class TrainingSession {
   // the model's parameters in place (Model::save then writes the trained values).
   // With TrainingOptions::accumulate = k the optimizer runs on every k-th call.
   StepResult train_step(const std::map<std::string, Tensor>& feeds);
+  // The names train_step feeds: the model's inputs and the loss's targets.
+  std::vector<std::string> input_names() const;
+  // The names of StepResult::loss_parts ("box", "obj", "cls" for yolov5; empty for kinds
+  // without parts).
+  std::vector<std::string> loss_part_names() const;
   // The two halves of train_step, for custom loops: forward + backward on one batch, adding
   // its gradients to the accumulated ones (returns the batch's loss) ...
   double accumulate_gradients(const std::map<std::string, Tensor>& feeds);

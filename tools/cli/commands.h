@@ -28,5 +28,6 @@ Command add_eval_command(CLI::App& app);
 Command add_export_command(CLI::App& app);
 Command add_artifacts_command(CLI::App& app);
 Command add_bench_command(CLI::App& app);
+Command add_predict_command(CLI::App& app);
 
 }  // namespace onnxtrain::cli

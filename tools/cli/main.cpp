@@ -62,6 +62,7 @@ int main(int argc, char** argv) {
       onnxtrain::cli::add_export_command(app),
       onnxtrain::cli::add_artifacts_command(app),
       onnxtrain::cli::add_bench_command(app),
+      onnxtrain::cli::add_predict_command(app),
   };
 
   try {

@@ -13,6 +13,7 @@
 #include "tools/cli/fit_progress.h"
 #include "tools/cli/interrupt.h"
 #include "tools/cli/train_args.h"
+#include "tools/cli/train_detect.h"
 #include "tools/cli/train_segment.h"
 
 namespace onnxtrain::cli {
@@ -33,6 +34,7 @@ struct TrainArgs {
   std::string command_line;
   std::string task = "classify";  // one of kTasks
   SegmentArgs segment;
+  DetectArgs detect;
 };
 
 std::string default_metric(const std::string& loss) {
@@ -92,10 +94,12 @@ int run_train(CLI::App& cmd, const TrainArgs& a, Distributed& world) {
   options.detect_anomaly = a.detect_anomaly;
   options.total_steps = 0;  // the Trainer sets the schedule's horizon from the plan
 
-  const bool segment = a.task == "segment";
+  const bool segment = a.task == "segment", detect = a.task == "detect";
   check_segment_flags(a.task, a.segment);
   if (segment) segment_defaults(cmd, options.loss, nullptr);
   // Data first: a file that does not fit the model fails before anything is written.
+  std::optional<DetectData> detect_data;
+  if (detect) detect_data = open_detect_data(cmd, a.detect, a.data, a.val, a.epochs, model, options);
   const LabelView label = label_view(options.loss, model);
   SegmentData segment_val;
   auto open = [&](const std::string& path, const std::string& masks, bool augment, SegmentData* opened) {
@@ -108,9 +112,11 @@ int run_train(CLI::App& cmd, const TrainArgs& a, Distributed& world) {
     return open_dataset_for(path, model, data, options.loss);
   };
   SegmentData segment_train;
-  DatasetPtr train = open(a.data, a.segment.masks, a.data_args.augment, &segment_train);
-  DatasetPtr val;
-  if (!a.val.empty()) {
+  DatasetPtr train = detect ? detect_data->train : open(a.data, a.segment.masks, a.data_args.augment, &segment_train);
+  DatasetPtr val = detect ? detect_data->val : nullptr;
+  if (detect) {
+    if (a.val_split > 0) throw DataError("--task detect validates on the data.yaml's val split or --val, not --val-split");
+  } else if (!a.val.empty()) {
     if (a.val_split > 0) throw DataError("--val and --val-split exclude each other");
     val = open(a.val, a.segment.val_masks, false, &segment_val);
   } else if (a.val_split > 0) {
@@ -127,6 +133,7 @@ int run_train(CLI::App& cmd, const TrainArgs& a, Distributed& world) {
   fit.seed = a.seed;
   fit.metric = a.metric;
   if (segment) segment_defaults(cmd, options.loss, &fit);
+  if (detect) detect_fit_options(*detect_data, a.detect, a.batch_size, fit);
   fit.label = label.name;
   fit.patience = a.patience;
   fit.metrics_copy = a.metrics_csv;
@@ -223,9 +230,12 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--run-dir", a->run_dir, "Run directory (default: runs/train/N)");
   cmd->add_option("--out", a->out, "Write the trained model (inference form) here");
   cmd->add_option("--resume", a->resume, "Continue from a checkpoint written by a previous run")->check(CLI::ExistingFile);
-  cmd->add_option("--task", a->task, "classify: --data holds labels; segment: --data images with --masks (class masks)")
+  cmd->add_option("--task", a->task,
+                  "classify: --data holds labels; segment: --data images with --masks (class masks); detect: --data is a "
+                  "YOLO data.yaml or COCO JSON (with --images)")
       ->check(CLI::IsMember(kTasks));
   add_segment_flags(cmd, a->segment, true);
+  add_detect_flags(cmd, a->detect);
   return {cmd, [cmd, a]() {
     a->command_line = command_line_for_resume();
     return run_train(*cmd, *a);
@@ -258,6 +268,9 @@ Command add_eval_command(CLI::App& app) {
   return {cmd, [cmd, a]() {
     Model model = Model::load(a->model);
     const std::string output = a->output.empty() ? model.outputs().at(0).name : a->output;
+    if (a->task == "detect")
+      throw DataError("eval --task detect is not available; `train --task detect` validates (mAP) after every epoch and "
+                      "`predict --task detect` runs a detector on images");
     const bool segment = a->task == "segment";
     check_segment_flags(a->task, a->segment);
     std::vector<std::string> metrics = a->metrics;

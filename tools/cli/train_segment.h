@@ -13,7 +13,7 @@
 namespace onnxtrain::cli {
 
 // The --task choices; classify is the default.
-inline const std::vector<std::string> kTasks = {"classify", "segment"};
+inline const std::vector<std::string> kTasks = {"classify", "segment", "detect"};
 
 struct SegmentArgs {
   std::string masks, val_masks;  // mask folders of --data and --val
