@@ -7,6 +7,7 @@
 #include "onnxtrain/atomic_file.h"
 #include "onnxtrain/detection_training.h"
 #include "onnxtrain/errors.h"
+#include "src/batches.h"
 #include "src/image_draw.h"
 #include "src/run_dir.h"
 #include "src/svg.h"
@@ -64,16 +65,8 @@ class DetectionValidator final : public Validator {
     std::vector<GroundTruth> truths;
     shown_.clear();
     MeanLoss loss;
-    DataLoader loader(data, LoaderOptions{.batch_size = o_.batch_size, .shuffle = false, .drop_last = false,
-                                          .augment = false});
-    const int64_t n = data->size();
-    for (int64_t done = 0; done < n;) {
-      Batch batch = loader.next();
-      const int64_t take = std::min<int64_t>(static_cast<int64_t>(batch.samples.size()), n - done);
-      if (take < static_cast<int64_t>(batch.samples.size())) {  // the unshuffled stream wrapped around
-        std::vector<int64_t> rest(batch.samples.begin(), batch.samples.begin() + take);
-        batch.arrays = data->batch(rest, BatchOptions{.augment = false});
-      }
+    for_each_batch(data, o_.batch_size, [&](Batch& batch, int64_t done) {
+      const int64_t take = static_cast<int64_t>(batch.samples.size());
       const Tensor& images = array(batch, o_.images);
       const Tensor& boxes = array(batch, o_.boxes);
       std::map<std::string, Tensor> feeds{{o_.images, images}, {o_.boxes, boxes}};
@@ -92,8 +85,7 @@ class DetectionValidator final : public Validator {
         truths.insert(truths.end(), truth.begin(), truth.end());
       }
       ++result.batches;
-      done += take;
-    }
+    });
     last_ = evaluate_detections(found, truths, o_.map);
     result.loss = loss.count() ? loss.value() : std::nan("");
     result.loss_count = loss.count();

@@ -5,6 +5,7 @@
 
 #include "onnxtrain/errors.h"
 #include "onnxtrain/trainer.h"
+#include "src/batches.h"
 
 namespace onnxtrain {
 
@@ -23,17 +24,8 @@ Evaluation evaluate_with(const Forward& forward, DatasetPtr data, const Evaluate
   std::optional<ConfusionMatrix> matrix;
   if (options.confusion) matrix.emplace(0, data->class_names(), options.ignore_index);
   MeanLoss loss;
-  DataLoader loader(data, LoaderOptions{.batch_size = options.batch_size, .shuffle = false, .drop_last = false,
-                                        .augment = false});
-  const int64_t n = data->size();
-  for (int64_t done = 0; done < n;) {
-    Batch batch = loader.next();
-    // The unshuffled stream wraps around: keep only the samples not seen yet.
-    const int64_t take = std::min<int64_t>(static_cast<int64_t>(batch.samples.size()), n - done);
-    if (take < static_cast<int64_t>(batch.samples.size())) {
-      std::vector<int64_t> rest(batch.samples.begin(), batch.samples.begin() + take);
-      batch.arrays = data->batch(rest, BatchOptions{.augment = false});
-    }
+  for_each_batch(data, options.batch_size, [&](Batch& batch, int64_t) {
+    const int64_t take = static_cast<int64_t>(batch.samples.size());
     const auto label = batch.arrays.find(options.label);
     Tensor target = !options.label.empty() && label != batch.arrays.end() ? label->second : Tensor();
     auto [batch_loss, output] = forward(batch.arrays);
@@ -41,8 +33,7 @@ Evaluation evaluate_with(const Forward& forward, DatasetPtr data, const Evaluate
     if (!std::isnan(batch_loss)) loss.add(batch_loss, take);
     for (auto& m : metrics) m->update(output, target);
     if (matrix) matrix->update(output, target);
-    done += take;
-  }
+  });
   result.loss = loss.count() ? loss.value() : std::numeric_limits<double>::quiet_NaN();
   result.loss_count = loss.count();
   for (auto& m : metrics) {
@@ -54,6 +45,22 @@ Evaluation evaluate_with(const Forward& forward, DatasetPtr data, const Evaluate
 }
 
 }  // namespace
+
+void for_each_batch(const DatasetPtr& data, int64_t batch_size, const std::function<void(Batch&, int64_t first)>& fn) {
+  DataLoader loader(data, LoaderOptions{.batch_size = batch_size, .shuffle = false, .drop_last = false, .augment = false});
+  const int64_t n = data->size();
+  for (int64_t done = 0; done < n;) {
+    Batch batch = loader.next();
+    // The unshuffled stream wraps around: keep only the samples not seen yet.
+    const int64_t take = std::min<int64_t>(static_cast<int64_t>(batch.samples.size()), n - done);
+    if (take < static_cast<int64_t>(batch.samples.size())) {
+      batch.samples.resize(static_cast<size_t>(take));
+      batch.arrays = data->batch(batch.samples, BatchOptions{.augment = false});
+    }
+    fn(batch, done);
+    done += take;
+  }
+}
 
 Evaluation evaluate(TrainingSession& session, DatasetPtr data, const EvaluateOptions& options) {
   return evaluate_with(
