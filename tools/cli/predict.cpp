@@ -41,6 +41,15 @@ bool is_image(const fs::path& p) {
   return false;
 }
 
+// The drawn copy's file name: the path below the source folder with '/' as '_', so images
+// of the same name in different subfolders do not overwrite each other.
+std::string drawn_name(const fs::path& file, const std::string& source) {
+  fs::path rel = fs::is_directory(source) ? fs::relative(file, source) : file.filename();
+  std::string name = rel.replace_extension(".png").generic_string();
+  std::replace(name.begin(), name.end(), '/', '_');
+  return name;
+}
+
 // The image files of `source`: the file itself, or a folder's images (recursively, sorted).
 std::vector<fs::path> images_of(const std::string& source) {
   if (!fs::exists(source)) throw DataError("--source " + source + " does not exist");
@@ -86,7 +95,7 @@ int run_predict(const PredictArgs& a) {
     draw_detections(image, found, names);
     boxes += static_cast<int64_t>(found.size());
     all.push_back({{"image", file.string()}, {"width", image.width}, {"height", image.height}, {"detections", list}});
-    if (!a.no_images) save_png(image, (out / file.filename()).replace_extension(".png").string());
+    if (!a.no_images) save_png(image, (out / drawn_name(file, a.source)).string());
     if (!quiet_mode()) std::cout << file.string() << ": " << found.size() << " object(s)\n";
   }
   write_file_atomically((out / "predictions.json").string(), all.dump(1) + "\n");
