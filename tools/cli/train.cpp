@@ -77,7 +77,15 @@ int report(const FitResult& result, const TrainingOptions& options, const fs::pa
       break;
   }
   if (!quiet_mode()) {
-    std::cout << "results in " << run_dir.string() << " (last.onnx, best.onnx, metrics.csv, results.svg, checkpoint.npz)\n";
+    // The files this run wrote (they differ by task).
+    std::vector<std::string> files;
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(run_dir, ec))
+      if (e.is_regular_file()) files.push_back(e.path().filename().string());
+    std::sort(files.begin(), files.end());
+    std::string list;
+    for (const auto& f : files) list += (list.empty() ? "" : ", ") + f;
+    std::cout << "results in " << run_dir.string() << " (" << list << ")\n";
     if (!out.empty()) std::cout << "wrote " << out << "\n";
   }
   return 0;
