@@ -82,6 +82,27 @@ TEST_F(DetectCli, FineTuningRaisesValidationMapToThePyTorchLevelAndPredictFindsT
   const std::string table = slurp(run / "class_ap.csv");
   EXPECT_EQ(table.rfind("class,name,instances,precision,recall,ap50,ap50_95\n0,circle,", 0), 0u) << table;
 
+  // eval of best.onnx repeats the best epoch's validation (best.onnx is chosen by mAP@0.5:0.95).
+  double best = -1;
+  {
+    std::istringstream csv(slurp(run / "metrics.csv"));
+    std::string header, line;
+    std::getline(csv, header);
+    std::vector<std::string> names;
+    for (std::istringstream h(header); std::getline(h, line, ',');) names.push_back(line);
+    const size_t column = std::find(names.begin(), names.end(), "val_map50_95") - names.begin();
+    while (std::getline(csv, line)) {
+      std::vector<std::string> cells;
+      for (std::istringstream c(line); std::getline(c, line, ',');) cells.push_back(line);
+      if (column < cells.size() && !cells[column].empty()) best = std::max(best, std::stod(cells[column]));
+    }
+  }
+  const auto e = run_cli("eval " + (run / "best.onnx").string() + " --task detect --data " + kData + " --threads 2");
+  ASSERT_EQ(e.code, 0) << e.output;
+  const size_t at = e.output.find("map50_95: ");
+  ASSERT_NE(at, std::string::npos) << e.output;
+  EXPECT_NEAR(std::stod(e.output.substr(at + 10)), best, 1e-4) << e.output;
+
   // predict: the saved model carries its names and anchors.
   const auto info = run_cli("info " + (run / "best.onnx").string());
   EXPECT_NE(info.output.find("detection head: yolov5 flat, 3 levels"), std::string::npos) << info.output;

@@ -257,6 +257,7 @@ Command add_eval_command(CLI::App& app) {
     std::vector<std::string> metrics;
     DataArgs data_args;
     SegmentArgs segment;
+    DetectArgs detect;
     int threads = 0;
     int64_t batch_size = 32;
   };
@@ -270,15 +271,16 @@ Command add_eval_command(CLI::App& app) {
   cmd->add_option("--threads", a->threads, "Threads (default: all cores)");
   cmd->add_option("--batch-size", a->batch_size, "Samples per forward pass (default: 32; memory stays bounded)")
       ->check(CLI::PositiveNumber);
-  cmd->add_option("--task", a->task, "classify, or segment (--data images with --masks; metrics miou, pixel_accuracy)")
+  cmd->add_option("--task", a->task,
+                  "classify; segment (--data images with --masks; metrics miou, pixel_accuracy); detect (--data a "
+                  "data.yaml's val split or COCO JSON with --images; mAP)")
       ->check(CLI::IsMember(kTasks));
   add_segment_flags(cmd, a->segment, false);
+  add_detect_eval_flags(cmd, a->detect);
   return {cmd, [cmd, a]() {
     Model model = Model::load(a->model);
     const std::string output = a->output.empty() ? model.outputs().at(0).name : a->output;
-    if (a->task == "detect")
-      throw DataError("eval --task detect is not available; `train --task detect` validates (mAP) after every epoch and "
-                      "`predict --task detect` runs a detector on images");
+    if (a->task == "detect") return eval_detect(a->detect, a->data, a->batch_size, a->threads, model);
     const bool segment = a->task == "segment";
     check_segment_flags(a->task, a->segment);
     std::vector<std::string> metrics = a->metrics;

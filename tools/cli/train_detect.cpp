@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <regex>
@@ -95,6 +96,41 @@ void detect_fit_options(const DetectData& data, const DetectArgs& args, int64_t 
   v.batch_size = batch_size;
   v.class_names = data.names;
   fit.validator = make_detection_validator(data.head, v);
+}
+
+void add_detect_eval_flags(CLI::App* cmd, DetectArgs& a) {
+  cmd->add_option("--images", a.images, "--task detect with COCO JSON --data: its image folder");
+  cmd->add_option("--head", a.head, "--task detect: head layout (auto | yolov5 | yolov8)")
+      ->check(CLI::IsMember({"auto", "yolov5", "yolov8"}));
+  cmd->add_option("--val-conf", a.conf, "--task detect: NMS confidence threshold")->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--val-iou", a.iou, "--task detect: NMS IoU threshold")->check(CLI::Range(0.0, 1.0));
+}
+
+int eval_detect(const DetectArgs& args, const std::string& data, int64_t batch_size, int threads, Model& model) {
+  DetectionHeadHints hints;
+  hints.kind = args.head;
+  const DetectionHead head = detect_head(model, hints);
+  TrainingOptions options;  // the loss of the head's kind with its default gains
+  options.loss.kind = head.kind;
+  options.loss.outputs = head.outputs;
+  if (head.kind == "yolov5") options.loss.detection.anchors = {head.anchors.begin(), head.anchors.end()};
+  options.threads = threads;
+  DetectionOptions o;
+  o.height = static_cast<int>(head.input_height);
+  o.width = static_cast<int>(head.input_width);
+  o.images = model.inputs().at(0).name;
+  const DetectionDatasetPtr val = open_split(data, args.images, "val", o);
+  TrainingSession session(model, options);
+  DetectionValidatorOptions v;
+  v.nms.confidence = args.conf;
+  v.nms.iou = args.iou;
+  v.batch_size = batch_size;
+  v.class_names = val->class_names();
+  const auto validator = make_detection_validator(head, v);
+  const Evaluation e = validator->validate(session, val);
+  std::printf("loss: %.6g\n", e.loss);
+  for (const auto& name : validator->metrics()) std::printf("%s: %.4f\n", name.c_str(), e.metrics.at(name));
+  return 0;
 }
 
 std::vector<double> parse_anchors(const std::string& text) {

@@ -36,6 +36,11 @@ DetectData open_detect_data(const CLI::App& cmd, const DetectArgs& args, const s
 // The validator of a detection fit: mAP, pictures and tables in the run directory.
 void detect_fit_options(const DetectData& data, const DetectArgs& args, int64_t batch_size, FitOptions& fit);
 
+// `eval --task detect`: the flags, and one validation of the model on the val split of a
+// data.yaml (or a COCO JSON with --images): loss, mAP, precision, recall and a per-class table.
+void add_detect_eval_flags(CLI::App* cmd, DetectArgs& a);
+int eval_detect(const DetectArgs& args, const std::string& data, int64_t batch_size, int threads, Model& model);
+
 // YOLOv5 anchors from the command line: numbers separated by commas, slashes or spaces
 // (w, h in input pixels, level-major), or "default" (YOLOv5's P3-P5 anchors for 640 px).
 std::vector<double> parse_anchors(const std::string& text);
