@@ -3,6 +3,7 @@
 // inference, before NMS).
 #include <algorithm>
 #include <cmath>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 
@@ -17,15 +18,6 @@ namespace onnxtrain {
 namespace {
 
 std::string type_of(const graph::Value* v) { return dtype_name(v->dtype) + (v->dims ? graph::dims_str(*v->dims) : "[?]"); }
-
-// Ultralytics writes names as a Python dict ("{0: 'person', 1: 'bicycle'}"); count its keys.
-int64_t classes_in_names(const std::map<std::string, std::string>& metadata) {
-  auto it = metadata.find("names");
-  if (it == metadata.end()) return 0;
-  static const std::regex kKey(R"((^|[{,])\s*\d+\s*:)");
-  const auto begin = std::sregex_iterator(it->second.begin(), it->second.end(), kKey);
-  return std::distance(begin, std::sregex_iterator());
-}
 
 struct Level {
   const graph::Value* value;
@@ -144,7 +136,7 @@ DetectionHead detect_head(const Model& model, const DetectionHeadHints& hints) {
 
   const auto metadata = model.metadata();
   std::vector<double> anchors = hints.anchors.empty() ? graph::anchors_from_metadata(metadata) : hints.anchors;
-  const int64_t named = hints.num_classes ? hints.num_classes : classes_in_names(metadata);
+  const int64_t named = hints.num_classes ? hints.num_classes : static_cast<int64_t>(detection_class_names(model).size());
   const auto n_levels = static_cast<int64_t>(levels.size());
   const bool split = rank == 5;
   int64_t a = split ? (*levels.front().value->dims)[1].value : 3;
@@ -258,6 +250,32 @@ std::vector<std::vector<Detection>> decode_detections(const DetectionHead& head,
     }
   }
   return out;
+}
+
+std::vector<std::string> detection_class_names(const Model& model) {
+  const auto metadata = model.metadata();
+  const auto it = metadata.find("names");
+  if (it == metadata.end()) return {};
+  const std::string& text = it->second;
+  std::vector<std::string> names;
+  try {
+    auto j = nlohmann::json::parse(text);
+    if (j.is_array()) return j.get<std::vector<std::string>>();
+    if (j.is_object()) {
+      std::map<int64_t, std::string> by_id;
+      for (const auto& [k, v] : j.items()) by_id[std::stoll(k)] = v.get<std::string>();
+      for (const auto& [id, name] : by_id) names.push_back(name);
+      return names;
+    }
+  } catch (const std::exception&) {
+  }
+  // Ultralytics: str() of a Python dict, e.g. {0: 'person', 1: "a 'quoted' name"}.
+  std::map<int64_t, std::string> by_id;
+  const std::regex entry(R"re((\d+)\s*:\s*(?:'([^']*)'|"([^"]*)"))re");
+  for (auto m = std::sregex_iterator(text.begin(), text.end(), entry); m != std::sregex_iterator(); ++m)
+    by_id[std::stoll((*m)[1])] = (*m)[2].matched ? (*m)[2].str() : (*m)[3].str();
+  for (const auto& [id, name] : by_id) names.push_back(name);
+  return names;
 }
 
 }  // namespace onnxtrain

@@ -270,6 +270,11 @@ struct DetectionHeadHints {
 // ModelError saying why no layout fits, listing each output's shape.
 DetectionHead detect_head(const Model& model, const DetectionHeadHints& hints = {});
 
+// The class names in a model's metadata "names": a JSON list (what onnxtrain writes), a JSON
+// object of id -> name, or Ultralytics' Python dict "{0: 'person', 1: 'bicycle'}". Empty
+// when there is none.
+std::vector<std::string> detection_class_names(const Model& model);
+
 // The candidate detections of each image, before NMS (Ultralytics' multi-label NMS input):
 // one per (cell, anchor, class) whose score is above `conf_threshold`. score = sigmoid(obj)
 // * sigmoid(cls) (yolov5) or sigmoid(cls) (yolov8). The boxes are corners normalised to the

@@ -144,3 +144,14 @@ TEST(DetectHead, DecodesYoloV8Boxes) {
 }
 
 }  // namespace
+
+TEST(DetectHead, ClassNamesFromTheMetadataInEachWrittenForm) {
+  Model m = Model::from_text(test::kLinearModel);
+  EXPECT_TRUE(detection_class_names(m).empty());
+  m.set_metadata("names", R"(["cat", "dog"])");  // what onnxtrain writes
+  EXPECT_EQ(detection_class_names(m), (std::vector<std::string>{"cat", "dog"}));
+  m.set_metadata("names", R"({"1": "dog", "0": "cat"})");
+  EXPECT_EQ(detection_class_names(m), (std::vector<std::string>{"cat", "dog"}));
+  m.set_metadata("names", R"({0: 'person', 1: "traffic 'light'", 2: 'bus'})");  // Ultralytics: str() of a dict
+  EXPECT_EQ(detection_class_names(m), (std::vector<std::string>{"person", "traffic 'light'", "bus"}));
+}

@@ -155,32 +155,6 @@ std::vector<double> parse_anchors(const std::string& text) {
   return out;
 }
 
-std::vector<std::string> detection_class_names(const Model& model) {
-  const auto metadata = model.metadata();
-  const auto it = metadata.find("names");
-  if (it == metadata.end()) return {};
-  const std::string& text = it->second;
-  std::vector<std::string> names;
-  try {
-    auto j = nlohmann::json::parse(text);
-    if (j.is_array()) return j.get<std::vector<std::string>>();
-    if (j.is_object()) {
-      std::map<int64_t, std::string> by_id;
-      for (const auto& [k, v] : j.items()) by_id[std::stoll(k)] = v.get<std::string>();
-      for (const auto& [id, name] : by_id) names.push_back(name);
-      return names;
-    }
-  } catch (const std::exception&) {
-  }
-  // Ultralytics: str() of a Python dict, e.g. {0: 'person', 1: "a 'quoted' name"}.
-  std::map<int64_t, std::string> by_id;
-  const std::regex entry(R"re((\d+)\s*:\s*(?:'([^']*)'|"([^"]*)"))re");
-  for (auto m = std::sregex_iterator(text.begin(), text.end(), entry); m != std::sregex_iterator(); ++m)
-    by_id[std::stoll((*m)[1])] = (*m)[2].matched ? (*m)[2].str() : (*m)[3].str();
-  for (const auto& [id, name] : by_id) names.push_back(name);
-  return names;
-}
-
 std::vector<std::string> read_class_names(const std::string& path) {
   const std::string ext = fs::path(path).extension().string();
   if (ext == ".yaml" || ext == ".yml") return read_data_yaml(path).names;

@@ -44,9 +44,6 @@ int eval_detect(const DetectArgs& args, const std::string& data, int64_t batch_s
 // YOLOv5 anchors from the command line: numbers separated by commas, slashes or spaces
 // (w, h in input pixels, level-major), or "default" (YOLOv5's P3-P5 anchors for 640 px).
 std::vector<double> parse_anchors(const std::string& text);
-// Class names: a model's metadata "names" (a JSON list, a JSON object of id -> name, or
-// Ultralytics' "{0: 'person', ...}"), empty when it has none.
-std::vector<std::string> detection_class_names(const Model& model);
 // Class names from a data.yaml (its names) or a text file (one per line).
 std::vector<std::string> read_class_names(const std::string& path);
 
