@@ -81,14 +81,19 @@ AxisWeights axis_weights(int in, int out, int begin, int count) {
 
 namespace {
 
-// stb_image 2.27 reads a PNM header's numbers into an int without an overflow check
-// (undefined behaviour, found by fuzz_image): a number of more than 9 digits is refused first.
+// Binary PNM (P5, P6) headers are checked before stb_image sees them:
+// - stb_image 2.27 reads the header's numbers into an int without an overflow check
+//   (undefined behaviour, found by fuzz_image): a number of more than 9 digits is refused;
+// - it decodes a file whose pixel data is cut short as if the missing bytes were zeros
+//   (found by fuzz_image: a 20-byte P6 claiming 1004x1106 16-bit pixels took seconds):
+//   PNM is uncompressed, so the file must hold every byte the header promises.
 void check_pnm_header(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   char magic[2] = {};
   if (!in.read(magic, 2) || magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6')) return;
   int c = in.get();
-  for (int field = 0; field < 3; ++field) {  // width, height, maxval
+  uint64_t fields[3] = {};  // width, height, maxval
+  for (uint64_t& value : fields) {
     while (c != EOF && (std::isspace(c) || c == '#')) {
       if (c == '#')
         while (c != EOF && c != '\n' && c != '\r') c = in.get();
@@ -96,10 +101,24 @@ void check_pnm_header(const std::string& path) {
         c = in.get();
     }
     int digits = 0;
-    for (; c != EOF && std::isdigit(c); c = in.get())
+    for (; c != EOF && std::isdigit(c); c = in.get()) {
       if (++digits > 9) throw DataError(quoted(path) + ": the PNM header holds a number too large for an image");
+      value = value * 10 + static_cast<uint64_t>(c - '0');
+    }
     if (digits == 0) return;  // malformed: stb_image says so
   }
+  if (c == EOF || !std::isspace(c) || fields[2] == 0 || fields[2] > 65535) return;  // stb_image refuses it
+  // One whitespace byte ends the header; the samples follow.
+  const uint64_t data_start = static_cast<uint64_t>(in.tellg());
+  const uint64_t channels = magic[1] == '6' ? 3 : 1, sample_bytes = fields[2] > 255 ? 2 : 1;
+  const uint64_t needed = fields[0] * fields[1] * channels * sample_bytes;
+  std::error_code ec;
+  const uint64_t file_bytes = fs::file_size(path, ec);
+  if (!ec && file_bytes - std::min(file_bytes, data_start) < needed)
+    throw DataError(quoted(path) + ": the PNM header gives " + std::to_string(fields[0]) + "x" +
+                    std::to_string(fields[1]) + " pixels of " + std::to_string(channels * sample_bytes) +
+                    " bytes, " + std::to_string(needed) + " bytes in all, but the file holds " +
+                    std::to_string(file_bytes - std::min(file_bytes, data_start)) + " after its header (truncated?)");
 }
 
 // A header's size, checked before decoding allocates it: positive, the decoded pixels within

@@ -259,4 +259,24 @@ TEST_F(ImageTest, DecodeErrorsAtBatchTimeNameThePath) {
   EXPECT_ERROR(d->batch(iota(1)), "a.png", "cannot decode");
 }
 
+TEST_F(ImageTest, PnmMustHoldEveryPixelItsHeaderPromises) {
+  ImageOptions o;
+  o.height = o.width = 2;
+  o.channels = 1;
+  // 8-bit P6 and 16-bit P5 (big-endian samples) with exactly their bytes: accepted.
+  write("ok/a/rgb.ppm", std::string("P6\n2 2\n255\n") + std::string(12, '\x80'));
+  write("ok/b/gray16.pgm", std::string("P5 # comment\n2 2 65535\n") + std::string(8, '\x40'));
+  auto d = open_image_folder(path("ok"), o);
+  const auto v = d->batch(iota(2)).at("input").to_vector<float>();
+  ASSERT_EQ(v.size(), 8u);
+  EXPECT_NEAR(v[0], 128.f / 255.f, 1e-6);
+  EXPECT_NEAR(v[4], 64.f / 255.f, 1e-6);  // 0x4040 -> its high byte
+  // One byte short, and fuzz_image's 20-byte P6 claiming 1004x1106 16-bit pixels.
+  write("short/a/rgb.ppm", std::string("P6\n2 2\n255\n") + std::string(11, '\x80'));
+  EXPECT_ERROR(open_image_folder(path("short"), o), "rgb.ppm", "2x2 pixels of 3 bytes, 12 bytes in all",
+               "holds 11 after its header (truncated?)");
+  write("fuzz/a/x.ppm", "P6\n1004\n1106\n1060\nEND 8\n");
+  EXPECT_ERROR(open_image_folder(path("fuzz"), o), "x.ppm", "1004x1106 pixels of 6 bytes", "truncated");
+}
+
 }  // namespace
