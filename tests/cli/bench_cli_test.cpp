@@ -36,7 +36,7 @@ TEST(BenchCli, PrintsPositiveNumbersAsJson) {
   ASSERT_EQ(r.code, 0) << r.output;
   const std::string json = last_line(r.output);
   ASSERT_EQ(json.front(), '{') << r.output;
-  for (const char* key : {"median_ms", "min_ms", "samples_per_s", "peak_rss_mb", "peak_activation_mb",
+  for (const char* key : {"median_ms", "min_ms", "median_cpu_ms", "min_cpu_ms", "samples_per_s", "peak_rss_mb", "peak_activation_mb",
                           "train_gflop_per_step", "gflops_per_s"})
     EXPECT_GT(json_number(json, key), 0) << key << " in " << json;
   EXPECT_EQ(json_number(json, "batch_size"), 4) << json;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <string>
@@ -37,6 +38,15 @@ double peak_rss_mib() {
   return 0;
 }
 
+// CPU time of the whole process (every thread), in ms. On a machine shared with other work a
+// step's CPU time hardly moves while its wall time does (time spent descheduled), so at one
+// thread it is the steadier measure of the work a step does.
+double process_cpu_ms() {
+  timespec t{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+  return static_cast<double>(t.tv_sec) * 1e3 + static_cast<double>(t.tv_nsec) / 1e6;
+}
+
 double median(std::vector<double> v) {
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
@@ -61,11 +71,13 @@ int run_bench(CLI::App& cmd, const BenchArgs& a) {
   TrainingSession session(model, options);
 
   for (int i = 0; i < a.warmup; ++i) session.train_step(feeds);
-  std::vector<double> ms;
+  std::vector<double> ms, cpu_ms;
   for (int i = 0; i < a.steps; ++i) {
+    const double cpu_start = process_cpu_ms();
     const auto start = std::chrono::steady_clock::now();
     session.train_step(feeds);
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+    cpu_ms.push_back(process_cpu_ms() - cpu_start);
   }
   // Profiled steps come after the timed ones, so the timing never pays for the clock reads.
   ProfileSummary profile;
@@ -77,6 +89,7 @@ int run_bench(CLI::App& cmd, const BenchArgs& a) {
   }
 
   const double median_ms = median(ms), min_ms = *std::min_element(ms.begin(), ms.end());
+  const double median_cpu = median(cpu_ms), min_cpu = *std::min_element(cpu_ms.begin(), cpu_ms.end());
   const double samples_per_s = batch * 1e3 / median_ms;
   const double rss = peak_rss_mib(), activations = session.peak_activation_bytes() / 1048576.0;
   const double n = std::max(a.profile_steps, 1);
@@ -89,6 +102,7 @@ int run_bench(CLI::App& cmd, const BenchArgs& a) {
                 static_cast<long long>(batch), options.optimizer.kind.c_str(), options.loss.kind.c_str(), a.steps,
                 a.warmup);
     std::printf("step: median %.3f ms, min %.3f ms; %.1f samples/s\n", median_ms, min_ms, samples_per_s);
+    std::printf("cpu time per step (all threads): median %.3f ms, min %.3f ms\n", median_cpu, min_cpu);
     std::printf("memory: peak RSS %.1f MiB, peak activations + gradients %.1f MiB\n", rss, activations);
     if (a.profile_steps > 0) {
       std::printf("compute: %.3f GFLOP per step (3 x forward Conv/ConvTranspose/MatMul/Gemm/RNN), %.1f GFLOP/s at the min step\n",
@@ -113,6 +127,8 @@ int run_bench(CLI::App& cmd, const BenchArgs& a) {
                         {"loss", options.loss.kind},
                         {"median_ms", median_ms},
                         {"min_ms", min_ms},
+                        {"median_cpu_ms", median_cpu},
+                        {"min_cpu_ms", min_cpu},
                         {"samples_per_s", samples_per_s},
                         {"peak_rss_mb", rss},
                         {"peak_activation_mb", activations},
