@@ -15,26 +15,7 @@
 #include "onnxtrain/memory_limit.h"
 #include "src/data_internal.h"
 
-// stb_image trusts sizes inside a file (a PNG chunk length, say) and allocates them before
-// reading; its allocations go through these, capped per decode by data::decode_image.
-namespace {
-thread_local size_t t_stb_allocation_cap = SIZE_MAX;
-void* stb_malloc(size_t n) { return n > t_stb_allocation_cap ? nullptr : std::malloc(n); }
-void* stb_realloc(void* p, size_t n) { return n > t_stb_allocation_cap ? nullptr : std::realloc(p, n); }
-}  // namespace
-#define STBI_MALLOC(n) stb_malloc(n)
-#define STBI_REALLOC(p, n) stb_realloc(p, n)
-#define STBI_FREE(p) std::free(p)
-
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#define STBI_FAILURE_USERMSG
-#define STB_IMAGE_IMPLEMENTATION
-#include <stb/stb_image.h>
-#pragma GCC diagnostic pop
+#include <stb/stb_image.h>  // the implementation: src/stb_image_impl.cpp
 
 namespace onnxtrain {
 namespace {
@@ -191,11 +172,11 @@ DecodedImage decode_image(const std::string& path, int channels) {
   // (4 channels of 16 bits, twice): a larger request comes from a corrupt size field.
   std::error_code ec;
   const uint64_t file_bytes = fs::file_size(path, ec);
-  t_stb_allocation_cap = static_cast<size_t>(
+  set_stb_allocation_cap(static_cast<size_t>(
       std::max<uint64_t>(ec ? 0 : file_bytes, 16ull * static_cast<uint64_t>(image.width) * static_cast<uint64_t>(image.height)) +
-      (1u << 20));
+      (1u << 20)));
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(load_pixels(path, &image.width, &image.height, channels), stbi_image_free);
-  t_stb_allocation_cap = SIZE_MAX;
+  set_stb_allocation_cap(SIZE_MAX);
   if (!pixels) throw DataError(quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
   image.pixels.assign(pixels.get(), pixels.get() + static_cast<size_t>(image.width) * image.height * channels);
   return image;

@@ -1,5 +1,6 @@
 #pragma once
 // Helpers shared by the data_*.cpp files (not part of the public API).
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -47,6 +48,11 @@ DatasetPtr make_array_dataset(std::map<std::string, Tensor> arrays, const std::s
 bool image_extension(const std::string& path);
 // The size from the file's header alone; false with the decoder's reason when unreadable.
 bool read_image_size(const std::string& path, int& width, int& height, std::string& why);
+
+// stb_image trusts sizes inside a file (a PNG chunk length, say) and allocates them before
+// reading; its allocations on the calling thread fail beyond this many bytes (SIZE_MAX: no
+// cap). Set around each decode (src/stb_image_impl.cpp).
+void set_stb_allocation_cap(size_t bytes);
 // Pixels interleaved (HWC), converted to `channels` (1 or 3). Throws DataError naming the file.
 struct DecodedImage {
   int width = 0, height = 0;
