@@ -39,17 +39,20 @@ def main():
     x, label = torch.from_numpy(data["input"]), torch.from_numpy(data["label"])
     loss_fn = bench_models.loss_fn(args.model)
     optimizer = torch.optim.Adam(module.parameters(), lr=args.lr)
-    times = []
+    times, cpu_times = [], []
     for i in range(args.warmup + args.steps):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         optimizer.zero_grad(set_to_none=True)
         loss_fn(module(x), label).backward()
         optimizer.step()
         if i >= args.warmup:
             times.append((time.perf_counter() - start) * 1e3)
+            cpu_times.append((time.process_time() - cpu_start) * 1e3)
     times.sort()
-    median = times[len(times) // 2] if len(times) % 2 else (times[len(times) // 2 - 1] + times[len(times) // 2]) / 2
-    print(json.dumps({"median_ms": median, "min_ms": times[0], "samples_per_s": x.shape[0] * 1e3 / median,
+    cpu_times.sort()
+    median = lambda v: v[len(v) // 2] if len(v) % 2 else (v[len(v) // 2 - 1] + v[len(v) // 2]) / 2
+    print(json.dumps({"median_ms": median(times), "min_ms": times[0], "samples_per_s": x.shape[0] * 1e3 / median(times),
+                      "median_cpu_ms": median(cpu_times), "min_cpu_ms": cpu_times[0],
                       "peak_rss_mb": rss_mb("VmHWM"), "import_rss_mb": import_rss}))
 
 
