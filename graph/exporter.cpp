@@ -97,7 +97,8 @@ void export_graph(const Graph& graph, onnx::ModelProto& model) {
       np->add_output(out ? out->name : "");
       if (out && out->dtype != DType::Undefined && out->dims) set_type(*g->add_value_info(), *out);
     }
-    for (const auto& [name, value] : n->attributes) set_attribute(*np->add_attribute(), name, value);
+    for (const auto& [name, value] : n->attributes)
+      if (!is_internal_attribute(name)) set_attribute(*np->add_attribute(), name, value);
   }
 }
 

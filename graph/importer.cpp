@@ -203,7 +203,7 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
     for (const auto& a : np.attribute()) {
       if (!a.ref_attr_name().empty())
         throw ModelError(source + ": " + n->describe() + " uses a function attribute reference");
-      n->attributes[a.name()] = attribute_from_proto(a, np, options.model_dir);
+      if (!is_internal_attribute(a.name())) n->attributes[a.name()] = attribute_from_proto(a, np, options.model_dir);
     }
   }
   for (const auto& out : g.output()) {

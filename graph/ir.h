@@ -17,6 +17,12 @@ inline constexpr const char* kOnnxDomain = "";
 inline constexpr const char* kTrainingDomain = "ai.onnxtrain";
 inline constexpr const char* kPreviewTrainingDomain = "ai.onnx.preview.training";
 
+// Attributes named "__..." are plan-time markers a session puts on its own graph's nodes for
+// their kernels (kComputeTypeAttr); the exporter leaves them out and the importer ignores
+// them, so they never reach a file and a file cannot set them.
+inline constexpr const char* kComputeTypeAttr = "__compute_type";  // "bf16": see TrainingOptions::precision
+inline bool is_internal_attribute(const std::string& name) { return name.starts_with("__"); }
+
 // One dimension: a known size, or a symbol (dim_param) or unknown (-1 and empty symbol).
 struct Dim {
   int64_t value = -1;

@@ -1,5 +1,6 @@
-// Conv and ConvTranspose on oneDNN convolution / deconvolution (float32): the primitives pick
-// their preferred ("any") layouts and Reorderers convert from and to our row-major tensors;
+// Conv and ConvTranspose on oneDNN convolution / deconvolution (float32; bf16 inputs with
+// float32 results under mixed precision): the primitives pick their preferred ("any")
+// layouts and element types, and Reorderers convert from and to our row-major tensors;
 // all of it is built at plan time. Own direct loops serve double and the geometries oneDNN
 // rejects (conv_loops.cpp); shared definitions: conv_common.h.
 #include "ops/conv_common.h"
@@ -45,8 +46,11 @@ void read_common(const Node& node, const Shape& x, const Shape& w, Geometry& g, 
   }
 }
 
-dnnl::memory::desc any_desc(const Shape& shape) {
-  return dnnl::memory::desc(dnnl_dims(shape), dnnl::memory::data_type::f32, dnnl::memory::format_tag::any);
+// `type` is the node's compute_type for sources, weights and diff_dst (bf16 under mixed
+// precision); results (dst, diff_src, diff_weights) stay f32, so oneDNN accumulates and
+// writes float32 and the Reorderers convert the inputs on the way in.
+dnnl::memory::desc any_desc(const Shape& shape, dnnl::memory::data_type type = dnnl::memory::data_type::f32) {
+  return dnnl::memory::desc(dnnl_dims(shape), type, dnnl::memory::format_tag::any);
 }
 
 
@@ -153,14 +157,15 @@ Shape conv_dnnl_weights(const Geometry& g, Shape w) {
   return w;
 }
 
-dnnl::convolution_forward::desc conv_forward_desc(const Geometry& g, const Shape& x, const Shape& wd, bool has_bias) {
+dnnl::convolution_forward::desc conv_forward_desc(const Geometry& g, const Shape& x, const Shape& wd, bool has_bias,
+                                                  dnnl::memory::data_type type) {
   if (has_bias)
     return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                           any_desc(x), any_desc(wd), plain_desc({g.m}, DType::Float),
+                                           any_desc(x, type), any_desc(wd, type), plain_desc({g.m}, DType::Float),
                                            any_desc(g.out_shape()), g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb),
                                            g.dnnl(g.pe));
   return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                         any_desc(x), any_desc(wd), any_desc(g.out_shape()), g.dnnl(g.s),
+                                         any_desc(x, type), any_desc(wd, type), any_desc(g.out_shape()), g.dnnl(g.s),
                                          g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
 }
 
@@ -172,7 +177,8 @@ std::unique_ptr<Kernel> make_conv(const Node& node, const std::vector<InputInfo>
   const bool has_bias = in.size() > 2 && in[2].present;
   if (dnnl_applicable(g, in[0].dtype)) {
     const Shape wd = conv_dnnl_weights(g, w);
-    dnnl::convolution_forward::primitive_desc pd(conv_forward_desc(g, x, wd, has_bias), cpu_engine());
+    dnnl::convolution_forward::primitive_desc pd(conv_forward_desc(g, x, wd, has_bias, compute_type(node)),
+                                                 cpu_engine());
     return std::make_unique<DnnlConvKernel>(g, pd, plain_desc(wd, DType::Float), has_bias, in[1].constant);
   }
   return own_kernel<false>(g, has_bias);
@@ -258,15 +264,15 @@ Dims3 deconv_right_pad(const Geometry& g) {
 }
 
 dnnl::deconvolution_forward::desc deconv_forward_desc(const Geometry& g, const Shape& x, const Shape& wd,
-                                                      bool has_bias) {
+                                                      bool has_bias, dnnl::memory::data_type type) {
   const Dims3 pe_r = deconv_right_pad(g);
   if (has_bias)
     return dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct,
-                                             any_desc(x), any_desc(wd), plain_desc({g.m}, DType::Float),
+                                             any_desc(x, type), any_desc(wd, type), plain_desc({g.m}, DType::Float),
                                              any_desc(g.out_shape()), g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb),
                                              g.dnnl(pe_r));
   return dnnl::deconvolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::deconvolution_direct,
-                                           any_desc(x), any_desc(wd), any_desc(g.out_shape()), g.dnnl(g.s),
+                                           any_desc(x, type), any_desc(wd, type), any_desc(g.out_shape()), g.dnnl(g.s),
                                            g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(pe_r));
 }
 
@@ -279,7 +285,8 @@ std::unique_ptr<Kernel> make_conv_transpose(const Node& node, const std::vector<
   if (deconv_dnnl_ok(g, in[0].dtype)) {
     Shape wd;
     const dnnl::memory::desc w_md = deconv_weights_desc(g, w, wd);
-    dnnl::deconvolution_forward::primitive_desc pd(deconv_forward_desc(g, x, wd, has_bias), cpu_engine());
+    dnnl::deconvolution_forward::primitive_desc pd(deconv_forward_desc(g, x, wd, has_bias, compute_type(node)),
+                                                   cpu_engine());
     return std::make_unique<DnnlConvKernel>(g, pd, w_md, has_bias, in[1].constant);
   }
   return own_kernel<true>(g, has_bias);
@@ -381,18 +388,20 @@ std::unique_ptr<Kernel> make_conv_grad(const Node& node, const std::vector<Input
   if (!dnnl_applicable(g, in[0].dtype) || g.k_size() == 0) return own_grad_kernel<false>(g, in[2].shape, want);
   const Shape& x = in[1].shape;
   const Shape wd = conv_dnnl_weights(g, in[2].shape);
-  dnnl::convolution_forward::primitive_desc hint(conv_forward_desc(g, x, wd, want.db), cpu_engine());
+  const auto type = compute_type(node);
+  dnnl::convolution_forward::primitive_desc hint(conv_forward_desc(g, x, wd, want.db, type), cpu_engine());
   std::optional<dnnl::convolution_backward_data::primitive_desc> data;
   std::optional<dnnl::convolution_backward_weights::primitive_desc> weights;
   const auto alg = dnnl::algorithm::convolution_direct;
   if (want.dx)
-    data.emplace(dnnl::convolution_backward_data::desc(alg, any_desc(x), any_desc(wd), any_desc(g.out_shape()),
+    data.emplace(dnnl::convolution_backward_data::desc(alg, any_desc(x), any_desc(wd, type), any_desc(g.out_shape(), type),
                                                        g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe)),
                  cpu_engine(), hint);
   if (want.dw) {
     // No diff_bias here: bias_grad_loop sums dY in double, several times closer to float64
     // than oneDNN's single-precision sum (the model family parity tests).
-    dnnl::convolution_backward_weights::desc desc(alg, any_desc(x), any_desc(wd), any_desc(g.out_shape()), g.dnnl(g.s),
+    dnnl::convolution_backward_weights::desc desc(alg, any_desc(x, type), any_desc(wd), any_desc(g.out_shape(), type),
+                                                 g.dnnl(g.s),
                                                  g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
     weights.emplace(desc, cpu_engine(), hint);
   }
@@ -409,18 +418,21 @@ std::unique_ptr<Kernel> make_conv_transpose_grad(const Node& node, const std::ve
   Shape wd;
   const dnnl::memory::desc w_md = deconv_weights_desc(g, in[2].shape, wd);
   const Dims3 pe_r = deconv_right_pad(g);
-  dnnl::deconvolution_forward::primitive_desc hint(deconv_forward_desc(g, x, wd, want.db), cpu_engine());
+  const auto type = compute_type(node);
+  dnnl::deconvolution_forward::primitive_desc hint(deconv_forward_desc(g, x, wd, want.db, type), cpu_engine());
   std::optional<dnnl::deconvolution_backward_data::primitive_desc> data;
   std::optional<dnnl::deconvolution_backward_weights::primitive_desc> weights;
   const auto alg = dnnl::algorithm::deconvolution_direct;
   if (want.dx)
-    data.emplace(dnnl::deconvolution_backward_data::desc(alg, any_desc(x), any_desc(wd), any_desc(g.out_shape()),
+    data.emplace(dnnl::deconvolution_backward_data::desc(alg, any_desc(x), any_desc(wd, type),
+                                                         any_desc(g.out_shape(), type),
                                                          g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(pe_r)),
                  cpu_engine(), hint);
   if (want.dw) {
     // No diff_bias here: bias_grad_loop sums dY in double, several times closer to float64
     // than oneDNN's single-precision sum (the model family parity tests).
-    dnnl::deconvolution_backward_weights::desc desc(alg, any_desc(x), any_desc(wd), any_desc(g.out_shape()), g.dnnl(g.s),
+    dnnl::deconvolution_backward_weights::desc desc(alg, any_desc(x, type), any_desc(wd),
+                                                   any_desc(g.out_shape(), type), g.dnnl(g.s),
                                                  g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(pe_r));
     weights.emplace(desc, cpu_engine(), hint);
   }

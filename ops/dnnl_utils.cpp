@@ -58,6 +58,46 @@ dnnl::memory bind(const dnnl::memory::desc& desc, const Tensor& tensor) {
   return dnnl::memory(desc, cpu_engine(), const_cast<void*>(tensor.raw()));
 }
 
+dnnl::memory::data_type compute_type(const Node& node) {
+  const std::string type = node.attr_string(graph::kComputeTypeAttr, "f32");
+  if (type == "bf16") return dnnl::memory::data_type::bf16;
+  if (type != "f32") fail(node, "unknown compute type '" + type + "'");
+  return dnnl::memory::data_type::f32;
+}
+
+dnnl::memory::desc retyped(const dnnl::memory::desc& desc, dnnl::memory::data_type type) {
+  dnnl::memory::desc out = desc;
+  out.data.data_type = static_cast<dnnl_data_type_t>(type);
+  return out;
+}
+
+std::string effective_cpu_isa_name() {
+  using isa = dnnl::cpu_isa;
+  switch (dnnl::get_effective_cpu_isa()) {
+    case isa::sse41: return "sse41";
+    case isa::avx: return "avx";
+    case isa::avx2: return "avx2";
+    case isa::avx2_vnni: return "avx2_vnni";
+    case isa::avx512_mic: return "avx512_mic";
+    case isa::avx512_mic_4ops: return "avx512_mic_4ops";
+    case isa::avx512_core: return "avx512_core";
+    case isa::avx512_core_vnni: return "avx512_core_vnni";
+    case isa::avx512_core_bf16: return "avx512_core_bf16";
+    case isa::avx512_core_amx: return "avx512_core_amx";
+    default: return "unknown (oneDNN code " + std::to_string(static_cast<int>(dnnl::get_effective_cpu_isa())) + ")";
+  }
+}
+
+void require_bf16_cpu() {
+  // oneDNN's ISA values are bit sets: each includes the bits of the sets it extends, and
+  // AMX (avx512_core_amx) extends avx512_core_bf16.
+  const auto have = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+  const auto bf16 = static_cast<unsigned>(dnnl::cpu_isa::avx512_core_bf16);
+  if ((have & bf16) != bf16)
+    throw BackendError("--precision bf16 needs a CPU with AVX512-BF16 or AMX; this CPU's best oneDNN ISA is " +
+                       effective_cpu_isa_name() + " (use --precision fp32)");
+}
+
 void execute(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args) {
   primitive.execute(cpu_stream(), args);
   cpu_stream().wait();

@@ -5,6 +5,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <cstddef>
 #include <memory>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -23,6 +24,18 @@ dnnl::memory::desc plain_desc(const Shape& shape, DType dtype);
 // Row-major descriptor with the given strides (for transposed views).
 dnnl::memory::desc strided_desc(const Shape& shape, DType dtype, const Shape& strides);
 dnnl::memory bind(const dnnl::memory::desc& desc, const Tensor& tensor);
+
+// Mixed precision (TrainingOptions::precision). The element type a node's oneDNN primitive
+// reads its inputs in: bf16 when the session marked the node (graph::kComputeTypeAttr),
+// f32 otherwise. Our tensors stay float32; Reorderers convert at the primitive's boundary.
+dnnl::memory::data_type compute_type(const Node& node);
+// `desc` with another element type, same dims and strides (a Reorderer between the two
+// converts the elements only).
+dnnl::memory::desc retyped(const dnnl::memory::desc& desc, dnnl::memory::data_type type);
+// oneDNN's best instruction set on this CPU (ONEDNN_MAX_CPU_ISA lowers it), e.g. "avx512_core_bf16".
+std::string effective_cpu_isa_name();
+// Throws BackendError unless oneDNN has native bf16 kernels here (AVX512-BF16 or AMX).
+void require_bf16_cpu();
 
 // Runs a primitive with its arguments on the shared stream and waits.
 void execute(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args);

@@ -43,7 +43,7 @@ class GemmKernel final : public Kernel {
     } else if (node.opset < 11) {
       fail(node, "input C is required before opset 11");
     }
-    if (in[0].dtype == DType::Float && m_ > 0 && n_ > 0 && k_ > 0) build_dnnl();
+    if (in[0].dtype == DType::Float && m_ > 0 && n_ > 0 && k_ > 0) build_dnnl(compute_type(node));
   }
 
   void run(KernelContext& ctx) override {
@@ -52,7 +52,7 @@ class GemmKernel final : public Kernel {
     Tensor& y = ctx.output(0, a.dtype(), {m_, n_});
     if (dnnl_) {
       std::unordered_map<int, dnnl::memory> args{
-          {DNNL_ARG_SRC, bind(a_md_, a)}, {DNNL_ARG_WEIGHTS, bind(b_md_, b)}, {DNNL_ARG_DST, bind(y_md_, y)}};
+          {DNNL_ARG_SRC, a_(a)}, {DNNL_ARG_WEIGHTS, b_(b)}, {DNNL_ARG_DST, bind(y_md_, y)}};
       if (c_mode_ == CMode::Binary) {
         args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = bind(c_md_, ctx.input(2));
       } else if (c_mode_ == CMode::Sum) {
@@ -78,12 +78,13 @@ class GemmKernel final : public Kernel {
  private:
   enum class CMode { None, Binary, Sum };
 
-  void build_dnnl() {
-    // Transposes are expressed as strides: oneDNN's gemm-based matmul reads them directly.
-    a_md_ = strided_desc({m_, k_}, DType::Float, trans_a_ ? Shape{1, m_} : Shape{k_, 1});
-    b_md_ = strided_desc({k_, n_}, DType::Float, trans_b_ ? Shape{1, k_} : Shape{n_, 1});
+  void build_dnnl(dnnl::memory::data_type type) {
+    // Transposes are expressed as strides: oneDNN's gemm-based matmul reads them directly
+    // (a bf16 copy keeps them).
+    a_ = MatMulOperand(strided_desc({m_, k_}, DType::Float, trans_a_ ? Shape{1, m_} : Shape{k_, 1}), type);
+    b_ = MatMulOperand(strided_desc({k_, n_}, DType::Float, trans_b_ ? Shape{1, k_} : Shape{n_, 1}), type);
     y_md_ = plain_desc({m_, n_}, DType::Float);
-    dnnl::matmul::desc desc(a_md_, b_md_, y_md_);
+    dnnl::matmul::desc desc(a_.desc(), b_.desc(), y_md_);
     auto make = [&](CMode mode) -> std::optional<dnnl::matmul::primitive_desc> {
       dnnl::primitive_attr attr;
       if (alpha_ != 1.f) attr.set_output_scales(0, {alpha_});
@@ -154,7 +155,8 @@ class GemmKernel final : public Kernel {
   float alpha_ = 1.f, beta_ = 1.f;
   int64_t m_ = 0, k_ = 0, n_ = 0, c_rows_ = 1, c_cols_ = 1;
   CMode c_mode_ = CMode::None;
-  dnnl::memory::desc a_md_, b_md_, y_md_, c_md_;
+  MatMulOperand a_, b_;
+  dnnl::memory::desc y_md_, c_md_;
   dnnl::matmul::primitive_desc pd_;
   std::optional<dnnl::matmul> dnnl_;
 };

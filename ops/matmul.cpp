@@ -67,7 +67,7 @@ class MatMulKernel final : public Kernel {
       Shape c = plan_.batch;
       c.push_back(plan_.m);
       c.push_back(plan_.n);
-      dnnl_.emplace(plan_.a, plan_.b, c);
+      dnnl_.emplace(plan_.a, plan_.b, c, compute_type(node));
     }
   }
   void run(KernelContext& ctx) override {
@@ -139,20 +139,20 @@ class BatchedProduct {
  public:
   BatchedProduct() = default;
   BatchedProduct(DType dtype, const Shape& a_dims, const Shape& a_strides, const Shape& b_dims, const Shape& b_strides,
-                 const Shape& c_dims)
+                 const Shape& c_dims, dnnl::memory::data_type type)
       : dtype_(dtype), a_dims_(a_dims), a_strides_(a_strides), b_dims_(b_dims), b_strides_(b_strides), c_dims_(c_dims) {
     if (dtype == DType::Float && c_dims.size() <= kMaxDnnlRank && all_positive(c_dims) && a_dims.back() > 0) {
-      a_md_ = strided_desc(a_dims, dtype, a_strides);
-      b_md_ = strided_desc(b_dims, dtype, b_strides);
+      a_ = MatMulOperand(strided_desc(a_dims, dtype, a_strides), type);
+      b_ = MatMulOperand(strided_desc(b_dims, dtype, b_strides), type);
       c_md_ = plain_desc(c_dims, dtype);
-      primitive_ = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md_, b_md_, c_md_), cpu_engine()));
+      primitive_ = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_.desc(), b_.desc(), c_md_), cpu_engine()));
       use_dnnl_ = true;
     }
   }
   void run(const Tensor& a, const Tensor& b, Tensor& c, const Node& node) const {
     if (c.numel() == 0) return;
     if (use_dnnl_) {
-      execute(primitive_, {{DNNL_ARG_SRC, bind(a_md_, a)}, {DNNL_ARG_WEIGHTS, bind(b_md_, b)}, {DNNL_ARG_DST, bind(c_md_, c)}});
+      execute(primitive_, {{DNNL_ARG_SRC, a_(a)}, {DNNL_ARG_WEIGHTS, b_(b)}, {DNNL_ARG_DST, bind(c_md_, c)}});
       return;
     }
     dispatch_types<float, double, int32_t, int64_t, uint32_t, uint64_t>(dtype_, node, [&](auto tag) {
@@ -183,7 +183,8 @@ class BatchedProduct {
   DType dtype_ = DType::Undefined;
   Shape a_dims_, a_strides_, b_dims_, b_strides_, c_dims_;
   bool use_dnnl_ = false;
-  dnnl::memory::desc a_md_, b_md_, c_md_;
+  MatMulOperand a_, b_;
+  dnnl::memory::desc c_md_;
   dnnl::matmul primitive_;
 };
 
@@ -192,6 +193,7 @@ class MatMulGradKernel final : public Kernel {
   MatMulGradKernel(const Node& node, const std::vector<InputInfo>& in)
       : plan_(plan_matmul(node, in[1].shape, in[2].shape)), a_shape_(in[1].shape), b_shape_(in[2].shape) {
     const DType dt = in[1].dtype;
+    const auto type = compute_type(node);
     Shape y_full = plan_.batch;
     y_full.push_back(plan_.m);
     y_full.push_back(plan_.n);
@@ -204,16 +206,18 @@ class MatMulGradKernel final : public Kernel {
     a_reduce_ = shape_numel(a_full_) != shape_numel(a_shape_);
     b_reduce_ = shape_numel(b_full_) != shape_numel(b_shape_);
     // dA = dY @ B^T (B broadcast along batch inside the product).
-    da_ = BatchedProduct(dt, y_full, strides_of(y_full), swap_last_two(plan_.b), transposed_strides(plan_.b), a_full_);
+    da_ = BatchedProduct(dt, y_full, strides_of(y_full), swap_last_two(plan_.b), transposed_strides(plan_.b), a_full_,
+                         type);
     // dB = A^T @ dY. The usual linear layer (weights without batch dims, activations with
     // full batch) folds the batch into one GEMM: [K, batch*M] @ [batch*M, N].
     const bool a_batch_full = std::equal(plan_.batch.begin(), plan_.batch.end(), plan_.a.begin());
     const int64_t rows = shape_numel(plan_.batch) * plan_.m;
     if (b_reduce_ && a_batch_full && shape_numel(Shape(plan_.b.begin(), plan_.b.end() - 2)) == 1) {
-      db_ = BatchedProduct(dt, {plan_.k, rows}, {1, plan_.k}, {rows, plan_.n}, {plan_.n, 1}, {plan_.k, plan_.n});
+      db_ = BatchedProduct(dt, {plan_.k, rows}, {1, plan_.k}, {rows, plan_.n}, {plan_.n, 1}, {plan_.k, plan_.n}, type);
       b_reduce_ = false;
     } else {
-      db_ = BatchedProduct(dt, swap_last_two(plan_.a), transposed_strides(plan_.a), y_full, strides_of(y_full), b_full_);
+      db_ = BatchedProduct(dt, swap_last_two(plan_.a), transposed_strides(plan_.a), y_full, strides_of(y_full), b_full_,
+                           type);
     }
   }
 

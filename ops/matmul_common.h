@@ -55,24 +55,42 @@ void gemm_loop(const T* a, int64_t a_rs, int64_t a_cs, const T* b, int64_t b_rs,
   }
 }
 
-// A plain row-major f32 matmul src[..., M, K] x wei[..., K, N] -> dst[..., M, N]; batch dims of
-// src/wei may be 1 where dst's are not (oneDNN broadcasts them).
+// One float32 operand of a matmul read in the primitive's compute type: `desc()` is what
+// the primitive is built with, operator() binds the tensor and converts it (bf16 under
+// mixed precision, into the scratch arena) or passes it as it is (f32).
+class MatMulOperand {
+ public:
+  MatMulOperand() = default;
+  MatMulOperand(const dnnl::memory::desc& user, dnnl::memory::data_type type)
+      : user_(user), compute_(retyped(user, type)), convert_(user_, compute_) {}
+  const dnnl::memory::desc& desc() const { return compute_; }
+  dnnl::memory operator()(const Tensor& t) const { return convert_(bind(user_, t)); }
+
+ private:
+  dnnl::memory::desc user_, compute_;
+  Reorderer convert_;
+};
+
+// A plain row-major matmul src[..., M, K] x wei[..., K, N] -> dst[..., M, N] of float32
+// tensors (src and wei read in `type`, dst f32); batch dims of src/wei may be 1 where dst's
+// are not (oneDNN broadcasts them).
 class DnnlMatMul {
  public:
-  DnnlMatMul(const Shape& a, const Shape& b, const Shape& c) {
-    a_md_ = plain_desc(a, DType::Float);
-    b_md_ = plain_desc(b, DType::Float);
+  DnnlMatMul(const Shape& a, const Shape& b, const Shape& c,
+             dnnl::memory::data_type type = dnnl::memory::data_type::f32)
+      : a_(plain_desc(a, DType::Float), type), b_(plain_desc(b, DType::Float), type) {
     c_md_ = plain_desc(c, DType::Float);
-    pd_ = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md_, b_md_, c_md_), cpu_engine());
+    pd_ = dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_.desc(), b_.desc(), c_md_), cpu_engine());
     primitive_ = dnnl::matmul(pd_);
   }
   void run(const Tensor& a, const Tensor& b, const Tensor& c) const {
-    execute(primitive_, {{DNNL_ARG_SRC, bind(a_md_, a)}, {DNNL_ARG_WEIGHTS, bind(b_md_, b)}, {DNNL_ARG_DST, bind(c_md_, c)}});
+    execute(primitive_, {{DNNL_ARG_SRC, a_(a)}, {DNNL_ARG_WEIGHTS, b_(b)}, {DNNL_ARG_DST, bind(c_md_, c)}});
   }
   const dnnl::matmul::primitive_desc& pd() const { return pd_; }
 
  private:
-  dnnl::memory::desc a_md_, b_md_, c_md_;
+  MatMulOperand a_, b_;
+  dnnl::memory::desc c_md_;
   dnnl::matmul::primitive_desc pd_;
   dnnl::matmul primitive_;
 };

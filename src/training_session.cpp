@@ -9,11 +9,13 @@
 #include <regex>
 #include <set>
 
+#include "graph/passes/autocast.h"
 #include "graph/passes/autodiff.h"
 #include "graph/exporter.h"
 #include "graph/loss.h"
 #include "graph/passes/inference_mode.h"
 #include "graph/passes/running_stats.h"
+#include "ops/dnnl_utils.h"
 #include "ops/op_utils.h"
 #include "src/model_file.h"
 #include "src/training_session_impl.h"
@@ -57,6 +59,8 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   if (options.accumulate < 1) throw DataError("accumulate must be at least 1, got " + std::to_string(options.accumulate));
   kBnRunningVars.check(options.bn_running_var);
   kBatchNormModes.check(options.batchnorm);
+  kPrecisions.check(options.precision);
+  if (options.precision == "bf16") ops::require_bf16_cpu();
   auto g = model.graph().clone();
   if (options.batchnorm == "frozen") {
     int n = graph::to_inference_mode(*g, {.batchnorm = true, .dropout = false});
@@ -66,6 +70,8 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
     spdlog::debug("batchnorm train: {} inference-form BatchNormalization nodes switched to batch statistics", n);
   }
   const size_t nodes_before = g->nodes().size();
+  std::unordered_set<const graph::Node*> model_nodes;  // mixed precision leaves the loss in float32
+  for (const auto& n : g->nodes()) model_nodes.insert(n.get());
   graph::Value* loss = graph::attach_loss(*g, options.loss, model.metadata());
   impl_->loss = loss->name;
   impl_->parts = graph::loss_parts(*loss, options.loss);
@@ -108,6 +114,12 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   impl_->backward_nodes = g->nodes().size() - nodes_before;
   for (const auto& n : g->nodes())
     if (!impl_->forward_nodes.count(n.get())) impl_->backward_nodes_set.insert(n.get());
+  if (options.precision == "bf16") {
+    const int n = graph::mark_bf16_compute(*g, [&](const graph::Node& node) {
+      return model_nodes.count(&node) || impl_->backward_nodes_set.count(&node);
+    });
+    spdlog::debug("precision bf16: {} Conv/ConvTranspose/MatMul/Gemm nodes and gradients compute in bfloat16", n);
+  }
   impl_->running_stats = graph::bind_running_statistics(*g, options.bn_running_var == "pytorch");
   impl_->graph = std::move(g);
   impl_->restore_from_model();

@@ -113,4 +113,12 @@ inline constexpr Choice kBnRunningVarChoices[] = {
 };
 inline constexpr ChoiceList kBnRunningVars{"bn_running_var", kBnRunningVarChoices};
 
+// TrainingOptions::precision: the compute type of the matrix products.
+inline constexpr Choice kPrecisionChoices[] = {
+    {"fp32", "float32 everywhere"},
+    {"bf16", "Conv/ConvTranspose/MatMul/Gemm and their gradients read bfloat16 inputs, accumulate in float32; "
+             "weights, optimizer state and loss stay float32 (needs AVX512-BF16 or AMX)"},
+};
+inline constexpr ChoiceList kPrecisions{"precision", kPrecisionChoices};
+
 }  // namespace onnxtrain

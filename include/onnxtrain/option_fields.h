@@ -135,6 +135,8 @@ inline constexpr OptionField<TrainingOptions> kTrainingFields[] = {
     {"sync_batchnorm", &TrainingOptions::sync_batchnorm, "--sync-bn",
      "Under mpirun: BatchNorm statistics over every process's batch (SyncBatchNorm)", nullptr, FlagCheck::None, false,
      true},
+    {"precision", &TrainingOptions::precision, "--precision", "Compute type of the matrix products", &kPrecisions,
+     FlagCheck::None, false, true},
     {"seed", &TrainingOptions::seed, "--seed", "Seed for shuffling, augmentation and dropout", nullptr, FlagCheck::None,
      true},
 };

@@ -140,6 +140,12 @@ struct TrainingOptions {
   // not match `freeze` (when set).
   std::string trainable;
   std::string freeze;
+  // Compute type of the matrix products, one of kPrecisions. "bf16" works like
+  // torch.autocast(cpu, bfloat16) on Conv/ConvTranspose/MatMul/Gemm and their gradients:
+  // oneDNN reads bf16 copies of their inputs and accumulates and writes float32. Parameters,
+  // optimizer state, the loss and every other op stay float32, so exported models and
+  // checkpoints are float32 either way. Needs a CPU with AVX512-BF16 or AMX.
+  std::string precision = "fp32";
   int threads = 0;  // see SessionOptions::threads: the session applies it, process-wide
   uint64_t seed = 0;
   // Anomaly mode, for finding where a NaN starts (like torch.autograd.detect_anomaly): each

@@ -124,7 +124,8 @@ TEST(OptionChoices, DefaultsAreAllowedNamesUniqueDescribed) {
                                                              {&kReductions, d.loss.reduction},
                                                              {&kOptimizerKinds, d.optimizer.kind},
                                                              {&kBatchNormModes, d.batchnorm},
-                                                             {&kBnRunningVars, d.bn_running_var}};
+                                                             {&kBnRunningVars, d.bn_running_var},
+                                                             {&kPrecisions, d.precision}};
   for (const auto& [list, default_value] : lists) {
     EXPECT_TRUE(list->contains(default_value)) << list->option();
     std::set<std::string_view> names;
@@ -208,11 +209,13 @@ TEST(OptionTables, JsonOfTheEarlierFormatReads) {
   EXPECT_EQ(o.optimizer.groups[0].weight_decay, 0.0);
   // Fields added later read their default when absent, and are written from now on.
   EXPECT_FALSE(o.sync_batchnorm);
+  EXPECT_EQ(o.precision, "fp32");
   EXPECT_TRUE(o.loss.outputs.empty());
   EXPECT_TRUE(o.loss.detection.anchors.empty());
   EXPECT_FALSE(o.loss.detection.box.has_value());
   auto expected = nlohmann::json::parse(text);
   expected["sync_batchnorm"] = false;
+  expected["precision"] = "fp32";
   expected["loss"]["dice_smooth"] = 1.0;
   expected["loss"]["dice_weight"] = 1.0;
   expected["loss"]["outputs"] = nlohmann::json::array();
