@@ -11,16 +11,22 @@ namespace {
 // ReduceSumTo(X, shape): sums X over the dimensions that numpy broadcasting expanded from
 // `shape` (leading extra dims and dims of size 1). The inverse of broadcasting.
 std::unique_ptr<Kernel> make_reduce_sum_to(const Node& node, const std::vector<InputInfo>& in) {
-  return make_function_kernel([](KernelContext& ctx) {
+  // The target and its padded form are kept by the kernel: a training step (the same target
+  // every time) allocates nothing here.
+  return make_function_kernel([target = Shape(), padded = Shape()](KernelContext& ctx) mutable {
     const Tensor& x = ctx.input(0);
-    Shape target = int_values(ctx.input(1));
+    const Tensor& target_input = ctx.input(1);
+    if (target_input.dtype() == DType::Int64)
+      target.assign(target_input.data<int64_t>(), target_input.data<int64_t>() + target_input.numel());
+    else
+      target = int_values(target_input);
     if (target == x.shape()) {
       ctx.set_output(0, x);
       return;
     }
     const Shape& xs = x.shape();
     if (target.size() > xs.size()) fail_shape(ctx.node(), "cannot sum " + shape_str(xs) + " to " + shape_str(target));
-    Shape padded(xs.size() - target.size(), 1);
+    padded.assign(xs.size() - target.size(), 1);
     padded.insert(padded.end(), target.begin(), target.end());
     for (size_t d = 0; d < xs.size(); ++d)
       if (padded[d] != 1 && padded[d] != xs[d])

@@ -80,7 +80,11 @@ class BatchNormKernel final : public Kernel {
     Tensor& y = ctx.output(0, x.dtype(), x.shape());
     const Node& node = ctx.node();
     const auto c = static_cast<size_t>(channels_);
-    std::vector<double> batch_mean(c), batch_var(c);
+    // Members, not locals: a steady-state step allocates nothing (their capacity stays).
+    std::vector<double>& batch_mean = batch_mean_;
+    std::vector<double>& batch_var = batch_var_;
+    batch_mean.assign(c, 0.0);
+    batch_var.assign(c, 0.0);
     if (x.numel() == 0) {
       if (training_) fail_shape(node, "cannot compute batch statistics of an empty batch");
     } else if (use_dnnl_) {
@@ -96,7 +100,10 @@ class BatchNormKernel final : public Kernel {
       return;
     }
     // Running statistics: running * momentum + batch * (1 - momentum), in the input's type.
-    std::vector<double> mean = ctx.input(3).as_double(), var = ctx.input(4).as_double();
+    std::vector<double>& mean = running_mean_;
+    std::vector<double>& var = running_var_;
+    ctx.input(3).as_double(mean);
+    ctx.input(4).as_double(var);
     for (size_t i = 0; i < c; ++i) {
       mean[i] = mean[i] * momentum_ + batch_mean[i] * (1.0 - momentum_);
       var[i] = var[i] * momentum_ + batch_var[i] * (1.0 - momentum_);
@@ -130,10 +137,13 @@ class BatchNormKernel final : public Kernel {
     if (training_) {
       group_moments(x, layout_, batch_mean.data(), batch_var.data(), ctx.collective());
     } else {
-      batch_mean = ctx.input(3).as_double();
-      batch_var = ctx.input(4).as_double();
+      ctx.input(3).as_double(batch_mean);
+      ctx.input(4).as_double(batch_var);
     }
-    std::vector<double> a = ctx.input(1).as_double(), b = ctx.input(2).as_double();
+    std::vector<double>& a = scale_;
+    std::vector<double>& b = shift_;
+    ctx.input(1).as_double(a);
+    ctx.input(2).as_double(b);
     for (size_t i = 0; i < a.size(); ++i) {
       a[i] /= std::sqrt(batch_var[i] + epsilon_);
       b[i] -= batch_mean[i] * a[i];
@@ -151,6 +161,7 @@ class BatchNormKernel final : public Kernel {
   dnnl::batch_normalization_forward::primitive_desc pd_;
   dnnl::batch_normalization_forward primitive_;
   std::vector<float> scale_buf_, shift_buf_, mean_buf_, var_buf_;
+  std::vector<double> batch_mean_, batch_var_, running_mean_, running_var_, scale_, shift_;
 };
 
 // ---------------------------------------------------------------------------------------
@@ -341,21 +352,31 @@ class BatchNormGradKernel final : public Kernel {
     const Tensor& scale = ctx.input(2);
     Tensor& dx = ctx.output(0, x.dtype(), x.shape());
     const auto c = static_cast<size_t>(channels_);
-    std::vector<double> dscale(c, 0.0), dbias(c, 0.0);
+    // Members, not locals: a steady-state step allocates nothing (their capacity stays).
+    std::vector<double>& dscale = dscale_;
+    std::vector<double>& dbias = dbias_;
+    dscale.assign(c, 0.0);
+    dbias.assign(c, 0.0);
     // Synchronized batch statistics: the sums span every process (the forward's did too).
     Collective* sync = training_ ? ctx.collective() : nullptr;
     if (x.numel() > 0) {
-      std::vector<double> mean(c), var(c);
+      std::vector<double>& mean = mean_;
+      std::vector<double>& var = var_;
+      mean.assign(c, 0.0);
+      var.assign(c, 0.0);
       if (has_stats_) {
-        mean = ctx.input(3).as_double();
-        var = ctx.input(4).as_double();
+        ctx.input(3).as_double(mean);
+        ctx.input(4).as_double(var);
       } else {
         dispatch_float(x.dtype(), ctx.node(),
                        [&](auto tag) { group_moments(x.data<decltype(tag)>(), layout_, mean.data(), var.data(), sync); });
       }
       {
         // Own loops for float32 too: sums in double (see group_moments).
-        std::vector<double> gamma = scale.as_double(), inv(c);
+        std::vector<double>& gamma = gamma_;
+        std::vector<double>& inv = inv_;
+        scale.as_double(gamma);
+        inv.resize(c);
         for (size_t i = 0; i < c; ++i) inv[i] = 1.0 / std::sqrt(var[i] + epsilon_);
         dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
           using T = decltype(tag);
@@ -373,6 +394,7 @@ class BatchNormGradKernel final : public Kernel {
   float epsilon_ = 1e-5f;
   int64_t channels_ = 0;
   Shape work_;
+  std::vector<double> dscale_, dbias_, mean_, var_, gamma_, inv_;
   GroupLayout layout_;
 };
 

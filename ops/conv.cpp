@@ -86,7 +86,7 @@ class DnnlConvKernel final : public Kernel {
     dnnl::memory w = constant_w_ ? constant_w_ : weights_(bind(w_md_, ctx.input(1)));
     dnnl::memory out = bind(y_md_, y);
     dnnl::memory dst = dst_.needed() ? scratch_memory(dst_desc_) : out;
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}};
+    ExecArgs args{{DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DST, dst}};
     if (has_bias_) args[DNNL_ARG_BIAS] = bind(bias_md_, ctx.input(2));
     execute(primitive_, args);
     if (dst_.needed()) dst_(dst, out);
@@ -313,7 +313,8 @@ class DnnlConvGradKernel final : public Kernel {
                      const std::optional<DataPd>& data_pd,
                      const std::optional<WeightsPd>& weights_pd)
       : g_(g), w_shape_(w_shape), want_(want) {
-    x_md_ = plain_desc(x_shape_of(g), DType::Float);
+    x_shape_ = x_shape_of(g);
+    x_md_ = plain_desc(x_shape_, DType::Float);
     y_md_ = plain_desc(g.out_shape(), DType::Float);
     w_md_ = w_user;
     if (data_pd) {
@@ -338,7 +339,7 @@ class DnnlConvGradKernel final : public Kernel {
     dnnl::memory dy_plain = bind(y_md_, dy);
     dnnl::memory dy_data;
     if (want_.dx) {
-      Tensor& dx = ctx.output(0, DType::Float, x_shape_of(g_));
+      Tensor& dx = ctx.output(0, DType::Float, x_shape_);
       // Converted layouts live in the scratch arena while this runs (dnnl_utils.h).
       dy_data = data_dy_(dy_plain);
       dnnl::memory w = data_w_(bind(w_md_, ctx.input(2)));
@@ -364,7 +365,7 @@ class DnnlConvGradKernel final : public Kernel {
 
  private:
   Geometry g_;
-  Shape w_shape_;
+  Shape x_shape_, w_shape_;  // kept: a run allocates no shapes
   GradOutputs want_;
   bool share_dy_ = false;
   dnnl::memory::desc x_md_, y_md_, w_md_, dx_desc_, dw_desc_;

@@ -1,6 +1,7 @@
 #include "ops/dnnl_utils.h"
 
 #include <chrono>
+#include <string>
 
 namespace onnxtrain::ops {
 
@@ -54,8 +55,76 @@ dnnl::memory::desc strided_desc(const Shape& shape, DType dtype, const Shape& st
                             dnnl::memory::dims(strides.begin(), strides.end()));
 }
 
+namespace {
+thread_local MemoryBindings* current_bindings = nullptr;
+
+// A new memory object (its C++ handle included) is oneDNN's allocation.
+dnnl::memory new_memory(const dnnl::memory::desc& desc, void* data) {
+  DnnlCallScope inside;
+  return dnnl::memory(desc, cpu_engine(), data);
+}
+
+dnnl::memory bind_data(const dnnl::memory::desc& desc, void* data) {
+  return current_bindings ? current_bindings->bind(desc, data) : new_memory(desc, data);
+}
+
+void execute_args(const dnnl::primitive& primitive, const ExecArg* begin, const ExecArg* end) {
+  constexpr size_t kMax = 32;
+  const size_t n = static_cast<size_t>(end - begin);
+  if (n > kMax) throw BackendError("a oneDNN primitive with " + std::to_string(n) + " arguments (at most 32)");
+  dnnl_exec_arg_t args[kMax];
+  for (size_t i = 0; i < n; ++i) args[i] = {begin[i].arg, begin[i].memory.get()};
+  DnnlCallScope inside;
+  const dnnl_status_t status =
+      dnnl_primitive_execute(primitive.get(), cpu_stream().get(), static_cast<int>(n), args);
+  if (status != dnnl_success) throw dnnl::error(status, "could not execute a primitive");
+  cpu_stream().wait();
+}
+}  // namespace
+
 dnnl::memory bind(const dnnl::memory::desc& desc, const Tensor& tensor) {
-  return dnnl::memory(desc, cpu_engine(), const_cast<void*>(tensor.raw()));
+  return bind_data(desc, const_cast<void*>(tensor.raw()));
+}
+
+dnnl::memory MemoryBindings::bind(const dnnl::memory::desc& desc, void* data) {
+  if (next_ < memories_.size() && memories_[next_].get_desc() == desc) {
+    DnnlCallScope inside;
+    memories_[next_].set_data_handle(data);
+  } else if (next_ < memories_.size()) {
+    memories_[next_] = new_memory(desc, data);
+  } else {
+    memories_.push_back(new_memory(desc, data));
+  }
+  return memories_[next_++];
+}
+
+MemoryBindings::Scope::Scope(MemoryBindings& bindings) : previous_(current_bindings) {
+  bindings.next_ = 0;
+  current_bindings = &bindings;
+}
+
+MemoryBindings::Scope::~Scope() { current_bindings = previous_; }
+
+thread_local int DnnlCallScope::depth = 0;
+
+ExecArgs::ExecArgs(std::initializer_list<ExecArg> args) {
+  for (const ExecArg& a : args) (*this)[a.arg] = a.memory;
+}
+
+dnnl::memory& ExecArgs::operator[](int arg) {
+  for (size_t i = 0; i < size_; ++i)
+    if (args_[i].arg == arg) return args_[i].memory;
+  if (size_ == kCapacity) throw BackendError("more than 16 oneDNN execution arguments");
+  args_[size_] = {arg, dnnl::memory()};
+  return args_[size_++].memory;
+}
+
+void execute(const dnnl::primitive& primitive, std::initializer_list<ExecArg> args) {
+  execute_args(primitive, args.begin(), args.end());
+}
+
+void execute(const dnnl::primitive& primitive, const ExecArgs& args) {
+  execute_args(primitive, args.begin(), args.end());
 }
 
 dnnl::memory::data_type compute_type(const Node& node) {
@@ -99,6 +168,7 @@ void require_bf16_cpu() {
 }
 
 void execute(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args) {
+  DnnlCallScope inside;
   primitive.execute(cpu_stream(), args);
   cpu_stream().wait();
 }
@@ -148,7 +218,7 @@ ScratchArena& scratch_arena() {
 }
 
 dnnl::memory scratch_memory(const dnnl::memory::desc& desc) {
-  return dnnl::memory(desc, cpu_engine(), scratch_arena().allocate(desc.get_size()));
+  return bind_data(desc, scratch_arena().allocate(desc.get_size()));
 }
 
 dnnl::memory Reorderer::operator()(const dnnl::memory& src) const {
@@ -159,12 +229,13 @@ dnnl::memory Reorderer::operator()(const dnnl::memory& src) const {
 
 dnnl::memory Reorderer::operator()(const dnnl::memory& src, dnnl::memory& scratch) const {
   if (!needed_) return src;
-  if (!scratch || scratch.get_desc() != to_) scratch = dnnl::memory(to_, cpu_engine());
-  dnnl::memory source = src;
+  if (!scratch || scratch.get_desc() != to_) {
+    DnnlCallScope inside;
+    scratch = dnnl::memory(to_, cpu_engine());
+  }
   const bool timed = ReorderClock::enabled;
   const auto start = timed ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
-  reorder_.execute(cpu_stream(), source, scratch);
-  cpu_stream().wait();
+  execute(reorder_, {{DNNL_ARG_FROM, src}, {DNNL_ARG_TO, scratch}});
   if (timed)
     ReorderClock::ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start).count();
   return scratch;

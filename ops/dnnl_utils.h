@@ -4,6 +4,7 @@
 // tensor pointers in run().
 #include <oneapi/dnnl/dnnl.hpp>
 #include <cstddef>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -23,6 +24,8 @@ dnnl::memory::dims dnnl_dims(const Shape& shape);  // rank 0 becomes {1}
 dnnl::memory::desc plain_desc(const Shape& shape, DType dtype);
 // Row-major descriptor with the given strides (for transposed views).
 dnnl::memory::desc strided_desc(const Shape& shape, DType dtype, const Shape& strides);
+// Memory of `desc` over the tensor's data. Inside a kernel run by the executor the memory
+// object is the one this call made on the kernel's previous run, repointed (MemoryBindings).
 dnnl::memory bind(const dnnl::memory::desc& desc, const Tensor& tensor);
 
 // Mixed precision (TrainingOptions::precision). The element type a node's oneDNN primitive
@@ -37,7 +40,67 @@ std::string effective_cpu_isa_name();
 // Throws BackendError unless oneDNN has native bf16 kernels here (AVX512-BF16 or AMX).
 void require_bf16_cpu();
 
-// Runs a primitive with its arguments on the shared stream and waits.
+// The memory objects a kernel's bind() and scratch_memory() calls made on its last run, in
+// call order. The executor keeps one per kernel and installs it (MemoryBindings::Scope)
+// around run(): a call whose descriptor matches the previous run's at the same position
+// gets that object with a new data handle, so a steady-state run creates no oneDNN memory
+// objects. A kernel must not keep a bound memory object between runs.
+class MemoryBindings {
+ public:
+  dnnl::memory bind(const dnnl::memory::desc& desc, void* data);
+  class Scope {
+   public:
+    explicit Scope(MemoryBindings& bindings);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    MemoryBindings* previous_;
+  };
+
+ private:
+  std::vector<dnnl::memory> memories_;
+  size_t next_ = 0;
+};
+
+// Set (a depth) while control is inside a oneDNN call on this thread, so a heap-allocation
+// counter can tell oneDNN's own allocations (its execution argument map, primitive
+// internals) from ours (tests/reliability/alloc_count_test.cpp).
+struct DnnlCallScope {
+  static thread_local int depth;
+  DnnlCallScope() noexcept { ++depth; }
+  ~DnnlCallScope() { --depth; }
+  DnnlCallScope(const DnnlCallScope&) = delete;
+  DnnlCallScope& operator=(const DnnlCallScope&) = delete;
+};
+
+// One execution argument (DNNL_ARG_*, memory).
+struct ExecArg {
+  int arg;
+  dnnl::memory memory;
+};
+// Execution arguments built up by a kernel without the heap (at most kCapacity).
+class ExecArgs {
+ public:
+  static constexpr size_t kCapacity = 16;
+  ExecArgs(std::initializer_list<ExecArg> args);
+  // The argument's memory, added when absent.
+  dnnl::memory& operator[](int arg);
+  const ExecArg* begin() const { return args_; }
+  const ExecArg* end() const { return args_ + size_; }
+  size_t size() const { return size_; }
+
+ private:
+  ExecArg args_[kCapacity];
+  size_t size_ = 0;
+};
+
+// Runs a primitive with its arguments on the shared stream and waits. The argument list
+// forms go to oneDNN's C API from the stack; the map form (kept for kernels that build
+// maps) allocates its nodes.
+void execute(const dnnl::primitive& primitive, std::initializer_list<ExecArg> args);
+void execute(const dnnl::primitive& primitive, const ExecArgs& args);
 void execute(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args);
 
 // Time spent in Reorderer conversions on the calling thread, counted only while `enabled`

@@ -187,7 +187,7 @@ std::unique_ptr<Kernel> make_cast(const Node& node, const std::vector<InputInfo>
   return make_function_kernel([to](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
     if (x.dtype() == to) {
-      ctx.set_output(0, x.reshaped(x.shape()));
+      ctx.set_output_view(0, x, x.shape());
       return;
     }
     cast_tensor(ctx.node(), x, ctx.output(0, to, x.shape()));

@@ -51,8 +51,7 @@ class GemmKernel final : public Kernel {
     const Tensor& b = ctx.input(1);
     Tensor& y = ctx.output(0, a.dtype(), {m_, n_});
     if (dnnl_) {
-      std::unordered_map<int, dnnl::memory> args{
-          {DNNL_ARG_SRC, a_(a)}, {DNNL_ARG_WEIGHTS, b_(b)}, {DNNL_ARG_DST, bind(y_md_, y)}};
+      ExecArgs args{{DNNL_ARG_SRC, a_(a)}, {DNNL_ARG_WEIGHTS, b_(b)}, {DNNL_ARG_DST, bind(y_md_, y)}};
       if (c_mode_ == CMode::Binary) {
         args[DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1] = bind(c_md_, ctx.input(2));
       } else if (c_mode_ == CMode::Sum) {

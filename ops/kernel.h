@@ -4,7 +4,9 @@
 // oneDNN primitives); it is then run many times.
 #include <functional>
 #include <memory>
+#include <initializer_list>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -29,6 +31,11 @@ class Allocator {
  public:
   virtual ~Allocator() = default;
   virtual Tensor allocate(DType dtype, const Shape& shape) = 0;
+  // The same into an existing tensor object, reusing its shape's capacity (the executor
+  // keeps one per step output, so a steady-state step allocates nothing here).
+  virtual void allocate_into(Tensor& out, DType dtype, std::span<const int64_t> shape) {
+    out = allocate(dtype, Shape(shape.begin(), shape.end()));
+  }
 };
 
 // Sums across the processes of a data-parallel job, for kernels whose statistics span the
@@ -42,9 +49,10 @@ class Collective {
 
 class KernelContext {
  public:
-  KernelContext(const Node& node, std::vector<const Tensor*> inputs, std::vector<Tensor>& outputs,
+  // `inputs` and `outputs` belong to the caller (the executor's plan) and outlive the context.
+  KernelContext(const Node& node, std::span<const Tensor* const> inputs, std::vector<Tensor>& outputs,
                 Allocator& allocator, std::mt19937_64& rng)
-      : node_(node), inputs_(std::move(inputs)), outputs_(outputs), allocator_(allocator), rng_(rng) {}
+      : node_(node), inputs_(inputs), outputs_(outputs), allocator_(allocator), rng_(rng) {}
 
   const Node& node() const { return node_; }
   size_t num_inputs() const { return inputs_.size(); }
@@ -53,9 +61,16 @@ class KernelContext {
   size_t num_outputs() const { return outputs_.size(); }
   bool wants_output(size_t i) const { return node_.has_output(i); }
   // Allocates output i (uninitialised contents from the pool).
-  Tensor& output(size_t i, DType dtype, const Shape& shape);
+  Tensor& output(size_t i, DType dtype, std::span<const int64_t> shape);
+  Tensor& output(size_t i, DType dtype, const Shape& shape) { return output(i, dtype, std::span<const int64_t>(shape)); }
+  Tensor& output(size_t i, DType dtype, std::initializer_list<int64_t> shape) {
+    return output(i, dtype, std::span<const int64_t>(shape.begin(), shape.size()));
+  }
   // Makes output i share storage with an existing tensor (views: Reshape, Identity, ...).
-  void set_output(size_t i, Tensor tensor);
+  void set_output(size_t i, const Tensor& tensor);
+  void set_output(size_t i, Tensor&& tensor);
+  // The same with another shape of the same element count, without allocating a Tensor.
+  void set_output_view(size_t i, const Tensor& source, std::span<const int64_t> shape);
   std::mt19937_64& rng() { return rng_; }
   // Set when the run is one process of a job whose batch statistics are global; null
   // otherwise.
@@ -64,7 +79,7 @@ class KernelContext {
 
  private:
   const Node& node_;
-  std::vector<const Tensor*> inputs_;
+  std::span<const Tensor* const> inputs_;
   std::vector<Tensor>& outputs_;
   Allocator& allocator_;
   std::mt19937_64& rng_;

@@ -103,7 +103,7 @@ class LayerNormKernel final : public Kernel {
     auto pvec = f32_vector(inner_), svec = f32_vector(outer_);
     mean_buf_.resize(static_cast<size_t>(outer_));
     var_buf_.resize(static_cast<size_t>(outer_));
-    std::unordered_map<int, dnnl::memory> args{
+    ExecArgs args{
         {DNNL_ARG_SRC, bind(md_, x)}, {DNNL_ARG_DST, bind(md_, y)}, {DNNL_ARG_SCALE, bind_ptr(pvec, scale)}};
     if (bias) args[DNNL_ARG_SHIFT] = bind_ptr(pvec, bias);
     if (training_) {
@@ -264,14 +264,14 @@ class LayerNormGradKernel final : public Kernel {
       const double iv = inv[o];
       var[o] = static_cast<float>(1.0 / (iv * iv) - epsilon_);
     }
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, bind(md_, ctx.input(1))},
-                                               {DNNL_ARG_DIFF_DST, bind(md_, ctx.input(0))},
-                                               {DNNL_ARG_MEAN, bind_ptr(svec, mean)},
-                                               {DNNL_ARG_VARIANCE, bind_ptr(svec, var.data())},
-                                               {DNNL_ARG_SCALE, bind_ptr(pvec, scale)},
-                                               {DNNL_ARG_SHIFT, bind_ptr(pvec, zeros.data())},  // not read
-                                               {DNNL_ARG_DIFF_SRC, bind(md_, dx)},
-                                               {DNNL_ARG_DIFF_SCALE, bind_ptr(pvec, ds.data())}};
+    ExecArgs args{{DNNL_ARG_SRC, bind(md_, ctx.input(1))},
+                  {DNNL_ARG_DIFF_DST, bind(md_, ctx.input(0))},
+                  {DNNL_ARG_MEAN, bind_ptr(svec, mean)},
+                  {DNNL_ARG_VARIANCE, bind_ptr(svec, var.data())},
+                  {DNNL_ARG_SCALE, bind_ptr(pvec, scale)},
+                  {DNNL_ARG_SHIFT, bind_ptr(pvec, zeros.data())},  // not read
+                  {DNNL_ARG_DIFF_SRC, bind(md_, dx)},
+                  {DNNL_ARG_DIFF_SCALE, bind_ptr(pvec, ds.data())}};
     if (has_bias_) args[DNNL_ARG_DIFF_SHIFT] = bind_ptr(pvec, db.data());
     execute(primitive_, args);
     dscale.assign(ds.begin(), ds.end());

@@ -99,11 +99,20 @@ void nll(const Node& node, const LossSpec& s, const T* logp, const I* target, co
     return;
   }
   double total = 0.0, weight_sum = 0.0;
-#pragma omp parallel for reduction(+ : total, weight_sum) if (count >= 16384)
-  for (int64_t k = 0; k < count; ++k) {
-    double w;
-    total += term(k, w);
-    weight_sum += w;
+  // Branches, not an `if` clause: a region on one thread still allocates a libgomp team.
+  if (worth_parallel(count)) {
+#pragma omp parallel for reduction(+ : total, weight_sum)
+    for (int64_t k = 0; k < count; ++k) {
+      double w;
+      total += term(k, w);
+      weight_sum += w;
+    }
+  } else {
+    for (int64_t k = 0; k < count; ++k) {
+      double w;
+      total += term(k, w);
+      weight_sum += w;
+    }
   }
   if (s.reduction == Reduction::Sum) {
     out[0] = static_cast<T>(total);
@@ -193,19 +202,21 @@ void loss_grad(const Node& node, const LossSpec& s, const T* dloss, const T* log
     scale = static_cast<double>(dloss[0]);
   } else if (s.reduction == Reduction::Mean) {
     double weight_sum = 0.0;
-#pragma omp parallel for reduction(+ : weight_sum) if (count >= 16384)
-    for (int64_t k = 0; k < count; ++k) weight_sum += w_of(k);
+    if (worth_parallel(count)) {
+#pragma omp parallel for reduction(+ : weight_sum)
+      for (int64_t k = 0; k < count; ++k) weight_sum += w_of(k);
+    } else {
+      for (int64_t k = 0; k < count; ++k) weight_sum += w_of(k);
+    }
     scale = weight_sum == 0.0 ? 0.0 : static_cast<double>(dloss[0]) / weight_sum;
   }
   const bool none = s.reduction == Reduction::None;
   constexpr int64_t kChunk = 1024;
   const int64_t chunks = (d + kChunk - 1) / kChunk;
   const int64_t tasks = s.n * chunks;
-#pragma omp parallel if (count * c >= 16384 && tasks > 1)
-  {
-    std::vector<T> coef(static_cast<size_t>(std::min(d, kChunk)));
-#pragma omp for schedule(static)
-    for (int64_t task = 0; task < tasks; ++task) {
+  auto run_tasks = [&](int64_t task_begin, int64_t task_end) {
+    T coef[kChunk];  // on the stack: a training step allocates nothing here
+    for (int64_t task = task_begin; task < task_end; ++task) {
       const int64_t n = task / chunks, j0 = (task % chunks) * kChunk, len = std::min(kChunk, d - j0);
       const int64_t k0 = n * d + j0;
       for (int64_t j = 0; j < len; ++j)
@@ -224,6 +235,12 @@ void loss_grad(const Node& node, const LossSpec& s, const T* dloss, const T* log
         out[t * d + j] -= coef[j];
       }
     }
+  };
+  if (tasks <= 1 || !worth_parallel(count * c)) return run_tasks(0, tasks);
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    run_tasks(tasks * t / threads, tasks * (t + 1) / threads);
   }
 }
 

@@ -148,7 +148,7 @@ class LrnGradKernel final : public Kernel {
     Tensor& dx = ctx.output(0, x.dtype(), x.shape());
     if (x.numel() == 0) return;
     if (use_dnnl_) {
-      std::unordered_map<int, dnnl::memory> args{
+      ExecArgs args{
           {DNNL_ARG_SRC, bind(md_, x)}, {DNNL_ARG_DIFF_DST, bind(md_, dy)}, {DNNL_ARG_DIFF_SRC, bind(md_, dx)}};
       if (ws_md_.get_size() > 0) {
         // The workspace comes from a training-mode forward pass (the graph's forward runs

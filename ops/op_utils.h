@@ -1,5 +1,7 @@
 #pragma once
 // Helpers shared by the operator families: axes, broadcasting, strides, dtype dispatch.
+#include <omp.h>
+
 #include <cstdint>
 #include <type_traits>
 #include <vector>
@@ -63,10 +65,16 @@ void dispatch_all(DType dtype, const Node& node, F&& f) {
       dtype, node, std::forward<F>(f));
 }
 
+// Whether `work` elements are worth a parallel region: enough of them, and more than one
+// thread to share them. (A region on one thread still costs libgomp a heap-allocated team
+// each time, since it caches teams of two or more threads only: a training step at
+// threads = 1 would allocate once per region.)
+inline bool worth_parallel(int64_t work, int64_t grain = 16384) { return work >= grain && omp_get_max_threads() > 1; }
+
 // A parallel loop over [0, n) that stays serial for small n (thread start-up dominates).
 template <typename F>
 void parallel_for(int64_t n, F&& f, int64_t grain = 16384) {
-  if (n < grain) {
+  if (!worth_parallel(n, grain)) {
     for (int64_t i = 0; i < n; ++i) f(i);
     return;
   }
@@ -81,8 +89,23 @@ void parallel_for(int64_t n, F&& f, int64_t grain = 16384) {
 template <typename T>
 void sum_to(const T* x, const Shape& xs, T* y, const Shape& padded) {
   const int64_t n = shape_numel(xs), m = shape_numel(padded);
-  Shape x_strides = strides_of(xs);
-  std::vector<int64_t> kept_dims, kept_x_strides, reduced_dims, reduced_x_strides;
+  // The calling thread's scratch, so a training step's bias gradients allocate nothing here
+  // (named through references: the loops below may run on other threads).
+  thread_local std::vector<int64_t> scratch[5];
+  std::vector<int64_t>& x_strides = scratch[0];
+  std::vector<int64_t>& kept_dims = scratch[1];
+  std::vector<int64_t>& kept_x_strides = scratch[2];
+  std::vector<int64_t>& reduced_dims = scratch[3];
+  std::vector<int64_t>& reduced_x_strides = scratch[4];
+  x_strides.resize(xs.size());
+  for (size_t d = xs.size(), stride = 1; d-- > 0;) {
+    x_strides[d] = static_cast<int64_t>(stride);
+    stride *= static_cast<size_t>(xs[d]);
+  }
+  kept_dims.clear();
+  kept_x_strides.clear();
+  reduced_dims.clear();
+  reduced_x_strides.clear();
   for (size_t d = 0; d < xs.size(); ++d) {
     if (padded[d] == xs[d]) {
       kept_dims.push_back(xs[d]);

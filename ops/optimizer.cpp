@@ -165,20 +165,36 @@ struct Group {
   std::array<void*, kMaxStates> so{};
 };
 
+// One run's bindings. Each kernel keeps its own between runs, so a steady-state run
+// allocates nothing (the vectors keep their capacity).
 struct Batch {
   double lr = 0;
   int64_t step = 0;
   std::vector<Group> groups;
+  std::vector<std::pair<const std::byte*, const std::byte*>> written;  // in-place ranges
+  std::vector<std::pair<size_t, int64_t>> chunks;  // (group, begin) for for_each_chunk
 };
 
-// Binds inputs and outputs for one run: outputs alias the inputs (in place) or are fresh.
-Batch bind(KernelContext& ctx, const Layout& l) {
+double first_double(const Tensor& t) {
+  if (t.dtype() == DType::Float && t.numel() > 0) return t.data<float>()[0];
+  if (t.dtype() == DType::Double && t.numel() > 0) return t.data<double>()[0];
+  return t.as_double().at(0);
+}
+
+int64_t first_int64(const Tensor& t) {
+  if (t.dtype() == DType::Int64 && t.numel() > 0) return t.data<int64_t>()[0];
+  return t.as_int64().at(0);
+}
+
+// Binds inputs and outputs for one run into `b`: outputs alias the inputs (in place) or are
+// fresh.
+void bind(KernelContext& ctx, const Layout& l, Batch& b) {
   const Node& node = ctx.node();
-  Batch b;
-  b.lr = ctx.input(0).as_double().at(0);
-  b.step = ctx.input(1).as_int64().at(0);
-  b.groups.resize(l.k);
-  std::vector<std::pair<const std::byte*, const std::byte*>> written;
+  b.lr = first_double(ctx.input(0));
+  b.step = first_int64(ctx.input(1));
+  b.groups.assign(l.k, Group{});
+  std::vector<std::pair<const std::byte*, const std::byte*>>& written = b.written;
+  written.clear();
   for (size_t j = 0; j < l.k; ++j) {
     Group& gr = b.groups[j];
     const Tensor& x = ctx.input(l.x(j));
@@ -189,10 +205,10 @@ Batch bind(KernelContext& ctx, const Layout& l) {
     for (size_t s = 0; s < l.states; ++s) gr.s[s] = ctx.input(l.s(s, j)).raw();
     if (l.in_place) {
       auto alias = [&](size_t in_index, size_t out_index) -> void* {
-        Tensor t = ctx.input(in_index);  // shares the storage
-        void* p = t.raw();
+        const Tensor& t = ctx.input(in_index);
+        void* p = const_cast<void*>(t.raw());
         if (t.nbytes()) written.push_back({static_cast<const std::byte*>(p), static_cast<const std::byte*>(p) + t.nbytes()});
-        ctx.set_output(out_index, std::move(t));
+        ctx.set_output(out_index, t);  // shares the storage
         return p;
       };
       gr.xo = alias(l.x(j), j);
@@ -208,14 +224,15 @@ Batch bind(KernelContext& ctx, const Layout& l) {
       if (written[i].first < written[i - 1].second)
         fail(node, "updates in place, but two of its parameter/state inputs share memory");
   }
-  return b;
 }
 
 // Calls f(T{}, group, begin, end) over chunks of every group, in parallel when there is
 // more than one chunk.
 template <typename F>
-void for_each_chunk(const std::vector<Group>& groups, F&& f) {
-  std::vector<std::pair<size_t, int64_t>> chunks;
+void for_each_chunk(Batch& batch, F&& f) {
+  const std::vector<Group>& groups = batch.groups;
+  std::vector<std::pair<size_t, int64_t>>& chunks = batch.chunks;
+  chunks.clear();
   for (size_t j = 0; j < groups.size(); ++j)
     for (int64_t b = 0; b < groups[j].n; b += kChunk) chunks.push_back({j, b});
   parallel_for(static_cast<int64_t>(chunks.size()), [&](int64_t c) {
@@ -250,10 +267,10 @@ std::unique_ptr<Kernel> make_onnx_adagrad(const Node& node, const std::vector<In
   const double decay = number_attr(node, "decay_factor", 0.0), eps = number_attr(node, "epsilon", 1e-6),
                norm = number_attr(node, "norm_coefficient", 0.0);
   Layout l = make_layout(node, in, {"H"}, false);
-  return make_function_kernel([=](KernelContext& ctx) {
-    Batch b = bind(ctx, l);
+  return make_function_kernel([=, b = Batch{}](KernelContext& ctx) mutable {
+    bind(ctx, l, b);
     const double r = b.lr / (1.0 + static_cast<double>(b.step) * decay);
-    for_each_chunk(b.groups, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
+    for_each_chunk(b, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T r_ = static_cast<T>(r), norm_ = static_cast<T>(norm), eps_ = static_cast<T>(eps);
@@ -279,10 +296,10 @@ std::unique_ptr<Kernel> make_onnx_momentum(const Node& node, const std::vector<I
     fail(node, "attribute 'mode' must be \"standard\" or \"nesterov\", got \"" + mode + "\"");
   const bool nesterov = mode == "nesterov";
   Layout l = make_layout(node, in, {"V"}, false);
-  return make_function_kernel([=](KernelContext& ctx) {
-    Batch b = bind(ctx, l);
+  return make_function_kernel([=, b = Batch{}](KernelContext& ctx) mutable {
+    bind(ctx, l, b);
     const double beta_adjusted = b.step > 0 ? beta : 1.0;
-    for_each_chunk(b.groups, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
+    for_each_chunk(b, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T r = static_cast<T>(b.lr), a = static_cast<T>(alpha), bt = static_cast<T>(beta_adjusted),
@@ -305,14 +322,14 @@ std::unique_ptr<Kernel> make_onnx_adam(const Node& node, const std::vector<Input
                eps = number_attr(node, "epsilon", 1e-6), norm = number_attr(node, "norm_coefficient", 0.0),
                post = number_attr(node, "norm_coefficient_post", 0.0);
   Layout l = make_layout(node, in, {"V", "H"}, false);
-  return make_function_kernel([=](KernelContext& ctx) {
-    Batch b = bind(ctx, l);
+  return make_function_kernel([=, b = Batch{}](KernelContext& ctx) mutable {
+    bind(ctx, l, b);
     double r = b.lr;
     if (b.step > 0) {
       const double t = static_cast<double>(b.step);
       r = b.lr * std::sqrt(1.0 - std::pow(beta, t)) / (1.0 - std::pow(alpha, t));
     }
-    for_each_chunk(b.groups, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
+    for_each_chunk(b, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T r_ = static_cast<T>(r), a = static_cast<T>(alpha), one_a = static_cast<T>(1.0 - alpha),
@@ -357,11 +374,11 @@ std::unique_ptr<Kernel> make_sgd(const Node& node, const std::vector<InputInfo>&
     fail(node, "nesterov momentum requires a momentum > 0 and zero dampening");
   const bool has_buf = momentum != 0.0;
   Layout l = make_layout(node, in, has_buf ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{}, true);
-  return make_function_kernel([=](KernelContext& ctx) {
-    Batch b = bind(ctx, l);
+  return make_function_kernel([=, b = Batch{}](KernelContext& ctx) mutable {
+    bind(ctx, l, b);
     check_lr_step(ctx.node(), b);
     const bool first = b.step == 1;
-    for_each_chunk(b.groups, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
+    for_each_chunk(b, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T wd_ = static_cast<T>(wd), m = static_cast<T>(momentum), damp = static_cast<T>(1.0 - dampening),
@@ -399,15 +416,15 @@ std::unique_ptr<Kernel> make_adam(const Node& node, const std::vector<InputInfo>
   std::vector<std::string> states{"exp_avg", "exp_avg_sq"};
   if (amsgrad) states.push_back("max_exp_avg_sq");
   Layout l = make_layout(node, in, states, true);
-  return make_function_kernel([=](KernelContext& ctx) {
-    Batch b = bind(ctx, l);
+  return make_function_kernel([=, b = Batch{}](KernelContext& ctx) mutable {
+    bind(ctx, l, b);
     check_lr_step(ctx.node(), b);
     const bool first = b.step == 1;
     const double t = static_cast<double>(b.step);
     const double step_size = b.lr / (1.0 - std::pow(beta1, t));
     const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
     const double decay = 1.0 - b.lr * wd;
-    for_each_chunk(b.groups, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
+    for_each_chunk(b, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T b1 = static_cast<T>(beta1), one_b1 = static_cast<T>(1.0 - beta1), b2 = static_cast<T>(beta2),
@@ -448,12 +465,12 @@ std::unique_ptr<Kernel> make_adagrad(const Node& node, const std::vector<InputIn
   check_non_negative(node, "initial_accumulator_value", init);
   check_non_negative(node, "eps", eps);
   Layout l = make_layout(node, in, {"sum"}, true);
-  return make_function_kernel([=](KernelContext& ctx) {
-    Batch b = bind(ctx, l);
+  return make_function_kernel([=, b = Batch{}](KernelContext& ctx) mutable {
+    bind(ctx, l, b);
     check_lr_step(ctx.node(), b);
     const bool first = b.step == 1;
     const double clr = b.lr / (1.0 + static_cast<double>(b.step - 1) * lr_decay);
-    for_each_chunk(b.groups, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
+    for_each_chunk(b, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T wd_ = static_cast<T>(wd), init_ = static_cast<T>(init), eps_ = static_cast<T>(eps),
@@ -490,11 +507,11 @@ std::unique_ptr<Kernel> make_rmsprop(const Node& node, const std::vector<InputIn
   if (has_buf) states.push_back("momentum_buffer");
   const size_t ga_index = 1, buf_index = centered ? 2 : 1;
   Layout l = make_layout(node, in, states, true);
-  return make_function_kernel([=](KernelContext& ctx) {
-    Batch b = bind(ctx, l);
+  return make_function_kernel([=, b = Batch{}](KernelContext& ctx) mutable {
+    bind(ctx, l, b);
     check_lr_step(ctx.node(), b);
     const bool first = b.step == 1;
-    for_each_chunk(b.groups, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
+    for_each_chunk(b, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T a = static_cast<T>(alpha), one_a = static_cast<T>(1.0 - alpha), eps_ = static_cast<T>(eps),

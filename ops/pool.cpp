@@ -347,8 +347,7 @@ class DnnlPoolGradKernel final : public Kernel {
   }
   void run(KernelContext& ctx) override {
     Tensor& dx = ctx.output(0, DType::Float, x_shape_);
-    std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_DIFF_DST, bind(dst_md_, ctx.input(0))},
-                                               {DNNL_ARG_DIFF_SRC, bind(src_md_, dx)}};
+    ExecArgs args{{DNNL_ARG_DIFF_DST, bind(dst_md_, ctx.input(0))}, {DNNL_ARG_DIFF_SRC, bind(src_md_, dx)}};
     if (workspace_) {
       execute(forward_, {{DNNL_ARG_SRC, bind(src_md_, ctx.input(1))}, {DNNL_ARG_DST, y_scratch_},
                          {DNNL_ARG_WORKSPACE, workspace_}});

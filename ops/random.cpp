@@ -16,6 +16,13 @@ namespace onnxtrain::ops {
 
 namespace {
 
+// Dropout's ratio input, read without a heap allocation in the common float types.
+double first_ratio(const Tensor& t) {
+  if (t.dtype() == DType::Float && t.numel() > 0) return t.data<float>()[0];
+  if (t.dtype() == DType::Double && t.numel() > 0) return t.data<double>()[0];
+  return t.as_double().at(0);
+}
+
 class Generator {
  public:
   // `seed` is a float attribute on the generator ops and an int on Dropout.
@@ -65,7 +72,7 @@ class DropoutKernel final : public Kernel {
     double ratio = ratio_;
     bool training = training_;
     if (opset_ >= 12) {
-      if (ctx.has_input(1)) ratio = ctx.input(1).as_double().at(0);
+      if (ctx.has_input(1)) ratio = first_ratio(ctx.input(1));
       training = ctx.has_input(2) && ctx.input(2).data<bool>()[0];
       check_ratio(ctx.node(), ratio);
     }
@@ -239,7 +246,7 @@ std::unique_ptr<Kernel> make_dropout_grad(const Node& node, const std::vector<In
   return make_function_kernel([attr_ratio](KernelContext& ctx) {
     const Tensor& dy = ctx.input(0);
     const Tensor& mask = ctx.input(1);
-    const double ratio = ctx.has_input(2) ? ctx.input(2).as_double().at(0) : attr_ratio;
+    const double ratio = ctx.has_input(2) ? first_ratio(ctx.input(2)) : attr_ratio;
     const bool training = !ctx.has_input(3) || ctx.input(3).data<bool>()[0];
     if (!training || ratio == 0.0) {
       ctx.set_output(0, dy);

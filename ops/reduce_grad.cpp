@@ -112,8 +112,10 @@ void grad_aux(const ReducePlan& p, const T* x, const T* y, double* prod, int64_t
 template <GradMode M, typename T>
 void reduce_grad_loop(const ReducePlan& p, const T* dy, const T* x, const T* y, T* dx) {
   const int64_t n_out = p.out_numel, outer = p.outer_count(), inner = p.inner, positions = p.reduce_numel;
-  // coef[o]: the per-output factor of the local derivative, dY folded in.
-  std::vector<T> coef_buffer;
+  // coef[o]: the per-output factor of the local derivative, dY folded in (the calling
+  // thread's buffer, kept: a training step allocates nothing here).
+  thread_local std::vector<T> coef_scratch;
+  std::vector<T>& coef_buffer = coef_scratch;
   const T* coef = dy;
   std::vector<int64_t> zeros;
   if constexpr (M != GradMode::Sum && M != GradMode::L1 && M != GradMode::LogSumExp) {
@@ -153,8 +155,7 @@ void reduce_grad_loop(const ReducePlan& p, const T* dy, const T* x, const T* y, 
   int64_t chunks = 1;
   if (total >= kGrain && outer < max_threads) chunks = std::min<int64_t>(positions, (max_threads + outer - 1) / outer);
   const int64_t tasks = outer * chunks;
-#pragma omp parallel for schedule(static) if (total >= kGrain && tasks > 1)
-  for (int64_t t = 0; t < tasks; ++t) {
+  auto run_task = [&](int64_t t) {
     const int64_t o = t / chunks, c = t % chunks;
     const int64_t ob = o * inner;
     walk_positions(p, p.base_offset(o), positions * c / chunks, positions * (c + 1) / chunks,
@@ -165,6 +166,13 @@ void reduce_grad_loop(const ReducePlan& p, const T* dy, const T* x, const T* y, 
                        for (int64_t i = 0; i < inner; ++i) ds[i] = derivative(xs[i], ob + i);
                      }
                    });
+  };
+  // A branch, not an `if` clause: a region on one thread still allocates a libgomp team.
+  if (tasks > 1 && worth_parallel(total, kGrain)) {
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < tasks; ++t) run_task(t);
+  } else {
+    for (int64_t t = 0; t < tasks; ++t) run_task(t);
   }
 }
 
@@ -201,7 +209,7 @@ class ReduceGradKernel final : public Kernel {
                                  shape_str(p.out_shape));
     if (dy.dtype() != x.dtype()) fail(ctx.node(), "dY and X must have the same element type");
     if (p.identity) {
-      ctx.set_output(0, dy.reshaped(shape_));
+      ctx.set_output_view(0, dy, shape_);
       return;
     }
     Tensor& dx = ctx.output(0, x.dtype(), shape_);

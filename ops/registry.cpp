@@ -78,13 +78,23 @@ const Tensor& KernelContext::input(size_t i) const {
   return *inputs_[i];
 }
 
-Tensor& KernelContext::output(size_t i, DType dtype, const Shape& shape) {
+Tensor& KernelContext::output(size_t i, DType dtype, std::span<const int64_t> shape) {
   if (i >= outputs_.size()) fail(node_, "has no output " + std::to_string(i));
-  outputs_[i] = allocator_.allocate(dtype, shape);
+  allocator_.allocate_into(outputs_[i], dtype, shape);
   return outputs_[i];
 }
 
-void KernelContext::set_output(size_t i, Tensor tensor) {
+void KernelContext::set_output_view(size_t i, const Tensor& source, std::span<const int64_t> shape) {
+  if (i >= outputs_.size()) fail(node_, "has no output " + std::to_string(i));
+  outputs_[i].assign_reshaped(source, shape);
+}
+
+void KernelContext::set_output(size_t i, const Tensor& tensor) {
+  if (i >= outputs_.size()) fail(node_, "has no output " + std::to_string(i));
+  outputs_[i] = tensor;  // assignment reuses the output's shape capacity
+}
+
+void KernelContext::set_output(size_t i, Tensor&& tensor) {
   if (i >= outputs_.size()) fail(node_, "has no output " + std::to_string(i));
   outputs_[i] = std::move(tensor);
 }

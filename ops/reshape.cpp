@@ -19,7 +19,7 @@ namespace shape_impl {
 template <typename ShapeFn>
 std::unique_ptr<Kernel> view_kernel(const std::vector<InputInfo>& in, std::vector<size_t> operands, ShapeFn shape_of) {
   return planned(in, std::move(operands), shape_of,
-                 [](KernelContext& ctx, const Shape& shape) { ctx.set_output(0, ctx.input(0).reshaped(shape)); });
+                 [](KernelContext& ctx, const Shape& shape) { ctx.set_output_view(0, ctx.input(0), shape); });
 }
 
 std::unique_ptr<Kernel> make_reshape(const Node& node, const std::vector<InputInfo>& in) {

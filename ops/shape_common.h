@@ -4,8 +4,10 @@
 // Defined in shape.cpp, which also registers the family.
 #include <omp.h>
 
+#include <algorithm>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "ops/gradient.h"
@@ -69,6 +71,16 @@ using IntArgs = std::vector<std::optional<std::vector<int64_t>>>;
 // Builds a kernel from make(args) -> plan and run(ctx, plan). The plan is computed once
 // when every operand input in `operands` is constant (or absent), else on every run
 // (a kernel serves one input signature, not one set of values).
+// Whether input i of the run holds the integers `kept` (absent inputs match no value).
+inline bool same_operand(const KernelContext& ctx, size_t i, const std::optional<std::vector<int64_t>>& kept) {
+  if (!ctx.has_input(i)) return !kept;
+  if (!kept) return false;
+  const Tensor& t = ctx.input(i);
+  if (t.dtype() != DType::Int64) return t.as_int64() == *kept;
+  if (static_cast<size_t>(t.numel()) != kept->size()) return false;
+  return std::equal(kept->begin(), kept->end(), t.data<int64_t>());
+}
+
 template <typename Make, typename Run>
 std::unique_ptr<Kernel> planned(const std::vector<InputInfo>& in, std::vector<size_t> operands, Make make, Run run) {
   bool fixed = true;
@@ -83,11 +95,21 @@ std::unique_ptr<Kernel> planned(const std::vector<InputInfo>& in, std::vector<si
   if (fixed) {
     return make_function_kernel([plan = make(args), run](KernelContext& ctx) { run(ctx, plan); });
   }
-  return make_function_kernel([operands, count, make, run](KernelContext& ctx) {
-    IntArgs args(count);
-    for (size_t i : operands)
-      if (ctx.has_input(i)) args[i] = ctx.input(i).as_int64();
-    run(ctx, make(args));
+  // The last operands and their plan are kept: a run whose operands are unchanged (the
+  // steady state of a training step) allocates nothing.
+  using Plan = decltype(make(std::declval<const IntArgs&>()));
+  return make_function_kernel([operands, count, make, run, args = IntArgs(count),
+                               plan = std::optional<Plan>()](KernelContext& ctx) mutable {
+    bool same = plan.has_value();
+    for (size_t i : operands) same = same && same_operand(ctx, i, args[i]);
+    if (!same) {
+      for (size_t i : operands) {
+        args[i].reset();
+        if (ctx.has_input(i)) args[i] = ctx.input(i).as_int64();
+      }
+      plan = make(args);
+    }
+    run(ctx, *plan);
   });
 }
 

@@ -8,6 +8,10 @@
 #include <cstdint>
 #include <vector>
 
+#include <omp.h>
+
+#include "ops/op_utils.h"
+
 namespace onnxtrain::ops {
 
 // y = x - max - log(sum(exp(x - max))) over `size` of an [outer, size, inner] tensor; the
@@ -16,12 +20,13 @@ template <typename T>
 void log_softmax_rows(const T* x, T* y, int64_t outer, int64_t size, int64_t inner) {
   if (size == 0 || inner == 0) return;
   const int64_t block = size * inner;
-#pragma omp parallel if (outer > 1 && outer * block >= 16384)
-  {
-    std::vector<T> best(static_cast<size_t>(inner));
-    std::vector<double> sum(static_cast<size_t>(inner));
-#pragma omp for schedule(static)
-    for (int64_t o = 0; o < outer; ++o) {
+  auto rows = [&](int64_t o_begin, int64_t o_end) {
+    // Each thread's own scratch, kept: a training step's loss allocates nothing here.
+    thread_local std::vector<T> best;
+    thread_local std::vector<double> sum;
+    best.resize(static_cast<size_t>(inner));
+    sum.resize(static_cast<size_t>(inner));
+    for (int64_t o = o_begin; o < o_end; ++o) {
       const T* xs = x + o * block;
       T* ys = y + o * block;
       std::copy(xs, xs + inner, best.begin());
@@ -34,6 +39,12 @@ void log_softmax_rows(const T* x, T* y, int64_t outer, int64_t size, int64_t inn
       for (int64_t r = 0; r < size; ++r)
         for (int64_t i = 0; i < inner; ++i) ys[r * inner + i] = static_cast<T>((xs[r * inner + i] - best[i]) - sum[i]);
     }
+  };
+  if (outer <= 1 || !worth_parallel(outer * block)) return rows(0, outer);
+#pragma omp parallel
+  {
+    const int64_t threads = omp_get_num_threads(), t = omp_get_thread_num();
+    rows(outer * t / threads, outer * (t + 1) / threads);
   }
 }
 

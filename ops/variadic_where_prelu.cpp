@@ -38,7 +38,7 @@ KernelFactory variadic(Types types, Core core, bool mean) {
     }
     dispatch(types, in[0].dtype, node, [](auto) {});
     if (in.size() == 1)
-      return make_function_kernel([](KernelContext& ctx) { ctx.set_output(0, ctx.input(0).reshaped(ctx.input(0).shape())); });
+      return make_function_kernel([](KernelContext& ctx) { ctx.set_output_view(0, ctx.input(0), ctx.input(0).shape()); });
     Shape out = broadcast_shapes(shapes, node);
     std::vector<Plan> plans{make_plan({shapes[0], shapes[1]}, out)};
     for (size_t k = 2; k < shapes.size(); ++k) plans.push_back(make_plan({out, shapes[k]}, out));

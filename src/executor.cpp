@@ -20,13 +20,17 @@ using graph::Node;
 using graph::Value;
 using graph::ValueKind;
 
-// A node's kernels by input signature; `last` short-cuts the common case of an unchanged
-// signature.
+// A node's kernels by input signature, each with the oneDNN memory objects it binds;
+// `last` short-cuts the common case of an unchanged signature.
 struct Executor::NodeKernels {
+  struct Entry {
+    std::unique_ptr<ops::Kernel> kernel;
+    ops::MemoryBindings bindings;
+  };
   const ops::OpDef* def = nullptr;
-  std::map<std::vector<int64_t>, std::unique_ptr<ops::Kernel>> by_signature;
+  std::map<std::vector<int64_t>, Entry> by_signature;
   std::vector<int64_t> last_signature;
-  ops::Kernel* last = nullptr;
+  Entry* last = nullptr;
 };
 
 struct Executor::Plan {
@@ -37,8 +41,13 @@ struct Executor::Plan {
     std::vector<int> outputs;  // slot per output, -1 when omitted
     std::vector<int> release;  // slots whose last use is this step
     std::vector<std::pair<int, size_t>> fetched;  // (output slot, fetch index) for the fetch hook
+    // Kept between runs so a steady-state run reuses their capacity (no heap allocation).
+    std::vector<const Tensor*> input_tensors;
+    std::vector<Tensor> output_tensors;
   };
+  std::vector<std::string> fetches, cuts;  // the plan's key (cuts sorted)
   std::vector<const Value*> slot_values;
+  std::vector<Tensor> slots;  // values during a run; emptied (capacity kept) after it
   std::vector<std::pair<const Value*, int>> fed_slots;  // graph inputs and fed intermediates
   std::vector<int> fetch_slots;
   std::vector<Step> steps;
@@ -49,6 +58,23 @@ namespace {
 bool is_fixed(const Value& v) {
   // Float initializers may change (training); integer ones and folded constants never do.
   return v.kind == ValueKind::Constant || (v.kind == ValueKind::Initializer && !is_floating(v.dtype));
+}
+
+bool has_signature(const std::vector<const Tensor*>& inputs, const std::vector<int64_t>& sig) {
+  size_t at = 0;
+  for (const Tensor* t : inputs) {
+    if (!t) {
+      if (at >= sig.size() || sig[at++] != -1) return false;
+      continue;
+    }
+    if (at + 2 + t->rank() > sig.size() || sig[at] != static_cast<int64_t>(t->dtype()) ||
+        sig[at + 1] != static_cast<int64_t>(t->rank()))
+      return false;
+    at += 2;
+    for (int64_t d : t->shape())
+      if (sig[at++] != d) return false;
+  }
+  return at == sig.size();
 }
 
 std::vector<int64_t> signature_of(const std::vector<const Tensor*>& inputs) {
@@ -126,8 +152,29 @@ void Executor::set_profiling(bool on) {
   if (on) profile_records_.clear();
 }
 
+Executor::Plan* Executor::find_plan(const std::unordered_map<std::string, Tensor>& feeds,
+                                    const std::vector<std::string>& fetches) const {
+  size_t cut_count = 0;
+  for (const auto& [name, t] : feeds) {
+    const Value* v = graph_.find_value(name);
+    if (v && v->producer) ++cut_count;
+  }
+  for (const auto& [key, plan] : plans_) {
+    if (plan->fetches != fetches || plan->cuts.size() != cut_count) continue;
+    bool same = true;
+    for (const auto& [name, t] : feeds) {
+      const Value* v = graph_.find_value(name);
+      if (v && v->producer && !std::binary_search(plan->cuts.begin(), plan->cuts.end(), name)) same = false;
+    }
+    if (same) return plan.get();
+  }
+  return nullptr;
+}
+
 Executor::Plan& Executor::plan_for(const std::unordered_map<std::string, Tensor>& feeds,
                                    const std::vector<std::string>& fetches) {
+  // Every run looks its plan up; only a new one builds the key below.
+  if (Plan* known = find_plan(feeds, fetches)) return *known;
   // Fed intermediates cut the graph; fed graph inputs are part of every plan that needs them.
   std::vector<std::string> cuts;
   for (const auto& [name, t] : feeds) {
@@ -139,6 +186,8 @@ Executor::Plan& Executor::plan_for(const std::unordered_map<std::string, Tensor>
   if (slot_plan) return *slot_plan;
 
   auto plan = std::make_unique<Plan>();
+  plan->fetches = fetches;
+  plan->cuts = cuts;
   std::unordered_map<const Value*, int> slot_of;
   auto slot = [&](const Value* v) {
     auto [it, inserted] = slot_of.try_emplace(v, static_cast<int>(plan->slot_values.size()));
@@ -197,6 +246,11 @@ Executor::Plan& Executor::plan_for(const std::unordered_map<std::string, Tensor>
   for (auto& step : plan->steps)
     for (int out : step.outputs)
       if (out >= 0 && last_use[out] < 0 && !keep.count(out)) step.release.push_back(out);
+  plan->slots.resize(plan->slot_values.size());
+  for (auto& step : plan->steps) {
+    step.input_tensors.reserve(step.inputs.size());
+    step.output_tensors.resize(step.outputs.size());
+  }
   slot_plan = std::move(plan);
   return *slot_plan;
 }
@@ -223,8 +277,23 @@ void Executor::check_feed(const Value& value, const Tensor& t) const {
 
 std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>& feeds,
                                   const std::vector<std::string>& fetches) {
+  std::vector<Tensor> result;
+  run(feeds, fetches, result);
+  return result;
+}
+
+void Executor::run(const std::unordered_map<std::string, Tensor>& feeds, const std::vector<std::string>& fetches,
+                   std::vector<Tensor>& result) {
   Plan& plan = plan_for(feeds, fetches);
-  std::vector<Tensor> slots(plan.slot_values.size());
+  std::vector<Tensor>& slots = plan.slots;
+  // Emptied slots keep their shapes' capacity: filling them again allocates nothing.
+  struct EmptyAfterRun {
+    std::vector<Tensor>& slots;
+    ~EmptyAfterRun() {
+      for (Tensor& t : slots) t.reset();
+    }
+  } empty_after{slots};
+  for (Tensor& t : slots) t.reset();
   for (size_t i = 0; i < plan.slot_values.size(); ++i)
     if (plan.slot_values[i]->data) slots[i] = *plan.slot_values[i]->data;
   for (const auto& [value, slot] : plan.fed_slots) {
@@ -234,17 +303,17 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
     slots[slot] = it->second;
   }
 
-  std::vector<const Tensor*> inputs;
-  std::vector<Tensor> outputs;
   for (auto& step : plan.steps) {
     const Node& node = *step.node;
     NodeKernels& k = *step.kernels;
+    std::vector<const Tensor*>& inputs = step.input_tensors;
+    std::vector<Tensor>& outputs = step.output_tensors;
     inputs.clear();
     for (int s : step.inputs) inputs.push_back(s >= 0 ? &slots[s] : nullptr);
-    auto signature = signature_of(inputs);
-    if (!k.last || signature != k.last_signature) {
-      auto& kernel = k.by_signature[signature];
-      if (!kernel) {
+    if (!k.last || !has_signature(inputs, k.last_signature)) {
+      auto signature = signature_of(inputs);
+      auto& entry = k.by_signature[signature];
+      if (!entry.kernel) {
         std::vector<ops::InputInfo> infos;
         for (size_t i = 0; i < inputs.size(); ++i) {
           ops::InputInfo info;
@@ -258,22 +327,23 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
           infos.push_back(std::move(info));
         }
         try {
-          kernel = k.def->kernel(node, infos);
+          entry.kernel = k.def->kernel(node, infos);
         } catch (const dnnl::error& e) {
           throw BackendError(node.describe() + ": oneDNN cannot build a kernel: " + e.what());
         }
       }
-      k.last = kernel.get();
+      k.last = &entry;
       k.last_signature = std::move(signature);
     }
-    outputs.assign(step.outputs.size(), Tensor());
+    for (Tensor& t : outputs) t.reset();
     ops::scratch_arena().reset();  // the previous node's converted layouts are dead
     ops::KernelContext ctx(node, inputs, outputs, pool_, rng_);
     ctx.set_collective(collective_);
     const auto start = profile_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     ReorderTiming reorders(profile_);
     try {
-      k.last->run(ctx);
+      ops::MemoryBindings::Scope bindings(k.last->bindings);
+      k.last->kernel->run(ctx);
     } catch (const dnnl::error& e) {
       throw BackendError(node.describe() + ": oneDNN failed: " + e.what());
     } catch (const Error&) {
@@ -295,16 +365,18 @@ std::vector<Tensor> Executor::run(const std::unordered_map<std::string, Tensor>&
       if (!outputs[i].defined())
         throw BackendError(node.describe() + ": kernel produced no value for output " + std::to_string(i));
       if (detect_anomaly_) check_finite(node, i, outputs[i], inputs);
-      slots[step.outputs[i]] = std::move(outputs[i]);
+      // A swap keeps both objects' shape capacity; the slot's old (empty) tensor comes back
+      // to the step for the next run.
+      std::swap(slots[step.outputs[i]], outputs[i]);
+      outputs[i].reset();
     }
+    for (Tensor& t : outputs) t.reset();  // outputs the plan does not keep
     if (fetch_hook_)
       for (const auto& [slot, f] : step.fetched) fetch_hook_(f, slots[slot]);
-    for (int s : step.release) slots[s] = Tensor();
+    for (int s : step.release) slots[s].reset();
   }
-  std::vector<Tensor> result;
-  result.reserve(plan.fetch_slots.size());
-  for (int s : plan.fetch_slots) result.push_back(slots[s]);
-  return result;
+  result.resize(plan.fetch_slots.size());
+  for (size_t i = 0; i < plan.fetch_slots.size(); ++i) result[i] = slots[plan.fetch_slots[i]];
 }
 
 }  // namespace onnxtrain

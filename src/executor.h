@@ -46,6 +46,11 @@ class Executor {
   // what its producer would compute.
   std::vector<Tensor> run(const std::unordered_map<std::string, Tensor>& feeds, const std::vector<std::string>& fetches);
   std::vector<Tensor> run(const std::unordered_map<std::string, Tensor>& feeds) { return run(feeds, default_fetches_); }
+  // The same into `result` (resized to the fetches), reusing its tensors' capacity: with
+  // the same feeds and fetches as an earlier run, a run allocates nothing on the heap
+  // outside kernels that do (tests/reliability/alloc_count_test.cpp).
+  void run(const std::unordered_map<std::string, Tensor>& feeds, const std::vector<std::string>& fetches,
+           std::vector<Tensor>& result);
 
   // Called during a run as each fetched value is produced (its index in the fetches, the
   // value; the run goes on once it returns), e.g. to start sending gradients while the
@@ -67,6 +72,7 @@ class Executor {
  private:
   struct NodeKernels;
   struct Plan;
+  Plan* find_plan(const std::unordered_map<std::string, Tensor>& feeds, const std::vector<std::string>& fetches) const;
   Plan& plan_for(const std::unordered_map<std::string, Tensor>& feeds, const std::vector<std::string>& fetches);
   void check_feed(const graph::Value& value, const Tensor& t) const;
 

@@ -16,6 +16,7 @@ class MemoryPool final : public ops::Allocator {
   ~MemoryPool() override;
   // Contents are uninitialised: kernels write every element of their outputs.
   Tensor allocate(DType dtype, const Shape& shape) override;
+  void allocate_into(Tensor& out, DType dtype, std::span<const int64_t> shape) override;
   size_t bytes_in_use() const;
   size_t peak_bytes_in_use() const;
   size_t bytes_reserved() const;
@@ -24,6 +25,7 @@ class MemoryPool final : public ops::Allocator {
 
  private:
   struct State;
+  std::shared_ptr<std::byte> take_block(DType dtype, std::span<const int64_t> shape);
   std::shared_ptr<State> state_;  // shared with outstanding tensors' deleters
 };
 

@@ -94,6 +94,33 @@ Tensor Tensor::reshaped(Shape shape) const {
   return t;
 }
 
+void Tensor::reset() {
+  storage_.reset();
+  data_ = nullptr;
+  dtype_ = DType::Undefined;
+  shape_.clear();
+}
+
+void Tensor::assign_storage(DType dtype, std::span<const int64_t> shape, std::shared_ptr<std::byte> owner) {
+  dtype_ = dtype;
+  shape_.assign(shape.begin(), shape.end());
+  data_ = owner.get();
+  storage_ = std::move(owner);
+}
+
+void Tensor::assign_reshaped(const Tensor& source, std::span<const int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (n != source.numel())
+    throw ShapeError("cannot reshape " + shape_str(source.shape_) + " to " + shape_str(Shape(shape.begin(), shape.end())));
+  if (this != &source) {
+    storage_ = source.storage_;
+    data_ = source.data_;
+    dtype_ = source.dtype_;
+  }
+  shape_.assign(shape.begin(), shape.end());
+}
+
 Tensor Tensor::clone() const {
   Tensor t(dtype_, shape_);
   if (nbytes()) std::memcpy(t.data_, data_, nbytes());
@@ -107,8 +134,8 @@ void Tensor::check_type(DType expected) const {
 
 namespace {
 template <typename Out>
-std::vector<Out> convert_all(const Tensor& t) {
-  std::vector<Out> out(t.numel());
+void convert_all(const Tensor& t, std::vector<Out>& out) {
+  out.resize(static_cast<size_t>(t.numel()));
   auto copy = [&](const auto* p) {
     using In = std::remove_cv_t<std::remove_pointer_t<decltype(p)>>;
     for (size_t i = 0; i < out.size(); ++i) {
@@ -134,11 +161,18 @@ std::vector<Out> convert_all(const Tensor& t) {
     case DType::Bool: copy(t.data<bool>()); break;
     default: throw DataError("cannot convert " + dtype_name(t.dtype()) + " tensor to numbers");
   }
+}
+
+template <typename Out>
+std::vector<Out> convert_all(const Tensor& t) {
+  std::vector<Out> out;
+  convert_all(t, out);
   return out;
 }
 }  // namespace
 
 std::vector<int64_t> Tensor::as_int64() const { return convert_all<int64_t>(*this); }
 std::vector<double> Tensor::as_double() const { return convert_all<double>(*this); }
+void Tensor::as_double(std::vector<double>& out) const { convert_all(*this, out); }
 
 }  // namespace onnxtrain

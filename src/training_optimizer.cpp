@@ -12,13 +12,31 @@ StepResult TrainingSession::Impl::apply_update(std::vector<Tensor>& gradients) {
   StepResult result;
   result.step = step + 1;
   result.lr = schedule->lr(step);
-  std::unordered_map<std::string, Tensor> feeds{{stage.learning_rate, Tensor::scalar<double>(result.lr)},
-                                                {stage.step, Tensor::scalar<int64_t>(step)}};
-  for (size_t i = 0; i < trainable.size(); ++i) feeds[gradient_values[i]] = std::move(gradients[i]);
-  auto values = executor->run(feeds, update_fetches);
+  // The previous step's feeds and scalar inputs are refilled, so a steady step allocates
+  // nothing here.
+  if (!lr_input.defined()) lr_input = Tensor::scalar<double>(0);
+  if (!step_input.defined()) step_input = Tensor::scalar<int64_t>(0);
+  lr_input.data<double>()[0] = result.lr;
+  step_input.data<int64_t>()[0] = step;
+  if (update_feeds.size() != trainable.size() + 2) {
+    update_feeds.clear();
+    update_feeds[stage.learning_rate];
+    update_feeds[stage.step];
+    for (size_t i = 0; i < trainable.size(); ++i) update_feeds[gradient_values[i]];
+  }
+  update_feeds.at(stage.learning_rate) = lr_input;
+  update_feeds.at(stage.step) = step_input;
+  for (size_t i = 0; i < trainable.size(); ++i) {
+    update_feeds.at(gradient_values[i]) = gradients[i];
+    gradients[i].reset();
+  }
+  std::vector<Tensor>& values = update_values;
+  executor->run(update_feeds, update_fetches, values);
+  for (auto& [name, t] : update_feeds) t.reset();  // gradients go back to the pool
   const size_t first = stage.grad_norm.empty() ? 0 : 1;
-  if (first) result.grad_norm = values[0].as_double().at(0);
-  write_back(*graph, update_binding, std::vector<Tensor>(values.begin() + first, values.end()));
+  if (first) result.grad_norm = first_value(values[0]);
+  write_back(*graph, update_binding, std::span<const Tensor>(values).subspan(first));
+  for (Tensor& t : values) t.reset();
   step = result.step;
   return result;
 }

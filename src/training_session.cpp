@@ -7,7 +7,6 @@
 #include <cmath>
 #include <cstring>
 #include <regex>
-#include <set>
 
 #include "graph/passes/autocast.h"
 #include "graph/passes/autodiff.h"
@@ -23,7 +22,7 @@
 namespace onnxtrain {
 
 void write_back(graph::Graph& graph, const std::vector<std::pair<std::string, std::string>>& bindings,
-                const std::vector<Tensor>& values) {
+                std::span<const Tensor> values) {
   for (size_t i = 0; i < bindings.size(); ++i) {
     const Tensor& updated = values[i];
     Tensor& target = *graph.value(bindings[i].first).data;
@@ -36,7 +35,32 @@ void write_back(graph::Graph& graph, const std::vector<std::pair<std::string, st
   }
 }
 
+double first_value(const Tensor& t) {
+  if (t.numel() < 1) throw DataError("expected a value, got an empty " + dtype_name(t.dtype()) + " tensor");
+  switch (t.dtype()) {
+    case DType::Float: return t.data<float>()[0];
+    case DType::Double: return t.data<double>()[0];
+    default: return t.as_double().at(0);
+  }
+}
+
 namespace {
+
+// Points `feeds` at `values` (same names: assignment keeps each entry's capacity).
+template <typename Map>
+void refill_feeds(std::unordered_map<std::string, Tensor>& feeds, const Map& values) {
+  bool same = feeds.size() == values.size();
+  if (same)
+    for (const auto& [name, t] : values) {
+      auto it = feeds.find(name);
+      if (it == feeds.end()) {
+        same = false;
+        break;
+      }
+      it->second = t;
+    }
+  if (!same) feeds = std::unordered_map<std::string, Tensor>(values.begin(), values.end());
+}
 
 bool all_finite(const Tensor& t) {
   auto check = [](const auto* p, int64_t n) {
@@ -162,22 +186,28 @@ double TrainingSession::Impl::run_backward(const std::map<std::string, Tensor>& 
     if (!v || v->kind != graph::ValueKind::Input || name == stage.learning_rate || name == stage.step)
       throw DataError("the training graph has no input named '" + name + "'");
   }
-  std::unordered_map<std::string, Tensor> feed_map(feeds.begin(), feeds.end());
-  auto values = executor->run(feed_map, backward_fetches);
+  refill_feeds(backward_feeds, feeds);
+  std::vector<Tensor>& values = backward_values;
+  executor->run(backward_feeds, backward_fetches, values);
+  for (auto& [name, t] : backward_feeds) t.reset();  // the caller's tensors are not held
   const bool has_parts = !parts.value.empty();
   last_parts = has_parts ? named_loss_parts(parts, values.back()) : decltype(last_parts){};
   write_back(*graph, running_stats,
-             std::vector<Tensor>(values.begin() + 1 + static_cast<std::ptrdiff_t>(trainable.size()),
-                                 values.end() - (has_parts ? 1 : 0)));
-  gradients.clear();
+             std::span<const Tensor>(values).subspan(1 + trainable.size(),
+                                                     values.size() - 1 - trainable.size() - (has_parts ? 1 : 0)));
+  gradients.resize(trainable.size());
   // Two parameters may receive one shared gradient tensor (e.g. both operands of an Add):
   // give each its own storage before anything scales or updates them in place.
-  std::set<const void*> seen;
   for (size_t i = 0; i < trainable.size(); ++i) {
-    Tensor& g = values[i + 1];
-    gradients.push_back(seen.insert(g.raw()).second ? std::move(g) : g.clone());
+    const Tensor& g = values[i + 1];
+    bool shared = false;
+    for (size_t j = 0; j < i && !shared; ++j) shared = gradients[j].raw() == g.raw();
+    if (shared) gradients[i] = g.clone();
+    else gradients[i] = g;  // assignment (not a move) keeps both tensors' capacity
   }
-  return values[0].as_double().at(0);
+  const double loss = first_value(values[0]);
+  for (Tensor& t : values) t.reset();
+  return loss;
 }
 
 StepGradients TrainingSession::compute_gradients(const std::map<std::string, Tensor>& feeds) {
@@ -278,7 +308,7 @@ StepResult TrainingSession::train_step(const std::map<std::string, Tensor>& feed
   Impl& s = *impl_;
   if (s.options.accumulate == 1 && s.pending == 0) {
     // No accumulation: the gradients go to the optimizer as computed.
-    std::vector<Tensor> gradients;
+    std::vector<Tensor>& gradients = s.step_gradients;
     const double loss = s.distributed() ? s.run_backward_allreduced(feeds, gradients) : s.run_backward(feeds, gradients);
     refuse_non_finite(loss, s.step + 1);
     StepResult r = s.apply_update(gradients);

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <unordered_set>
 #include <utility>
@@ -46,6 +47,12 @@ struct TrainingSession::Impl {
   std::vector<std::string> update_fetches;  // grad norm (when clipping), then update_binding's values
   std::optional<LrSchedule> schedule;
   int64_t step = 0;
+  // Kept between steps so a steady-state step allocates nothing on the heap (their tensors
+  // are emptied after each run, keeping capacity): the runs' feeds and fetched values, the
+  // gradients handed from the backward run to the update, the lr and step inputs.
+  std::unordered_map<std::string, Tensor> backward_feeds, update_feeds;
+  std::vector<Tensor> backward_values, update_values, step_gradients;
+  Tensor lr_input, step_input;
   // Profiling's phases: the model and loss nodes are "forward", the autodiff pass's
   // "backward"; nodes in neither set (clipping, the update) are "optimizer".
   std::unordered_set<const graph::Node*> forward_nodes, backward_nodes_set;
@@ -103,6 +110,9 @@ std::string non_finite_elsewhere(int64_t step);
 // Copies each bound value into the initializer it replaces, unless it already is that
 // initializer's storage (in-place updates).
 void write_back(graph::Graph& graph, const std::vector<std::pair<std::string, std::string>>& bindings,
-                const std::vector<Tensor>& values);
+                std::span<const Tensor> values);
+
+// The first value of a numeric tensor as a double (the loss, a gradient norm).
+double first_value(const Tensor& t);
 
 }  // namespace onnxtrain

@@ -97,11 +97,20 @@ class Tensor {
 
   // Same storage, new shape with the same element count.
   Tensor reshaped(Shape shape) const;
+  // In-place forms for code that runs every training step: they reuse this object's shape
+  // capacity, so a steady state allocates nothing. reset() makes the tensor undefined (as
+  // Tensor()); assign_storage() points it at `owner` with `dtype` and `shape`;
+  // assign_reshaped() makes it `source`'s storage with another shape of the same element count.
+  void reset();
+  void assign_storage(DType dtype, std::span<const int64_t> shape, std::shared_ptr<std::byte> owner);
+  void assign_reshaped(const Tensor& source, std::span<const int64_t> shape);
   // A deep copy with owned storage.
   Tensor clone() const;
   // Values converted to int64 / double regardless of the stored integer or float type.
   std::vector<int64_t> as_int64() const;
   std::vector<double> as_double() const;
+  // The same into `out` (resized), reusing its capacity.
+  void as_double(std::vector<double>& out) const;
 
  private:
   void check_type(DType expected) const;
