@@ -37,10 +37,35 @@ struct EltwiseParams {
 using ParamsFn = std::function<EltwiseParams(const Node&, const std::vector<InputInfo>&)>;
 using ReferenceFn = double (*)(double x, double alpha, double beta);
 
+// Writes NaN into `to` wherever `from` holds NaN (float32, same size).
+void copy_nan(const Tensor& from, Tensor& to) {
+  const float* f = from.data<float>();
+  float* t = to.data<float>();
+  parallel_for(from.numel(), [&](int64_t i) {
+    if (f[i] != f[i]) t[i] = f[i];
+  });
+}
+
+// oneDNN 2.6 algorithms that turn a NaN input into a number (measured on its JIT and
+// reference paths), which would hide a diverging model: exp gives +inf (relu gives 0 and
+// clip a bound; those have own kernels). Their kernels write the NaN back.
+bool forward_drops_nan(dnnl::algorithm a) { return a == dnnl::algorithm::eltwise_exp; }
+
+// The same for backward: at a NaN input (or output) the derivative is undefined, so dX is
+// NaN as the smooth activations' oneDNN backward gives it; these return dY, alpha * dY or 0.
+bool backward_drops_nan(dnnl::algorithm a) {
+  using A = dnnl::algorithm;
+  for (A d : {A::eltwise_relu, A::eltwise_relu_use_dst_for_bwd, A::eltwise_elu, A::eltwise_elu_use_dst_for_bwd,
+              A::eltwise_hardswish, A::eltwise_abs, A::eltwise_clip_v2, A::eltwise_clip_v2_use_dst_for_bwd})
+    if (a == d) return true;
+  return false;
+}
+
 // Runs one eltwise primitive, built for the input shape at plan time.
 class DnnlEltwiseKernel final : public Kernel {
  public:
-  DnnlEltwiseKernel(const Shape& shape, const EltwiseParams& p) : shape_(shape) {
+  DnnlEltwiseKernel(const Shape& shape, const EltwiseParams& p)
+      : shape_(shape), restore_nan_(forward_drops_nan(p.algorithm)) {
     auto md = plain_desc(shape, DType::Float);
     dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_inference, p.algorithm, md, p.alpha, p.beta);
     pd_ = dnnl::eltwise_forward::primitive_desc(desc, cpu_engine());
@@ -52,10 +77,12 @@ class DnnlEltwiseKernel final : public Kernel {
     Tensor& y = ctx.output(0, DType::Float, x.shape());
     if (x.numel() == 0) return;
     execute(primitive_, {{DNNL_ARG_SRC, bind(md_, x)}, {DNNL_ARG_DST, bind(md_, y)}});
+    if (restore_nan_) copy_nan(x, y);
   }
 
  private:
   Shape shape_;
+  bool restore_nan_;
   dnnl::memory::desc md_;
   dnnl::eltwise_forward::primitive_desc pd_;  // kept as the hint for the backward primitive
   dnnl::eltwise_forward primitive_;
@@ -146,39 +173,49 @@ ParamsFn with_alpha(dnnl::algorithm alg, float default_alpha) {
   };
 }
 
-// Clip: bounds are attributes before opset 11, optional inputs after; a runtime bound
-// must be a constant for the oneDNN path, otherwise the kernel reads it when it runs.
+// Clip as np.clip (ONNX's reference) and PyTorch's clamp compute it: NaN passes and an absent
+// bound clips nothing, so +-inf stay (ONNX's "lowest()/max()" defaults would turn inf into
+// FLT_MAX). An own loop for every type: oneDNN 2.6's eltwise_clip_v2 maps NaN to the lower
+// bound, or to -inf when the bounds are infinite. Bounds are attributes before opset 11 and
+// optional scalar inputs since, read when the kernel runs (they may be graph inputs).
+template <typename T>
+void clip_loop(const Tensor& x, Tensor& y, std::optional<double> attr_lo, std::optional<double> attr_hi,
+               const Tensor* lo_in, const Tensor* hi_in) {
+  using C = compute_t<T>;
+  auto bound = [](std::optional<double> attr, const Tensor* in, C none) {
+    if (in && in->numel()) return load(cdata<T>(*in)[0]);
+    return attr ? static_cast<C>(*attr) : none;
+  };
+  constexpr bool kFloat = std::is_floating_point_v<C>;
+  const C lo = bound(attr_lo, lo_in, kFloat ? -std::numeric_limits<C>::infinity() : std::numeric_limits<C>::lowest());
+  const C hi = bound(attr_hi, hi_in, kFloat ? std::numeric_limits<C>::infinity() : std::numeric_limits<C>::max());
+  const T* src = cdata<T>(x);
+  T* dst = mdata<T>(y);
+  // Comparisons with NaN are false, so NaN falls through both selects; min > max gives max.
+  parallel_for(x.numel(), [&](int64_t i) {
+    C v = load(src[i]);
+    v = v < lo ? lo : v;
+    dst[i] = store<T>(v > hi ? hi : v);
+  });
+}
+
 std::unique_ptr<Kernel> make_clip(const Node& node, const std::vector<InputInfo>& in) {
+  std::optional<double> lo, hi;
   if (node.opset < 11) {
-    float lo = node.attr_float("min", std::numeric_limits<float>::lowest());
-    float hi = node.attr_float("max", std::numeric_limits<float>::max());
-    return eltwise_factory(fixed(dnnl::algorithm::eltwise_clip_v2, lo, hi),
-                           [](double x, double a, double b) { return std::min(std::max(x, a), b); })(node, in);
+    if (node.has_attr("min")) lo = node.attr_float("min", 0.f);
+    if (node.has_attr("max")) hi = node.attr_float("max", 0.f);
   }
-  if (in[0].dtype == DType::Float) {
-    auto bound = [&](size_t i, float fallback) -> std::optional<float> {
-      if (i >= in.size() || !in[i].present) return fallback;
-      if (in[i].constant && in[i].constant->dtype() == DType::Float && in[i].constant->numel() == 1)
-        return in[i].constant->data<float>()[0];
-      return std::nullopt;
-    };
-    auto lo = bound(1, std::numeric_limits<float>::lowest()), hi = bound(2, std::numeric_limits<float>::max());
-    if (lo && hi)
-      return eltwise_factory(fixed(dnnl::algorithm::eltwise_clip_v2, *lo, *hi),
-                             [](double x, double a, double b) { return std::min(std::max(x, a), b); })(node, in);
-  }
-  return make_function_kernel([](KernelContext& ctx) {
+  auto run = [lo, hi](const Node& n, const Tensor& x, Tensor& y, const Tensor* lo_in, const Tensor* hi_in) {
+    if (x.dtype() == DType::Float16) return clip_loop<Half>(x, y, lo, hi, lo_in, hi_in);
+    if (x.dtype() == DType::BFloat16) return clip_loop<BFloat16>(x, y, lo, hi, lo_in, hi_in);
+    dispatch_numeric(x.dtype(), n, [&](auto tag) { clip_loop<decltype(tag)>(x, y, lo, hi, lo_in, hi_in); });
+  };
+  if (in[0].dtype != DType::Float16 && in[0].dtype != DType::BFloat16)
+    dispatch_numeric(in[0].dtype, node, [](auto) {});  // an unsupported type fails at plan time
+  return make_function_kernel([run](KernelContext& ctx) {
     const Tensor& x = ctx.input(0);
     Tensor& y = ctx.output(0, x.dtype(), x.shape());
-    dispatch_numeric(x.dtype(), ctx.node(), [&](auto tag) {
-      using T = decltype(tag);
-      T lo = std::numeric_limits<T>::lowest(), hi = std::numeric_limits<T>::max();
-      if (ctx.has_input(1) && ctx.input(1).numel()) lo = ctx.input(1).data<T>()[0];
-      if (ctx.has_input(2) && ctx.input(2).numel()) hi = ctx.input(2).data<T>()[0];
-      const T* src = x.data<T>();
-      T* dst = y.data<T>();
-      parallel_for(x.numel(), [&](int64_t i) { dst[i] = std::min(std::max(src[i], lo), hi); });
-    });
+    run(ctx.node(), x, y, ctx.has_input(1) ? &ctx.input(1) : nullptr, ctx.has_input(2) ? &ctx.input(2) : nullptr);
   });
 }
 
@@ -282,8 +319,9 @@ void eltwise_grad_loop(int64_t n, const void* dy, const void* v, void* dx, doubl
   S* out = static_cast<S*>(dx);
   const C a = static_cast<C>(alpha), b = static_cast<C>(beta);
   parallel_for(n, [&](int64_t i) {
-    C r = kUseDst ? D::template dst<C>(load(g[i]), load(x[i]), a, b) : D::template src<C>(load(g[i]), load(x[i]), a, b);
-    out[i] = store(r);
+    const C v = load(x[i]);
+    C r = kUseDst ? D::template dst<C>(load(g[i]), v, a, b) : D::template src<C>(load(g[i]), v, a, b);
+    out[i] = store(v != v ? v : r);  // NaN in, NaN out (see backward_drops_nan)
   }, 8192);
 }
 
@@ -340,6 +378,7 @@ class EltwiseGradKernel final : public Kernel {
       pd_ = dnnl::eltwise_backward::primitive_desc(dnnl::eltwise_backward::desc(alg, md_, md_, a, b), cpu_engine(), hint);
       primitive_ = dnnl::eltwise_backward(pd_);
       dnnl_ = true;
+      restore_nan_ = backward_drops_nan(alg);
     }
   }
 
@@ -352,6 +391,7 @@ class EltwiseGradKernel final : public Kernel {
       execute(primitive_, {{DNNL_ARG_DIFF_DST, bind(md_, dy)},
                            {use_dst_ ? DNNL_ARG_DST : DNNL_ARG_SRC, bind(md_, v)},
                            {DNNL_ARG_DIFF_SRC, bind(md_, dx)}});
+      if (restore_nan_) copy_nan(v, dx);
       return;
     }
     double a = alpha_, b = beta_;
@@ -386,6 +426,7 @@ class EltwiseGradKernel final : public Kernel {
   double alpha_ = 0, beta_ = 0;
   bool runtime_bound_[2] = {false, false};
   bool dnnl_ = false;
+  bool restore_nan_ = false;
   dnnl::memory::desc md_;
   dnnl::eltwise_backward::primitive_desc pd_;
   dnnl::eltwise_backward primitive_;

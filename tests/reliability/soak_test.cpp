@@ -50,6 +50,14 @@ TEST(Soak, TenThousandStepsKeepResidentMemoryFlat) {
                   static_cast<long long>(now - start), r.loss);
     }
   }
+#if defined(__SANITIZE_ADDRESS__)
+  // The 10,000 steps ran under ASan's checks; the size is not judged here. Resident memory
+  // then counts ASan's quarantine of freed blocks (up to 256 MiB, kept to catch
+  // use-after-free) and allocator metadata: +34 MiB over the run, +11 MiB even with the
+  // quarantine purged before each reading. LeakSanitizer judges leaks in this build and the
+  // uninstrumented build judges the size.
+  GTEST_SKIP() << "resident memory under AddressSanitizer is not the program's (grew " << peak - start << " KiB)";
+#endif
   // Flat: less than 1 MiB over 10,000 steps (a leak of one small tensor a step is ~40 MiB).
   EXPECT_LT(peak - start, 1024) << "resident memory grew from " << start << " to " << peak << " KiB";
 }

@@ -1,0 +1,6 @@
+# Sourced by scripts/sanitize.sh (and usable by hand before running an ASan build's tests):
+# a UBSan finding stops the process with a stack (the build has -fno-sanitize-recover), a
+# leak fails the process at exit like any ASan error. No suppressions so far (the unit label
+# needs none); a third-party one would go in a file named by LSAN_OPTIONS, with its reason.
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:strict_string_checks=1:check_initialization_order=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
