@@ -102,6 +102,33 @@ void check_pnm_header(const std::string& path) {
                     std::to_string(file_bytes - std::min(file_bytes, data_start)) + " after its header (truncated?)");
 }
 
+// A TGA must hold the pixels its header promises: all of them stored (image types 1-3), or
+// at least one run-length packet (a count byte and a pixel) per 128 of them (types 9-11).
+// stb_image decodes a short file as if the missing bytes were zeros, at seconds per
+// megapixel in a sanitizer build (found by fuzz_image: a 22-byte TGA claiming 250x3896).
+void check_tga_size(const std::string& path) {
+  if (!stb_reads_as_tga(path)) return;
+  std::ifstream in(path, std::ios::binary);
+  unsigned char h[18] = {};
+  if (!in.read(reinterpret_cast<char*>(h), sizeof h)) return;  // stb_image says it is malformed
+  const uint64_t id_bytes = h[0], colormap_type = h[1], image_type = h[2];
+  const uint64_t colormap_bytes = colormap_type ? uint64_t{h[5]} | uint64_t{h[6]} << 8 : 0;
+  const uint64_t entry_bytes = (uint64_t{h[7]} + 7) / 8;
+  const uint64_t width = uint64_t{h[12]} | uint64_t{h[13]} << 8, height = uint64_t{h[14]} | uint64_t{h[15]} << 8;
+  const uint64_t pixel_bytes = (uint64_t{h[16]} + 7) / 8;
+  const uint64_t pixels = width * height, header = 18 + id_bytes + colormap_bytes * entry_bytes;
+  const bool rle = image_type >= 9;
+  const uint64_t needed = rle ? (pixels + 127) / 128 * (1 + pixel_bytes) : pixels * pixel_bytes;
+  std::error_code ec;
+  const uint64_t file_bytes = fs::file_size(path, ec);
+  const uint64_t data = ec ? needed : file_bytes - std::min(file_bytes, header);
+  if (data < needed)
+    throw DataError(quoted(path) + ": the TGA header gives " + std::to_string(width) + "x" + std::to_string(height) +
+                    " pixels of " + std::to_string(pixel_bytes) + " bytes" + (rle ? ", run-length encoded" : "") +
+                    ", which need at least " + std::to_string(needed) + " bytes, but the file holds " +
+                    std::to_string(data) + " after its header (truncated?)");
+}
+
 // A header's size, checked before decoding allocates it: positive, the decoded pixels within
 // the memory limit, and no more pixels than the file's bytes can describe.
 void check_dimensions(const std::string& path, int w, int h) {
@@ -154,6 +181,7 @@ stbi_uc* load_pixels(const std::string& path, int* w, int* h, int channels) {
 bool read_image_size(const std::string& path, int& width, int& height, std::string& why) {
   int comp = 0;
   check_pnm_header(path);
+  check_tga_size(path);
   if (!stbi_info(path.c_str(), &width, &height, &comp)) {
     why = stbi_failure_reason();
     return false;

@@ -53,6 +53,8 @@ bool read_image_size(const std::string& path, int& width, int& height, std::stri
 // reading; its allocations on the calling thread fail beyond this many bytes (SIZE_MAX: no
 // cap). Set around each decode (src/stb_image_impl.cpp).
 void set_stb_allocation_cap(size_t bytes);
+// Whether stb_image takes the file for a TGA (TGA has no magic number).
+bool stb_reads_as_tga(const std::string& path);
 // Pixels interleaved (HWC), converted to `channels` (1 or 3). Throws DataError naming the file.
 struct DecodedImage {
   int width = 0, height = 0;

@@ -4,7 +4,9 @@
 // chunk makes it memcpy 0 bytes to a null buffer, which UBSan's nonnull-attribute check
 // reports although no byte moves; found by fuzz_image).
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
+#include <string>
 
 #include "src/data_internal.h"
 
@@ -31,3 +33,17 @@ void set_stb_allocation_cap(size_t bytes) { t_stb_allocation_cap = bytes; }
 #define STB_IMAGE_IMPLEMENTATION
 #include <stb/stb_image.h>
 #pragma GCC diagnostic pop
+
+namespace onnxtrain::data {
+// stb_image's own TGA test (TGA has no magic number: stb tries it after every other format,
+// and no other format's magic passes it).
+bool stb_reads_as_tga(const std::string& path) {
+  std::FILE* f = stbi__fopen(path.c_str(), "rb");
+  if (!f) return false;
+  stbi__context s;
+  stbi__start_file(&s, f);
+  const bool tga = stbi__tga_test(&s) != 0;
+  std::fclose(f);
+  return tga;
+}
+}  // namespace onnxtrain::data

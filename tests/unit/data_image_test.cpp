@@ -279,4 +279,37 @@ TEST_F(ImageTest, PnmMustHoldEveryPixelItsHeaderPromises) {
   EXPECT_ERROR(open_image_folder(path("fuzz"), o), "x.ppm", "1004x1106 pixels of 6 bytes", "truncated");
 }
 
+TEST_F(ImageTest, TgaMustHoldThePixelsItsHeaderPromises) {
+  ImageOptions o;
+  o.height = o.width = 4;
+  o.channels = 1;
+  // stb's writer, run-length encoded and stored: both decode.
+  fs::create_directories(path("ok/a"));
+  fs::create_directories(path("ok/b"));
+  stbi_write_tga_with_rle = 1;
+  ASSERT_TRUE(stbi_write_tga(path("ok/a/rle.tga").c_str(), 4, 4, 1, ramp(16, 0, 16).data()));
+  stbi_write_tga_with_rle = 0;
+  ASSERT_TRUE(stbi_write_tga(path("ok/b/raw.tga").c_str(), 4, 4, 1, ramp(16, 0, 16).data()));
+  stbi_write_tga_with_rle = 1;
+  auto d = open_image_folder(path("ok"), o);
+  const auto v = d->batch(iota(2)).at("input").to_vector<float>();
+  ASSERT_EQ(v.size(), 32u);
+  for (size_t i = 0; i < 16; ++i) {
+    EXPECT_NEAR(v[i], (16.f * i) / 255.f, 1e-6) << i;
+    EXPECT_NEAR(v[16 + i], (16.f * i) / 255.f, 1e-6) << i;
+  }
+  // The stored file cut short by one byte, and fuzz_image's 22-byte TGA claiming 250x3896.
+  std::string raw;
+  {
+    std::ifstream in(path("ok/b/raw.tga"), std::ios::binary);
+    raw.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  write("short/a/raw.tga", raw.substr(0, 18 + 15));
+  EXPECT_ERROR(open_image_folder(path("short"), o), "raw.tga", "4x4 pixels of 1 bytes", "holds 15 after its header");
+  const unsigned char fuzz[] = {0x2e, 0x00, 0x03, 0x2a, 0x3f, 0x38, 0x69, 0x6e, 0x70, 0x75, 0x74,
+                                0x32, 0xfa, 0x00, 0x38, 0x0f, 0x0f, 0x7a, 0x0f, 0x0f};
+  write("fuzz/a/x.tga", std::string(reinterpret_cast<const char*>(fuzz), sizeof fuzz));
+  EXPECT_ERROR(open_image_folder(path("fuzz"), o), "x.tga", "250x3896 pixels", "truncated");
+}
+
 }  // namespace
