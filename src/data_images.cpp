@@ -129,6 +129,47 @@ void check_tga_size(const std::string& path) {
                     std::to_string(data) + " after its header (truncated?)");
 }
 
+// stb_image 2.27 builds a JPEG Huffman table from the 16 code counts of a DHT segment
+// without checking that they add up to at most 256, and then writes that many entries into
+// 257-entry arrays (found by fuzz_image: a heap overflow). Every DHT table in the file, before
+// and between scans, is checked here first.
+void check_jpeg_huffman_tables(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  const std::string bytes{std::istreambuf_iterator<char>(in), {}};
+  auto at = [&](size_t i) { return i < bytes.size() ? static_cast<unsigned char>(bytes[i]) : 0u; };
+  if (at(0) != 0xFF || at(1) != 0xD8) return;  // not a JPEG
+  size_t i = 2;
+  while (i + 1 < bytes.size()) {
+    if (at(i) != 0xFF) {  // entropy-coded data after a scan: find the next marker
+      ++i;
+      continue;
+    }
+    const unsigned marker = at(i + 1);
+    if (marker == 0xFF) {  // fill byte
+      ++i;
+      continue;
+    }
+    if (marker == 0x00 || (marker >= 0xD0 && marker <= 0xD8) || marker == 0x01) {  // stuffed byte, RSTn, SOI, TEM
+      i += 2;
+      continue;
+    }
+    if (marker == 0xD9) return;  // EOI
+    if (i + 3 >= bytes.size()) return;
+    const size_t length = at(i + 2) << 8 | at(i + 3);
+    if (marker == 0xC4) {
+      for (size_t t = i + 4; t + 17 <= std::min(bytes.size(), i + 2 + length);) {
+        size_t codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += at(t + k);
+        if (codes > 256)
+          throw DataError(quoted(path) + ": corrupt JPEG: a Huffman table at byte " + std::to_string(t) + " holds " +
+                          std::to_string(codes) + " codes (at most 256)");
+        t += 17 + codes;
+      }
+    }
+    i += 2 + length;
+  }
+}
+
 // A header's size, checked before decoding allocates it: positive, the decoded pixels within
 // the memory limit, and no more pixels than the file's bytes can describe.
 void check_dimensions(const std::string& path, int w, int h) {
@@ -182,6 +223,7 @@ bool read_image_size(const std::string& path, int& width, int& height, std::stri
   int comp = 0;
   check_pnm_header(path);
   check_tga_size(path);
+  check_jpeg_huffman_tables(path);
   if (!stbi_info(path.c_str(), &width, &height, &comp)) {
     why = stbi_failure_reason();
     return false;

@@ -312,4 +312,13 @@ TEST_F(ImageTest, TgaMustHoldThePixelsItsHeaderPromises) {
   EXPECT_ERROR(open_image_folder(path("fuzz"), o), "x.tga", "250x3896 pixels", "truncated");
 }
 
+TEST_F(ImageTest, JpegHuffmanTablesOverTheirSizeAreRefused) {
+  // fuzz_image's JPEG whose DHT counts add up past 256 (stb_image 2.27 wrote past its tables).
+  const unsigned char bytes[] = {0xff, 0xd8, 0xff, 0xc4, 0x51, 0x00, 0x03, 0x37, 0x38, 0x05, 0x34, 0x32, 0x31, 0xfa, 0x0f, 0x00, 0x61, 0x00, 0x89, 0x0f, 0x0f, 0x0f, 0x0f, 0x32, 0x2c, 0x12, 0x38, 0x05, 0x34, 0x0a, 0x5d};
+  write("fuzz/a/x.jpg", std::string(reinterpret_cast<const char*>(bytes), sizeof bytes));
+  ImageOptions o;
+  o.height = o.width = 4;
+  EXPECT_ERROR(open_image_folder(path("fuzz"), o), "x.jpg", "corrupt JPEG: a Huffman table", "(at most 256)");
+}
+
 }  // namespace
