@@ -137,8 +137,11 @@ void check_jpeg_huffman_tables(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   const std::string bytes{std::istreambuf_iterator<char>(in), {}};
   auto at = [&](size_t i) { return i < bytes.size() ? static_cast<unsigned char>(bytes[i]) : 0u; };
-  if (at(0) != 0xFF || at(1) != 0xD8) return;  // not a JPEG
-  size_t i = 2;
+  // stb_image takes any run of 0xFF before the SOI marker.
+  size_t i = 1;
+  while (at(0) == 0xFF && i < bytes.size() && at(i) == 0xFF) ++i;
+  if (at(0) != 0xFF || at(i) != 0xD8) return;  // not a JPEG
+  ++i;
   while (i + 1 < bytes.size()) {
     if (at(i) != 0xFF) {  // entropy-coded data after a scan: find the next marker
       ++i;
@@ -157,13 +160,17 @@ void check_jpeg_huffman_tables(const std::string& path) {
     if (i + 3 >= bytes.size()) return;
     const size_t length = at(i + 2) << 8 | at(i + 3);
     if (marker == 0xC4) {
-      for (size_t t = i + 4; t + 17 <= std::min(bytes.size(), i + 2 + length);) {
+      // As stb_image reads it: tables while the declared length lasts, even when the last one
+      // runs past it (bytes past the end of the file read as 0).
+      int64_t remaining = static_cast<int64_t>(length) - 2;
+      for (size_t t = i + 4; remaining > 0 && t < bytes.size();) {
         size_t codes = 0;
         for (size_t k = 1; k <= 16; ++k) codes += at(t + k);
         if (codes > 256)
           throw DataError(quoted(path) + ": corrupt JPEG: a Huffman table at byte " + std::to_string(t) + " holds " +
                           std::to_string(codes) + " codes (at most 256)");
         t += 17 + codes;
+        remaining -= static_cast<int64_t>(17 + codes);
       }
     }
     i += 2 + length;
