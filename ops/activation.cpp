@@ -38,12 +38,14 @@ using ParamsFn = std::function<EltwiseParams(const Node&, const std::vector<Inpu
 using ReferenceFn = double (*)(double x, double alpha, double beta);
 
 // Writes NaN into `to` wherever `from` holds NaN (float32, same size).
+void copy_nan_span(const float* __restrict f, float* __restrict t, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) t[i] = f[i] != f[i] ? f[i] : t[i];  // a blend, so it vectorizes
+}
+
 void copy_nan(const Tensor& from, Tensor& to) {
   const float* f = from.data<float>();
   float* t = to.data<float>();
-  parallel_for(from.numel(), [&](int64_t i) {
-    if (f[i] != f[i]) t[i] = f[i];
-  });
+  parallel_chunks(from.numel(), [&](int64_t begin, int64_t end) { copy_nan_span(f + begin, t + begin, end - begin); });
 }
 
 // oneDNN 2.6 algorithms that turn a NaN input into a number (measured on its JIT and
@@ -432,11 +434,55 @@ class EltwiseGradKernel final : public Kernel {
   dnnl::eltwise_backward primitive_;
 };
 
+// ReluGrad / LeakyReluGrad in float: dY where the forward value (X or Y, same sign for
+// alpha >= 0) is positive, alpha * dY elsewhere, NaN where it is NaN, in one pass. oneDNN's
+// backward plus the pass restoring NaN (copy_nan) took 4x Relu's forward time (squeezenet1_1).
+// Branch-free, so it vectorizes. kZero: exactly 0 where x <= 0, as PyTorch's
+// threshold_backward, even for an inf or NaN dY (alpha * dY would give NaN there).
+template <bool kZero>
+void relu_grad_span(const float* __restrict d, const float* __restrict v, float* __restrict out, int64_t n, float a) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float x = v[i], g = d[i];
+    const float r = x > 0.f ? g : (kZero ? 0.f : a * g);
+    out[i] = x != x ? x : r;
+  }
+}
+
+class ReluGradKernel final : public Kernel {
+ public:
+  explicit ReluGradKernel(float alpha) : alpha_(alpha) {}
+  void run(KernelContext& ctx) override {
+    const Tensor& dy = ctx.input(0);
+    const Tensor& v = ctx.input(1);
+    Tensor& dx = ctx.output(0, DType::Float, dy.shape());
+    const float* d = dy.data<float>();
+    const float* f = v.data<float>();
+    float* out = dx.data<float>();
+    const float a = alpha_;
+    parallel_chunks(dy.numel(), [&](int64_t begin, int64_t end) {
+      if (a == 0.f) relu_grad_span<true>(d + begin, f + begin, out + begin, end - begin, a);
+      else relu_grad_span<false>(d + begin, f + begin, out + begin, end - begin, a);
+    });
+  }
+
+ private:
+  float alpha_;
+};
+
+bool own_relu_grad(const Node& node, const std::vector<InputInfo>& in) {
+  const bool dst_form = node.attr_int("use_output", 0) != 0;
+  return in.size() >= 2 && in[0].present && in[1].present && in[0].dtype == DType::Float &&
+         in[1].dtype == DType::Float && in[0].shape == in[1].shape &&
+         (!dst_form || node.attr_float("alpha", 0.f) >= 0.f);
+}
+
 template <typename D>
 void add_eltwise_grad(Registry& r, const char* name, dnnl::algorithm src_alg, std::optional<dnnl::algorithm> dst_alg,
                       bool clip = false) {
   r.add({graph::kTrainingDomain, name, 1, INT_MAX,
          [=](const Node& node, const std::vector<InputInfo>& in) -> std::unique_ptr<Kernel> {
+           if constexpr (std::is_same_v<D, ReluD>)
+             if (own_relu_grad(node, in)) return std::make_unique<ReluGradKernel>(node.attr_float("alpha", 0.f));
            return std::make_unique<EltwiseGradKernel<D>>(node, in, src_alg, dst_alg, clip);
          },
          "oneDNN eltwise_backward"});

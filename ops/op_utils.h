@@ -82,6 +82,15 @@ void parallel_for(int64_t n, F&& f, int64_t grain = 16384) {
   for (int64_t i = 0; i < n; ++i) f(i);
 }
 
+// The same over contiguous chunks: f(begin, end) on [0, n) in pieces of `chunk`, for loops
+// that vectorize only as a plain function of pointers (a per-element lambda reloading its
+// captures through references does not).
+template <typename F>
+void parallel_chunks(int64_t n, F&& f, int64_t chunk = 16384) {
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  parallel_for(chunks, [&](int64_t c) { f(c * chunk, std::min(n, (c + 1) * chunk)); }, 2);
+}
+
 // The inverse of broadcasting: sums x (shape `xs`) into y (shape `padded`, same rank,
 // each dim equal or 1), accumulating in double.
 // Many outputs: each output element sums its own reduced block (parallel over outputs).
