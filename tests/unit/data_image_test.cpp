@@ -310,6 +310,11 @@ TEST_F(ImageTest, TgaMustHoldThePixelsItsHeaderPromises) {
                                 0x32, 0xfa, 0x00, 0x38, 0x0f, 0x0f, 0x7a, 0x0f, 0x0f};
   write("fuzz/a/x.tga", std::string(reinterpret_cast<const char*>(fuzz), sizeof fuzz));
   EXPECT_ERROR(open_image_folder(path("fuzz"), o), "x.tga", "250x3896 pixels", "truncated");
+  // A header one byte short, which stb_image completes with a zero (fuzz_image, 17 bytes).
+  const unsigned char cut[] = {0x2e, 0x00, 0x0b, 0x36, 0x33, 0x05, 0x74, 0x00, 0x00,
+                               0x00, 0x00, 0x00, 0x33, 0x05, 0xd6, 0x00, 0x20};
+  write("cut/a/x.tga", std::string(reinterpret_cast<const char*>(cut), sizeof cut));
+  EXPECT_ERROR(open_image_folder(path("cut"), o), "x.tga", "1331x214 pixels", "run-length encoded", "truncated");
 }
 
 TEST_F(ImageTest, JpegHuffmanTablesOverTheirSizeAreRefused) {
