@@ -296,12 +296,21 @@ void Executor::run(const std::unordered_map<std::string, Tensor>& feeds, const s
   for (Tensor& t : slots) t.reset();
   for (size_t i = 0; i < plan.slot_values.size(); ++i)
     if (plan.slot_values[i]->data) slots[i] = *plan.slot_values[i]->data;
+  int64_t fed_elements = 0;
   for (const auto& [value, slot] : plan.fed_slots) {
     auto it = feeds.find(value->name);
     if (it == feeds.end()) throw DataError("input '" + value->name + "' was not fed");
     check_feed(*value, it->second);
     slots[slot] = it->second;
+    fed_elements += it->second.numel();
   }
+  // The pool plans this run's allocations from an earlier one of the same plan and sizes.
+  struct PoolRun {
+    MemoryPool& pool;
+    bool completed = false;
+    ~PoolRun() { pool.end_run(completed); }
+  } pool_run{pool_};
+  pool_.begin_run(&plan, fed_elements);
 
   for (auto& step : plan.steps) {
     const Node& node = *step.node;
@@ -377,6 +386,7 @@ void Executor::run(const std::unordered_map<std::string, Tensor>& feeds, const s
   }
   result.resize(plan.fetch_slots.size());
   for (size_t i = 0; i < plan.fetch_slots.size(); ++i) result[i] = slots[plan.fetch_slots[i]];
+  pool_run.completed = true;
 }
 
 }  // namespace onnxtrain
