@@ -3,6 +3,7 @@
 // samples in the batch format of include/onnxtrain/segmentation.h.
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -48,7 +49,10 @@ std::map<std::string, std::string> files_by_stem(const std::string& dir, const c
 std::string pixel(int x, int y) { return "pixel (x=" + std::to_string(x) + ", y=" + std::to_string(y) + ")"; }
 
 std::string rgb_text(const unsigned char* p) {
-  return "(" + std::to_string(p[0]) + ", " + std::to_string(p[1]) + ", " + std::to_string(p[2]) + ")";
+  // snprintf rather than string concatenation, which GCC 12 flags with a false -Wstringop-overflow.
+  char text[16];
+  std::snprintf(text, sizeof text, "(%u, %u, %u)", unsigned{p[0]}, unsigned{p[1]}, unsigned{p[2]});
+  return text;
 }
 
 uint32_t pack(const unsigned char* p) { return (uint32_t{p[0]} << 16) | (uint32_t{p[1]} << 8) | p[2]; }
