@@ -5,7 +5,8 @@
 // allocation at its planned offset in one arena (arena_plan.h): the memory a step holds is
 // about its peak of live bytes. Allocations that outlive the run (fetched values), runs that
 // deviate from the record, and allocations outside runs use size-classed free lists of
-// cached blocks. A steady-state step allocates nothing from the OS either way.
+// cached blocks. A steady-state step allocates nothing from the OS either way. Sanitizer
+// builds use the block cache only (plans_runs()).
 #include <cstddef>
 #include <map>
 #include <memory>
@@ -25,6 +26,8 @@ class MemoryPool final : public ops::Allocator {
   // Brackets one run of `plan` (an executor plan; `variant` tells apart its feed sizes, e.g.
   // a smaller last batch). Not nested. end_run(false) after a failed run drops its record.
   void begin_run(const void* plan, int64_t variant);
+  // False in sanitizer builds, whose pools keep every block a heap allocation of its own.
+  static bool plans_runs();
   void end_run(bool completed);
   size_t bytes_in_use() const;
   size_t peak_bytes_in_use() const;
