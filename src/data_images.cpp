@@ -9,7 +9,10 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <memory>
+#include <string>
 
 #include "onnxtrain/data.h"
 #include "onnxtrain/memory_limit.h"
@@ -198,20 +201,41 @@ void check_dimensions(const std::string& path, int w, int h) {
                     " pixels, more than its " + std::to_string(file_bytes) + " bytes can hold (corrupt?)");
 }
 
+// The file's bytes, for stb_image's memory readers: its file reader rewinds between the
+// formats it tries only within its 128-byte buffer, so after a format test read further it
+// parses the middle of the file as the next format (found by fuzz_image: a JPEG-looking file
+// with "P6" and a 10-digit width at byte 128 reached stb's PNM integer parser, which
+// overflows an int). From memory every test starts at byte 0, where our checks look.
+// False when the file cannot be opened. `limit` > 0: at most that many bytes (headers).
+bool read_file(const std::string& path, std::string& bytes, size_t limit = 0) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  if (limit) {
+    bytes.resize(limit);
+    in.read(bytes.data(), static_cast<std::streamsize>(limit));
+    bytes.resize(static_cast<size_t>(in.gcount()));
+    return true;
+  }
+  bytes.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max()))
+    throw DataError(quoted(path) + ": image files over 2 GiB are not supported");
+  return true;
+}
+
+const stbi_uc* bytes_of(const std::string& b) { return reinterpret_cast<const stbi_uc*>(b.data()); }
+int length_of(const std::string& b) { return static_cast<int>(b.size()); }
+
 // stb_image 2.27 converts the channels of a 16-bit PNM as if it had 8 bits, overrunning its
 // buffer (found by fuzz_image): such files decode in their own channel count and are
 // converted here with stb's luminance weights.
 stbi_uc* load_pixels(const std::string& path, int* w, int* h, int channels) {
   int file_channels = 0;
-  char magic[2] = {};
-  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
-    const size_t got = std::fread(magic, 1, 2, f);
-    std::fclose(f);
-    if (got != 2) magic[0] = 0;
-  }
-  const bool pnm = magic[0] == 'P' && (magic[1] == '5' || magic[1] == '6');
-  if (!pnm || !stbi_is_16_bit(path.c_str())) return stbi_load(path.c_str(), w, h, &file_channels, channels);
-  stbi_uc* native = stbi_load(path.c_str(), w, h, &file_channels, 0);
+  std::string bytes;
+  if (!read_file(path, bytes)) throw DataError(quoted(path) + ": cannot open the file");
+  const bool pnm = bytes.size() >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6');
+  if (!pnm || !stbi_is_16_bit_from_memory(bytes_of(bytes), length_of(bytes)))
+    return stbi_load_from_memory(bytes_of(bytes), length_of(bytes), w, h, &file_channels, channels);
+  stbi_uc* native = stbi_load_from_memory(bytes_of(bytes), length_of(bytes), w, h, &file_channels, 0);
   if (!native || file_channels == channels) return native;
   const size_t n = static_cast<size_t>(*w) * static_cast<size_t>(*h);
   auto* out = static_cast<stbi_uc*>(std::malloc(n * static_cast<size_t>(channels)));
@@ -233,7 +257,18 @@ bool read_image_size(const std::string& path, int& width, int& height, std::stri
   check_pnm_header(path);
   check_tga_size(path);
   check_jpeg_huffman_tables(path);
-  if (!stbi_info(path.c_str(), &width, &height, &comp)) {
+  // The header is near the start (after EXIF data in a JPEG): the whole file only if the
+  // first 256 KiB do not hold it.
+  constexpr size_t kHeaderBytes = 256 * 1024;
+  std::string bytes;
+  if (!read_file(path, bytes, kHeaderBytes)) {
+    why = "can't fopen";  // as stb_image's file reader put it
+    return false;
+  }
+  if (!stbi_info_from_memory(bytes_of(bytes), length_of(bytes), &width, &height, &comp) &&
+      bytes.size() == kHeaderBytes)
+    read_file(path, bytes);
+  if (!stbi_info_from_memory(bytes_of(bytes), length_of(bytes), &width, &height, &comp)) {
     why = stbi_failure_reason();
     return false;
   }

@@ -317,6 +317,25 @@ TEST_F(ImageTest, TgaMustHoldThePixelsItsHeaderPromises) {
   EXPECT_ERROR(open_image_folder(path("cut"), o), "x.tga", "1331x214 pixels", "run-length encoded", "truncated");
 }
 
+TEST_F(ImageTest, EveryFormatTestStartsAtTheFilesFirstByte) {
+  // fuzz_image: JPEG-looking bytes with "P6" and a 10-digit width at byte 128. stb_image's file
+  // reader rewound only within its 128-byte buffer, so its PNM reader parsed that width (an
+  // int overflow, which the sanitizer build's UBSan stops on); decoded from memory, nothing
+  // in the file is a PNM header.
+  std::string bytes(128, '\xbc');
+  bytes[0] = '\xff';
+  bytes[1] = '\xd8';
+  bytes[2] = '\xff';
+  bytes[3] = '\xe4';
+  bytes[4] = 0;
+  bytes[5] = 0x6e;
+  bytes += "P6\n9326666666 9326666666\n255\n";
+  write("mid/a/x.jpg", bytes);
+  ImageOptions o;
+  o.height = o.width = 4;
+  EXPECT_ERROR(open_image_folder(path("mid"), o), "x.jpg");
+}
+
 TEST_F(ImageTest, JpegHuffmanTablesOverTheirSizeAreRefused) {
   // fuzz_image's JPEG whose DHT counts add up past 256 (stb_image 2.27 wrote past its tables).
   const unsigned char bytes[] = {0xff, 0xd8, 0xff, 0xc4, 0x51, 0x00, 0x03, 0x37, 0x38, 0x05, 0x34, 0x32, 0x31, 0xfa, 0x0f, 0x00, 0x61, 0x00, 0x89, 0x0f, 0x0f, 0x0f, 0x0f, 0x32, 0x2c, 0x12, 0x38, 0x05, 0x34, 0x0a, 0x5d};
