@@ -258,8 +258,8 @@ bool read_image_size(const std::string& path, int& width, int& height, std::stri
   check_tga_size(path);
   check_jpeg_huffman_tables(path);
   // The header is near the start (after EXIF data in a JPEG): the whole file only if the
-  // first 256 KiB do not hold it.
-  constexpr size_t kHeaderBytes = 256 * 1024;
+  // first 64 KiB do not hold it, so opening a folder reads little of each image.
+  constexpr size_t kHeaderBytes = 64 * 1024;
   std::string bytes;
   if (!read_file(path, bytes, kHeaderBytes)) {
     why = "can't fopen";  // as stb_image's file reader put it
