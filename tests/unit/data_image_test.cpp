@@ -336,6 +336,33 @@ TEST_F(ImageTest, EveryFormatTestStartsAtTheFilesFirstByte) {
   EXPECT_ERROR(open_image_folder(path("mid"), o), "x.jpg");
 }
 
+TEST_F(ImageTest, AJpegHeaderAfterLargeMetadataIsFound) {
+  // 80 KB of APP segments (EXIF, ICC profiles) before the frame header: past the first read.
+  image("big/a/x.jpg", 6, 5, 1, std::vector<uint8_t>(30, 128));
+  std::string jpeg;
+  {
+    std::ifstream in(path("big/a/x.jpg"), std::ios::binary);
+    jpeg.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  std::string metadata;
+  for (int i = 0; i < 2; ++i) {
+    const int length = 40000;  // the segment, its two length bytes included
+    metadata += "\xff\xe1";
+    metadata += static_cast<char>(length >> 8);
+    metadata += static_cast<char>(length & 0xff);
+    metadata += std::string(length - 2, 'x');
+  }
+  write("big/a/x.jpg", jpeg.substr(0, 2) + metadata + jpeg.substr(2));
+  ImageOptions o;
+  o.height = 5;
+  o.width = 6;
+  o.channels = 1;
+  auto d = open_image_folder(path("big"), o);
+  const auto v = d->batch(iota(1)).at("input").to_vector<float>();
+  ASSERT_EQ(v.size(), 30u);
+  EXPECT_NEAR(v[0], 128.f / 255.f, 0.02f);
+}
+
 TEST_F(ImageTest, JpegHuffmanTablesOverTheirSizeAreRefused) {
   // fuzz_image's JPEG whose DHT counts add up past 256 (stb_image 2.27 wrote past its tables).
   const unsigned char bytes[] = {0xff, 0xd8, 0xff, 0xc4, 0x51, 0x00, 0x03, 0x37, 0x38, 0x05, 0x34, 0x32, 0x31, 0xfa, 0x0f, 0x00, 0x61, 0x00, 0x89, 0x0f, 0x0f, 0x0f, 0x0f, 0x32, 0x2c, 0x12, 0x38, 0x05, 0x34, 0x0a, 0x5d};
