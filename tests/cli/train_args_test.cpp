@@ -40,11 +40,14 @@ void expect_flags(const CLI::App& app, std::span<const OptionField<Options>> fie
   for (const auto& row : fields) {
     const CLI::Option* o = app.get_option_no_throw(std::string(row.flag));
     ASSERT_NE(o, nullptr) << row.flag;
-    if (!row.command_flag)
+    if (!row.command_flag) {
       EXPECT_EQ(o->get_description().rfind(std::string(row.description), 0), 0u) << row.flag << ": " << o->get_description();
-    if (row.choices)
-      for (const Choice& c : row.choices->choices())
+    }
+    if (row.choices) {
+      for (const Choice& c : row.choices->choices()) {
         EXPECT_NE(o->get_description().find(std::string(c.description)), std::string::npos) << row.flag << " " << c.name;
+      }
+    }
   }
 }
 

@@ -106,7 +106,9 @@ void check(const Config& c, bool transpose, std::mt19937& rng) {
   auto grads = run_node(std::string("ai.onnxtrain.") + op + "Grad", c.attrs(), {{"dY", dy}, {"X", x}, {"W", w}}, outs);
   EXPECT_EQ(compare(grads["dX"], want.dx, accumulation_tolerance(len.dx)), "") << "dX";
   EXPECT_EQ(compare(grads["dW"], want.dw, accumulation_tolerance(len.dw)), "") << "dW";
-  if (c.bias) EXPECT_EQ(compare(grads["dB"], want.db, accumulation_tolerance(len.db)), "") << "dB";
+  if (c.bias) {
+    EXPECT_EQ(compare(grads["dB"], want.db, accumulation_tolerance(len.db)), "") << "dB";
+  }
 }
 
 }  // namespace

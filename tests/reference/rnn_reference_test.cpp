@@ -59,7 +59,9 @@ void check(Cell cell, bool with_lens, std::mt19937& rng) {
   auto got = run_node(op, attrs, fwd, outs);
   EXPECT_EQ(compare(got["Y"], want.y, tol), "") << "Y";
   EXPECT_EQ(compare(got["Yh"], want.yh, tol), "") << "Y_h";
-  if (lstm) EXPECT_EQ(compare(got["Yc"], want.yc, tol), "") << "Y_c";
+  if (lstm) {
+    EXPECT_EQ(compare(got["Yc"], want.yc, tol), "") << "Y_c";
+  }
 
   // The gradient rule leaves out output gradients that do not flow (zeros).
   const int64_t dropped = pick(rng, {-1, -1, 0, 1, 2});
@@ -81,7 +83,9 @@ void check(Cell cell, bool with_lens, std::mt19937& rng) {
   // Weight gradients sum over T steps and N sequences.
   const double gtol = accumulation_tolerance(T * N * (I + H + 2), 4.0);
   for (size_t i = 0; i < outs.size(); ++i)
-    if (!g[i].data.empty()) EXPECT_EQ(compare(grads[names[i]], g[i], gtol), "") << names[i];
+    if (!g[i].data.empty()) {
+      EXPECT_EQ(compare(grads[names[i]], g[i], gtol), "") << names[i];
+    }
 }
 
 }  // namespace
