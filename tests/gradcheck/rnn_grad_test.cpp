@@ -55,11 +55,7 @@ struct RnnCase {
 
 void PrintTo(const RnnCase& c, std::ostream* os) { *os << c.describe(); }
 
-std::string dims(const Shape& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
-}
+std::string dims(const Shape& s) { return shape_str(s); }
 
 std::string attributes(const RnnCase& c) {
   std::string attrs = "hidden_size = " + std::to_string(c.hidden);

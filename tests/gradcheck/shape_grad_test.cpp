@@ -335,9 +335,7 @@ class ShapeGradLegacy : public ::testing::TestWithParam<LegacyCase> {};
 
 TEST_P(ShapeGradLegacy, MatchesFiniteDifferences) {
   const auto& p = GetParam();
-  std::string ys = "[", xs, gs;
-  for (size_t d = 0; d < p.y_shape.size(); ++d) ys += (d ? "," : "") + std::to_string(p.y_shape[d]);
-  ys += "]";
+  std::string ys = shape_str(p.y_shape), xs, gs;
   for (size_t i = 0; i < p.wrt.size(); ++i) {
     xs += std::string(i ? ", " : "") + "\"" + p.wrt[i] + "\"";
     gs += std::string(i ? ", " : "") + "G_" + p.wrt[i];

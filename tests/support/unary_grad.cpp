@@ -32,11 +32,7 @@ std::vector<double> values(const Tensor& t) {
 
 std::string type_name(DType t) { return t == DType::Double ? "double" : "float"; }
 
-std::string shape_text(const Shape& s) {
-  std::string out = "[";
-  for (size_t i = 0; i < s.size(); ++i) out += (i ? "," : "") + std::to_string(s[i]);
-  return out + "]";
-}
+std::string shape_text(const Shape& s) { return shape_str(s); }
 std::string unary_check(const UnaryCase& p, DType dtype, const Shape& shape) {
   GradCase c;
   const std::string t = type_name(dtype) + shape_text(shape);
