@@ -73,3 +73,30 @@ TEST(PoolReference, AveragePoolForwardAndGradMatchOnRandomOddShapes) {
   for (size_t nsp : {1, 2, 3})
     for (int i = 0; i < 40; ++i) check(false, nsp, rng);
 }
+
+// ReLU before a max pool leaves windows of equal zeros (and coarse values tie too): dY must
+// go to each window's first maximum, as PyTorch routes it, on rows wide enough that
+// MaxPoolGrad takes windows four at a time in vector lanes (strides 1 and 2), on its clipped
+// edge windows and on the strides it takes one window at a time.
+TEST(PoolReference, MaxPoolGradRoutesTiesToTheFirstMaximum) {
+  std::mt19937 rng(79);
+  for (int64_t stride : {1, 2, 3})
+    for (int64_t k : {2, 3, 5})
+      for (int ceil : {0, 1}) {
+        reference::PoolParams p;
+        p.max = true;
+        p.kernel = {k, k};
+        p.strides = {stride, stride};
+        p.dilations = {1, 1};
+        p.pads = {k / 2, k / 2, k / 2, k / 2};
+        p.ceil_mode = ceil != 0;
+        const Dims x{2, 3, 9, 37};
+        SCOPED_TRACE("X " + ints(x) + " <" + attrs_of(p) + ">");
+        Array xa = random_array(x, rng);
+        for (double& v : xa.data) v = std::max(0.0, std::round(v * 2) / 2);  // ReLU'd, in steps of 0.5
+        const Array y = reference::pool(xa, p);
+        const Array dy = random_array(y.shape, rng);
+        const Tensor dx = run_node("ai.onnxtrain.MaxPoolGrad", attrs_of(p), {{"dY", dy}, {"X", xa}}, {{"dX", x.size()}})["dX"];
+        EXPECT_EQ(compare(dx, reference::pool_backward(dy, xa, p), accumulation_tolerance(k * k)), "");
+      }
+}
