@@ -46,6 +46,15 @@ class Generator {
 // std::uniform_real_distribution).
 inline double uniform01(std::mt19937_64& g) { return static_cast<double>(g() >> 11) * 0x1.0p-53; }
 
+// The i-th number of the stream `key`: SplitMix64's output function on a Weyl sequence,
+// the generator java.util.SplittableRandom uses (its outputs pass BigCrush).
+inline uint64_t counter_random(uint64_t key, uint64_t i) {
+  uint64_t z = key + (i + 1) * 0x9E3779B97F4A7C15ull;
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
 // ---------------------------------------------------------------------------------------
 // Dropout. Training mode: opsets 1-6 when is_test=0; opsets 7-11 never (the runtime has no
 // training flag to give it, and the spec makes it a copy at inference); opset 12+ from the
@@ -91,23 +100,28 @@ class DropoutKernel final : public Kernel {
     }
     Tensor& y = ctx.output(0, x.dtype(), x.shape());
     Tensor* mask = want_mask ? &ctx.output(1, mask_type, x.shape()) : nullptr;
-    std::mt19937_64& g = gen_.get(ctx);
+    // One draw from the generator per call keys a counter-based stream: element i keeps
+    // when the i-th number of that stream is >= ratio. So threads fill disjoint chunks and the
+    // mask depends on the seed alone, not on the thread count (a sequential generator made
+    // this one of the few serial kernels of a training step).
+    const uint64_t key = gen_.get(ctx)();
+    // Keep when the top 53 bits, as a fraction of 2^53, are >= ratio (exact in double).
+    const uint64_t threshold = static_cast<uint64_t>(std::ceil(ratio * 0x1.0p53));
     dispatch_float(x.dtype(), ctx.node(), [&](auto tag) {
       using T = decltype(tag);
       const T* src = x.data<T>();
       T* dst = y.data<T>();
       const T scale = ratio < 1.0 ? static_cast<T>(1.0 / (1.0 - ratio)) : T(0);
-      // Sequential: the draws must come from the generator in a fixed order.
-      for (int64_t i = 0, n = x.numel(); i < n; ++i) {
-        const bool keep = uniform01(g) >= ratio;
-        dst[i] = keep ? src[i] * scale : T(0);
-        if (mask) {
-          if (mask_type == DType::Bool)
-            mask->data<bool>()[i] = keep;
-          else
-            mask->data<T>()[i] = keep ? T(1) : T(0);
+      bool* bool_mask = mask && mask_type == DType::Bool ? mask->data<bool>() : nullptr;
+      T* float_mask = mask && mask_type != DType::Bool ? mask->data<T>() : nullptr;
+      parallel_chunks(x.numel(), [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; ++i) {
+          const bool keep = (counter_random(key, static_cast<uint64_t>(i)) >> 11) >= threshold;
+          dst[i] = keep ? src[i] * scale : T(0);
+          if (bool_mask) bool_mask[i] = keep;
+          if (float_mask) float_mask[i] = keep ? T(1) : T(0);
         }
-      }
+      });
     });
   }
 

@@ -2,6 +2,7 @@
 // backend data does not cover: seeds, older opsets and invalid ratios.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 
@@ -33,6 +34,25 @@ TEST(Dropout, TrainingMaskIsSeededAndScalesKeptValues) {
   EXPECT_EQ(ma, mb);
   EXPECT_NE(ma, mc);
   EXPECT_NEAR(kept, 750, 60);
+}
+
+// Threads fill the mask in chunks from a counter-based stream: the same seed gives the same
+// mask at any thread count, and the kept fraction is 1 - ratio within sampling error.
+TEST(Dropout, MaskIsTheSameAtEveryThreadCount) {
+  Model model = Model::from_text(R"(
+    <ir_version: 8, opset_import: ["" : 13]>
+    g (float[200000] X, float R, bool T) => (bool[200000] M) { Y, M = Dropout (X, R, T) }
+  )");
+  std::map<std::string, Tensor> feeds{
+      {"X", Tensor(DType::Float, {200000})}, {"R", Tensor::scalar<float>(0.3f)}, {"T", Tensor::scalar<bool>(true)}};
+  InferenceSession one(model, {.threads = 1, .seed = 9});
+  const auto serial = one.run(feeds)["M"].to_vector<bool>();
+  InferenceSession two(model, {.threads = 2, .seed = 9});
+  const auto first = two.run(feeds)["M"].to_vector<bool>();
+  EXPECT_EQ(first, serial);
+  EXPECT_NE(two.run(feeds)["M"].to_vector<bool>(), first);  // each run draws a new stream
+  const double kept = static_cast<double>(std::count(first.begin(), first.end(), true)) / 200000;
+  EXPECT_NEAR(kept, 0.7, 5 * std::sqrt(0.7 * 0.3 / 200000));
 }
 
 TEST(Dropout, SeedAttributeMakesNodeIndependentOfSessionSeed) {
