@@ -122,7 +122,7 @@ void resize_shapes(InferenceContext& ctx) {
   auto* out = output_of_rank(ctx, 0, rank);
   for (int i = 0; i < rank; ++i) *out->mutable_dim(i) = in.dim(i);
   for (int64_t a : axes) out->mutable_dim(static_cast<int>(a))->Clear();
-  bool sizes_known = false, scales_known = false;
+  bool sizes_known = false;
   const std::vector<int64_t> sizes = constant_ints(ctx, 3, sizes_known);
   const onnx::TensorProto* scales = ctx.getNumInputs() > 2 && ctx.getInputType(2) ? ctx.getInputData(2) : nullptr;
   auto in_dim = [&](int64_t a) { return in.dim(static_cast<int>(a)); };

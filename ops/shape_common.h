@@ -98,7 +98,7 @@ std::unique_ptr<Kernel> planned(const std::vector<InputInfo>& in, std::vector<si
   // The last operands and their plan are kept: a run whose operands are unchanged (the
   // steady state of a training step) allocates nothing.
   using Plan = decltype(make(std::declval<const IntArgs&>()));
-  return make_function_kernel([operands, count, make, run, args = IntArgs(count),
+  return make_function_kernel([operands, make, run, args = IntArgs(count),
                                plan = std::optional<Plan>()](KernelContext& ctx) mutable {
     bool same = plan.has_value();
     for (size_t i : operands) same = same && same_operand(ctx, i, args[i]);

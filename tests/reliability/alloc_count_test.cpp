@@ -107,7 +107,7 @@ using namespace onnxtrain;
 
 namespace {
 
-constexpr int kWarmUp = 20, kCounted = 10;
+[[maybe_unused]] constexpr int kWarmUp = 20, kCounted = 10;  // unused where counting is off
 
 Tensor to_float(const Tensor& t) {
   if (t.dtype() != DType::Double) return t;

@@ -63,7 +63,7 @@ class OptimizerNode {
  public:
   OptimizerNode(const std::string& domain, const std::string& op, const std::string& attrs, DType dtype,
                 std::vector<Shape> shapes, size_t states, DType lr_dtype = DType::Float)
-      : shapes_(std::move(shapes)), states_(states) {
+      : shapes_(std::move(shapes)) {
     const std::string ty = type_name(dtype);
     std::string decl = type_name(lr_dtype) + " R, int64 T", outs, args = "R, T", results;
     auto add = [](std::string& list, const std::string& item) { list += (list.empty() ? "" : ", ") + item; };
@@ -113,7 +113,6 @@ class OptimizerNode {
 
  private:
   std::vector<Shape> shapes_;
-  size_t states_;
   std::string text_;
   std::unique_ptr<Model> model_;
   std::unique_ptr<InferenceSession> session_;

@@ -353,10 +353,10 @@ TEST_F(NpyTest, ErrorsNameTheFileAndTheProblem) {
       {"{'descr': '<M8[s]', 'fortran_order': False, 'shape': (1,)}", "(datetime/timedelta)"},
       {std::string(100, '('), "nesting too deep"},
   };
-  for (const auto& [header, message] : bad_headers) {
-    const std::string err = error_of([&] { parse_npy(make_npy(header, data), "t.npy"); });
+  for (const auto& bad : bad_headers) {
+    const std::string err = error_of([&] { parse_npy(make_npy(bad.first, data), "t.npy"); });
     EXPECT_CONTAINS(err, "t.npy: ");
-    EXPECT_CONTAINS(err, message);
+    EXPECT_CONTAINS(err, bad.second);
   }
   std::string v4 = make_npy("{}", "");
   v4[6] = 4;
