@@ -13,6 +13,11 @@ packages=(
   libonnx-testdata
   python3-opencv python3-onnx python3-numpy  # tests/interop/opencv_check.py
 )
+# The sanitizer and fuzz builds (scripts/sanitize.sh, scripts/fuzz.sh): clang with its
+# sanitizer and libFuzzer runtimes, and its OpenMP runtime.
+if [[ "${ONNXTRAIN_WITH_CLANG:-0}" == 1 ]]; then
+  packages+=(clang libclang-rt-14-dev libomp-dev)
+fi
 # Only for regenerating goldens and benchmarks (models/, tools/bench); tests never need them.
 if [[ "${ONNXTRAIN_WITH_TORCH:-0}" == 1 ]]; then
   packages+=(python3-torch python3-torchvision python3-onnx python3-numpy python3-sklearn)

@@ -10,23 +10,12 @@
 #include <vector>
 
 #include "src/arena_plan.h"
+#include "src/sanitizers.h"
 
 // Sanitizer builds keep every block a heap allocation of its own, so AddressSanitizer's
 // redzones and use-after-free checks see each tensor; the arena's bookkeeping is tested in
 // the regular build (tests/unit/memory_plan_test.cpp).
-// (GCC names the sanitizers with macros, clang with __has_feature.)
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define ONNXTRAIN_SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define ONNXTRAIN_SANITIZED 1
-#endif
-#endif
-#ifdef ONNXTRAIN_SANITIZED
-constexpr bool kPlanRuns = false;
-#else
-constexpr bool kPlanRuns = true;
-#endif
+constexpr bool kPlanRuns = !ONNXTRAIN_ASAN && !ONNXTRAIN_TSAN;
 
 namespace onnxtrain {
 

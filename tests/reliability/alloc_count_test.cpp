@@ -15,16 +15,13 @@
 
 #include "onnxtrain/onnxtrain.h"
 #include "ops/dnnl_utils.h"
+#include "src/sanitizers.h"
 #include "tests/support/test_support.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+// ASan owns malloc: its own allocator, not the program's, counts there.
+#if ONNXTRAIN_ASAN
 #define ONNXTRAIN_ALLOC_COUNTING 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ONNXTRAIN_ALLOC_COUNTING 0
-#endif
-#endif
-#ifndef ONNXTRAIN_ALLOC_COUNTING
+#else
 #define ONNXTRAIN_ALLOC_COUNTING 1
 #endif
 

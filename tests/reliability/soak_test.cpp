@@ -7,6 +7,7 @@
 #include <fstream>
 
 #include "onnxtrain/onnxtrain.h"
+#include "src/sanitizers.h"
 #include "tests/support/test_support.h"
 
 using namespace onnxtrain;
@@ -50,7 +51,7 @@ TEST(Soak, TenThousandStepsKeepResidentMemoryFlat) {
                   static_cast<long long>(now - start), r.loss);
     }
   }
-#if defined(__SANITIZE_ADDRESS__)
+#if ONNXTRAIN_ASAN
   // The 10,000 steps ran under ASan's checks; the size is not judged here. Resident memory
   // then counts ASan's quarantine of freed blocks (up to 256 MiB, kept to catch
   // use-after-free) and allocator metadata: +34 MiB over the run, +11 MiB even with the
