@@ -351,7 +351,7 @@ class DnnlPoolGradKernel final : public Kernel {
 // (k3 s2 over 32x64x31x31, one thread), and this one is parallel over planes.
 class MaxPoolGradKernel final : public Kernel {
  public:
-  explicit MaxPoolGradKernel(const PoolGeometry& g) : g_(g) {
+  explicit MaxPoolGradKernel(const PoolGeometry& g) : g_(g), x_shape_(g.in_shape()) {
     for (int i = 0; i < kMaxSpatial; ++i) {
       first_[i].resize(static_cast<size_t>(g.out[i]));
       count_[i].resize(static_cast<size_t>(g.out[i]));
@@ -368,7 +368,7 @@ class MaxPoolGradKernel final : public Kernel {
   }
   void run(KernelContext& ctx) override {
     const Tensor& dy = ctx.input(0);
-    Tensor& dx = ctx.output(0, dy.dtype(), g_.in_shape());
+    Tensor& dx = ctx.output(0, dy.dtype(), x_shape_);
     dispatch_float(dy.dtype(), ctx.node(), [&](auto tag) {
       using T = decltype(tag);
       backward(ctx.input(1).data<T>(), dy.data<T>(), dx.data<T>());
@@ -487,6 +487,7 @@ class MaxPoolGradKernel final : public Kernel {
   }
 
   PoolGeometry g_;
+  Shape x_shape_;  // kept: a run allocates no shapes
   std::array<std::vector<int64_t>, kMaxSpatial> first_, count_;
   // 1 or 2 when four_in_lanes can take float windows (plane offsets fit its int32 lanes).
   int64_t vector_stride_ = 0;
