@@ -73,7 +73,9 @@ TEST_P(GradientParity, MatchesPyTorch) {
     report << "  " << (err <= 1e-5 ? "ok  " : "BAD ") << key << " scaled error " << err << "\n";
     ok = ok && err <= 1e-5;
   }
-  if (v.model == "resnet") EXPECT_EQ(buffers, 18) << "9 BatchNorm layers, mean and variance each";
+  if (v.model == "resnet") {
+    EXPECT_EQ(buffers, 18) << "9 BatchNorm layers, mean and variance each";
+  }
   EXPECT_TRUE(ok) << v.name() << " gradients vs PyTorch:\n" << report.str();
 }
 
