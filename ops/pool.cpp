@@ -1,7 +1,7 @@
 // Pooling: MaxPool and AveragePool on oneDNN pooling_v2 (float32, int8, uint8; built at plan
-// time) where its semantics match ONNX's; own loops for MaxPool's Indices output, LpPool,
-// the global pools, double and the cases oneDNN cannot express. MaxUnpool and RoiAlign are in
-// unpool_roi_align.cpp; shared helpers: pool_common.h.
+// time) where its semantics match ONNX's; own loops for MaxPool's Indices output,
+// MaxPoolGrad, LpPool, the global pools, double and the cases oneDNN cannot express.
+// MaxUnpool and RoiAlign are in unpool_roi_align.cpp; shared helpers: pool_common.h.
 #include "ops/pool_common.h"
 
 namespace onnxtrain::ops {
@@ -264,7 +264,8 @@ std::unique_ptr<Kernel> make_global_pool(const Node& node, const std::vector<Inp
 // ceil_mode and its window rule).
 
 // dX of one pooling window pass, mirroring pool_loop window by window (MaxPoolGradKernel
-// below has Max): the averages spread dY / divisor over the window's input points, Lp scales by d(sum |x|^p)^(1/p) / dx = sign(x) |x|^(p-1) y^(1-p).
+// below has Max): the averages spread dY / divisor over the window's input points, Lp
+// scales by d(sum |x|^p)^(1/p) / dx = sign(x) |x|^(p-1) y^(1-p).
 template <typename T, PoolKind K>
 void pool_backward_loop(const PoolGeometry& g, const T* x, const T* y, const T* dy, T* dx, double p) {
   const int64_t isz = g.in_size(), osz = g.out_size();
