@@ -13,6 +13,7 @@
 #include <limits>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "onnxtrain/data.h"
 #include "onnxtrain/memory_limit.h"
@@ -65,27 +66,30 @@ AxisWeights axis_weights(int in, int out, int begin, int count) {
 
 namespace {
 
+// A file size we could not learn: the checks that compare against it pass.
+constexpr uint64_t kUnknownSize = UINT64_MAX;
+
 // Binary PNM (P5, P6) headers are checked before stb_image sees them:
 // - stb_image 2.27 reads the header's numbers into an int without an overflow check
 //   (undefined behaviour, found by fuzz_image): a number of more than 9 digits is refused;
 // - it decodes a file whose pixel data is cut short as if the missing bytes were zeros
 //   (found by fuzz_image: a 20-byte P6 claiming 1004x1106 16-bit pixels took seconds):
 //   PNM is uncompressed, so the file must hold every byte the header promises.
-void check_pnm_header(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[2] = {};
-  if (!in.read(magic, 2) || magic[0] != 'P' || (magic[1] != '5' && magic[1] != '6')) return;
-  int c = in.get();
+void check_pnm_header(const std::string& path, std::string_view bytes, uint64_t file_bytes) {
+  if (bytes.size() < 2 || bytes[0] != 'P' || (bytes[1] != '5' && bytes[1] != '6')) return;
+  size_t next = 2;
+  auto get = [&] { return next < bytes.size() ? static_cast<unsigned char>(bytes[next++]) : EOF; };
+  int c = get();
   uint64_t fields[3] = {};  // width, height, maxval
   for (uint64_t& value : fields) {
     while (c != EOF && (std::isspace(c) || c == '#')) {
       if (c == '#')
-        while (c != EOF && c != '\n' && c != '\r') c = in.get();
+        while (c != EOF && c != '\n' && c != '\r') c = get();
       else
-        c = in.get();
+        c = get();
     }
     int digits = 0;
-    for (; c != EOF && std::isdigit(c); c = in.get()) {
+    for (; c != EOF && std::isdigit(c); c = get()) {
       if (++digits > 9) throw DataError(quoted(path) + ": the PNM header holds a number too large for an image");
       value = value * 10 + static_cast<uint64_t>(c - '0');
     }
@@ -93,12 +97,10 @@ void check_pnm_header(const std::string& path) {
   }
   if (c == EOF || !std::isspace(c) || fields[2] == 0 || fields[2] > 65535) return;  // stb_image refuses it
   // One whitespace byte ends the header; the samples follow.
-  const uint64_t data_start = static_cast<uint64_t>(in.tellg());
-  const uint64_t channels = magic[1] == '6' ? 3 : 1, sample_bytes = fields[2] > 255 ? 2 : 1;
+  const uint64_t data_start = next;
+  const uint64_t channels = bytes[1] == '6' ? 3 : 1, sample_bytes = fields[2] > 255 ? 2 : 1;
   const uint64_t needed = fields[0] * fields[1] * channels * sample_bytes;
-  std::error_code ec;
-  const uint64_t file_bytes = fs::file_size(path, ec);
-  if (!ec && file_bytes - std::min(file_bytes, data_start) < needed)
+  if (file_bytes != kUnknownSize && file_bytes - std::min(file_bytes, data_start) < needed)
     throw DataError(quoted(path) + ": the PNM header gives " + std::to_string(fields[0]) + "x" +
                     std::to_string(fields[1]) + " pixels of " + std::to_string(channels * sample_bytes) +
                     " bytes, " + std::to_string(needed) + " bytes in all, but the file holds " +
@@ -109,13 +111,12 @@ void check_pnm_header(const std::string& path) {
 // at least one run-length packet (a count byte and a pixel) per 128 of them (types 9-11).
 // stb_image decodes a short file as if the missing bytes were zeros, at seconds per
 // megapixel in a sanitizer build (found by fuzz_image: a 22-byte TGA claiming 250x3896).
-void check_tga_size(const std::string& path) {
-  if (!stb_reads_as_tga(path)) return;
-  std::ifstream in(path, std::ios::binary);
+void check_tga_size(const std::string& path, std::string_view bytes, uint64_t file_bytes) {
+  if (!stb_reads_as_tga(bytes)) return;
   unsigned char h[18] = {};
   // A header cut short is no excuse: stb_image reads the missing bytes as zeros and decodes
   // on (found by fuzz_image: a 17-byte TGA claiming 1331x214 pixels, run-length encoded).
-  in.read(reinterpret_cast<char*>(h), sizeof h);
+  std::copy_n(bytes.begin(), std::min(bytes.size(), sizeof h), h);
   const uint64_t id_bytes = h[0], colormap_type = h[1], image_type = h[2];
   const uint64_t colormap_bytes = colormap_type ? uint64_t{h[5]} | uint64_t{h[6]} << 8 : 0;
   const uint64_t entry_bytes = (uint64_t{h[7]} + 7) / 8;
@@ -124,9 +125,7 @@ void check_tga_size(const std::string& path) {
   const uint64_t pixels = width * height, header = 18 + id_bytes + colormap_bytes * entry_bytes;
   const bool rle = image_type >= 9;
   const uint64_t needed = rle ? (pixels + 127) / 128 * (1 + pixel_bytes) : pixels * pixel_bytes;
-  std::error_code ec;
-  const uint64_t file_bytes = fs::file_size(path, ec);
-  const uint64_t data = ec ? needed : file_bytes - std::min(file_bytes, header);
+  const uint64_t data = file_bytes == kUnknownSize ? needed : file_bytes - std::min(file_bytes, header);
   if (data < needed)
     throw DataError(quoted(path) + ": the TGA header gives " + std::to_string(width) + "x" + std::to_string(height) +
                     " pixels of " + std::to_string(pixel_bytes) + " bytes" + (rle ? ", run-length encoded" : "") +
@@ -138,9 +137,7 @@ void check_tga_size(const std::string& path) {
 // without checking that they add up to at most 256, and then writes that many entries into
 // 257-entry arrays (found by fuzz_image: a heap overflow). Every DHT table in the file, before
 // and between scans, is checked here first.
-void check_jpeg_huffman_tables(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  const std::string bytes{std::istreambuf_iterator<char>(in), {}};
+void check_jpeg_huffman_tables(const std::string& path, std::string_view bytes) {
   auto at = [&](size_t i) { return i < bytes.size() ? static_cast<unsigned char>(bytes[i]) : 0u; };
   // stb_image takes any run of 0xFF before the SOI marker.
   size_t i = 1;
@@ -184,7 +181,7 @@ void check_jpeg_huffman_tables(const std::string& path) {
 
 // A header's size, checked before decoding allocates it: positive, the decoded pixels within
 // the memory limit, and no more pixels than the file's bytes can describe.
-void check_dimensions(const std::string& path, int w, int h) {
+void check_dimensions(const std::string& path, int w, int h, uint64_t file_bytes) {
   if (w <= 0 || h <= 0)
     throw DataError(quoted(path) + ": the image header gives an empty size " + std::to_string(w) + "x" + std::to_string(h));
   const uint64_t pixels = static_cast<uint64_t>(w) * static_cast<uint64_t>(h) * 4;
@@ -194,9 +191,7 @@ void check_dimensions(const std::string& path, int w, int h) {
   // No format packs more than ~2,700 pixels into a byte (LZW at its best; deflate ~1,000):
   // a header claiming more describes data that is not there, and stb would spend minutes
   // decoding zeros (found by fuzz_image: a 127-byte TGA of 33274x3855 pixels).
-  std::error_code ec;
-  const uint64_t file_bytes = fs::file_size(path, ec);
-  if (!ec && static_cast<uint64_t>(w) * static_cast<uint64_t>(h) > (file_bytes << 12) + (uint64_t{1} << 20))
+  if (file_bytes != kUnknownSize && static_cast<uint64_t>(w) * static_cast<uint64_t>(h) > (file_bytes << 12) + (uint64_t{1} << 20))
     throw DataError(quoted(path) + ": the header claims " + std::to_string(w) + "x" + std::to_string(h) +
                     " pixels, more than its " + std::to_string(file_bytes) + " bytes can hold (corrupt?)");
 }
@@ -228,10 +223,8 @@ int length_of(const std::string& b) { return static_cast<int>(b.size()); }
 // stb_image 2.27 converts the channels of a 16-bit PNM as if it had 8 bits, overrunning its
 // buffer (found by fuzz_image): such files decode in their own channel count and are
 // converted here with stb's luminance weights.
-stbi_uc* load_pixels(const std::string& path, int* w, int* h, int channels) {
+stbi_uc* load_pixels(const std::string& bytes, int* w, int* h, int channels) {
   int file_channels = 0;
-  std::string bytes;
-  if (!read_file(path, bytes)) throw DataError(quoted(path) + ": cannot open the file");
   const bool pnm = bytes.size() >= 2 && bytes[0] == 'P' && (bytes[1] == '5' || bytes[1] == '6');
   if (!pnm || !stbi_is_16_bit_from_memory(bytes_of(bytes), length_of(bytes)))
     return stbi_load_from_memory(bytes_of(bytes), length_of(bytes), w, h, &file_channels, channels);
@@ -250,13 +243,25 @@ stbi_uc* load_pixels(const std::string& path, int* w, int* h, int channels) {
   return out;
 }
 
+// Everything checked on exactly the bytes stb_image is about to see (`file_bytes`: the whole
+// file's size), then their size from stb's header reader; false with its reason.
+bool checked_size(const std::string& path, const std::string& bytes, uint64_t file_bytes, int& width, int& height,
+                  std::string& why) {
+  check_pnm_header(path, bytes, file_bytes);
+  check_tga_size(path, bytes, file_bytes);
+  check_jpeg_huffman_tables(path, bytes);
+  int comp = 0;
+  if (!stbi_info_from_memory(bytes_of(bytes), length_of(bytes), &width, &height, &comp)) {
+    why = stbi_failure_reason();
+    return false;
+  }
+  check_dimensions(path, width, height, file_bytes);
+  return true;
+}
+
 }  // namespace
 
 bool read_image_size(const std::string& path, int& width, int& height, std::string& why) {
-  int comp = 0;
-  check_pnm_header(path);
-  check_tga_size(path);
-  check_jpeg_huffman_tables(path);
   // The header is near the start (after EXIF data in a JPEG): the whole file only if the
   // first 64 KiB do not hold it, so opening a folder reads little of each image.
   constexpr size_t kHeaderBytes = 64 * 1024;
@@ -265,31 +270,29 @@ bool read_image_size(const std::string& path, int& width, int& height, std::stri
     why = "can't fopen";  // as stb_image's file reader put it
     return false;
   }
-  if (!stbi_info_from_memory(bytes_of(bytes), length_of(bytes), &width, &height, &comp) &&
-      bytes.size() == kHeaderBytes)
-    read_file(path, bytes);
-  if (!stbi_info_from_memory(bytes_of(bytes), length_of(bytes), &width, &height, &comp)) {
-    why = stbi_failure_reason();
-    return false;
-  }
-  check_dimensions(path, width, height);
-  return true;
+  std::error_code ec;
+  const uint64_t size = fs::file_size(path, ec);
+  const uint64_t file_bytes = ec ? kUnknownSize : size;
+  if (checked_size(path, bytes, file_bytes, width, height, why)) return true;
+  if (bytes.size() < kHeaderBytes) return false;
+  read_file(path, bytes);
+  return checked_size(path, bytes, bytes.size(), width, height, why);
 }
 
 DecodedImage decode_image(const std::string& path, int channels) {
   DecodedImage image;
-  // The file may have changed since it was listed: its header is checked again.
-  std::string why;
-  if (!read_image_size(path, image.width, image.height, why))
+  // One read: the checks (the file may have changed since it was listed), the header and the
+  // decode all see these bytes.
+  std::string bytes, why;
+  if (!read_file(path, bytes)) why = "can't fopen";
+  if (!why.empty() || !checked_size(path, bytes, bytes.size(), image.width, image.height, why))
     throw DataError(quoted(path) + ": cannot decode the image (" + why + ")");
   // No buffer of a decode needs more than the file (compressed data) or 16 bytes a pixel
   // (4 channels of 16 bits, twice): a larger request comes from a corrupt size field.
-  std::error_code ec;
-  const uint64_t file_bytes = fs::file_size(path, ec);
   set_stb_allocation_cap(static_cast<size_t>(
-      std::max<uint64_t>(ec ? 0 : file_bytes, 16ull * static_cast<uint64_t>(image.width) * static_cast<uint64_t>(image.height)) +
+      std::max<uint64_t>(bytes.size(), 16ull * static_cast<uint64_t>(image.width) * static_cast<uint64_t>(image.height)) +
       (1u << 20)));
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(load_pixels(path, &image.width, &image.height, channels), stbi_image_free);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(load_pixels(bytes, &image.width, &image.height, channels), stbi_image_free);
   set_stb_allocation_cap(SIZE_MAX);
   if (!pixels) throw DataError(quoted(path) + ": cannot decode the image (" + stbi_failure_reason() + ")");
   image.pixels.assign(pixels.get(), pixels.get() + static_cast<size_t>(image.width) * image.height * channels);

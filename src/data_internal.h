@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "onnxtrain/data.h"
@@ -53,8 +54,8 @@ bool read_image_size(const std::string& path, int& width, int& height, std::stri
 // reading; its allocations on the calling thread fail beyond this many bytes (SIZE_MAX: no
 // cap). Set around each decode (src/stb_image_impl.cpp).
 void set_stb_allocation_cap(size_t bytes);
-// Whether stb_image takes the file for a TGA (TGA has no magic number).
-bool stb_reads_as_tga(const std::string& path);
+// Whether stb_image takes these bytes (a file's start) for a TGA (TGA has no magic number).
+bool stb_reads_as_tga(std::string_view bytes);
 // Pixels interleaved (HWC), converted to `channels` (1 or 3). Throws DataError naming the file.
 struct DecodedImage {
   int width = 0, height = 0;

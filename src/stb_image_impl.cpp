@@ -7,6 +7,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "src/data_internal.h"
 
@@ -37,13 +38,9 @@ void set_stb_allocation_cap(size_t bytes) { t_stb_allocation_cap = bytes; }
 namespace onnxtrain::data {
 // stb_image's own TGA test (TGA has no magic number: stb tries it after every other format,
 // and no other format's magic passes it).
-bool stb_reads_as_tga(const std::string& path) {
-  std::FILE* f = stbi__fopen(path.c_str(), "rb");
-  if (!f) return false;
+bool stb_reads_as_tga(std::string_view bytes) {
   stbi__context s;
-  stbi__start_file(&s, f);
-  const bool tga = stbi__tga_test(&s) != 0;
-  std::fclose(f);
-  return tga;
+  stbi__start_mem(&s, reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()));
+  return stbi__tga_test(&s) != 0;
 }
 }  // namespace onnxtrain::data
