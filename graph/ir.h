@@ -21,6 +21,7 @@ inline constexpr const char* kPreviewTrainingDomain = "ai.onnx.preview.training"
 // their kernels (kComputeTypeAttr); the exporter leaves them out and the importer ignores
 // them, so they never reach a file and a file cannot set them.
 inline constexpr const char* kComputeTypeAttr = "__compute_type";  // "bf16": see TrainingOptions::precision
+inline constexpr const char* kConvAlgorithmAttr = "__conv_algorithm";  // "direct": TrainingOptions::conv_algorithm
 inline bool is_internal_attribute(const std::string& name) { return name.starts_with("__"); }
 
 // One dimension: a known size, or a symbol (dim_param) or unknown (-1 and empty symbol).

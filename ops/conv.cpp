@@ -158,15 +158,49 @@ Shape conv_dnnl_weights(const Geometry& g, Shape w) {
 }
 
 dnnl::convolution_forward::desc conv_forward_desc(const Geometry& g, const Shape& x, const Shape& wd, bool has_bias,
-                                                  dnnl::memory::data_type type) {
+                                                  dnnl::memory::data_type type, dnnl::algorithm alg) {
   if (has_bias)
-    return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                           any_desc(x, type), any_desc(wd, type), plain_desc({g.m}, DType::Float),
-                                           any_desc(g.out_shape()), g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb),
-                                           g.dnnl(g.pe));
-  return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                         any_desc(x, type), any_desc(wd, type), any_desc(g.out_shape()), g.dnnl(g.s),
-                                         g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
+    return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, any_desc(x, type), any_desc(wd, type),
+                                           plain_desc({g.m}, DType::Float), any_desc(g.out_shape()), g.dnnl(g.s),
+                                           g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
+  return dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, alg, any_desc(x, type), any_desc(wd, type),
+                                         any_desc(g.out_shape()), g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb),
+                                         g.dnnl(g.pe));
+}
+
+// ConvGrad's algorithm: Winograd F(4x4, 3x3) where it pays. oneDNN's kernel (jit_wino_4x3)
+// against the direct one over 3x3 stride-1 convolutions, batch 8 and 32, 1 and 2 threads,
+// 16-256 channels, 4x4 to 64x64 outputs: it takes 0.3-0.75 of the time in all three
+// directions once there are enough channels and 4x4 output tiles (>= 64 channels and >= 128
+// tiles, or >= 32 channels and >= 512 tiles), and up to 12x longer below that. The backward
+// passes stay as close to float64 as PyTorch's float32 (torchvision resnet18 in the family
+// harness, docs/numerics.md: worst 0.46 of the allowed distance, direct 0.26). The forward
+// does not: with it, resnet18's first-step gradients moved ~1e-3 relative although each
+// convolution's output stayed within 1e-6 of float64, so Conv keeps the direct algorithm.
+// A node can ask for the direct algorithm (TrainingOptions::conv_algorithm).
+dnnl::algorithm conv_algorithm(const Node& node, const Geometry& g, dnnl::memory::data_type type) {
+  const bool square3 = g.nsp == 2 && g.k[1] == 3 && g.k[2] == 3;
+  const bool unit = g.s[1] == 1 && g.s[2] == 1 && g.d[1] == 1 && g.d[2] == 1;
+  const int64_t channels = std::min(g.c, g.m), tiles = g.n * ((g.out[1] + 3) / 4) * ((g.out[2] + 3) / 4);
+  const bool pays = (channels >= 64 && tiles >= 128) || (channels >= 32 && tiles >= 512);
+  const bool allowed = node.attr_string(graph::kConvAlgorithmAttr, "auto") != "direct";
+  if (allowed && pays && type == dnnl::memory::data_type::f32 && g.group == 1 && square3 && unit)
+    return dnnl::algorithm::convolution_winograd;
+  return dnnl::algorithm::convolution_direct;
+}
+
+// The primitive descriptor for `alg`, or for the direct algorithm when oneDNN has no
+// Winograd kernel for the shape on this CPU.
+template <typename Pd, typename MakeDesc, typename... Hint>
+Pd make_pd(dnnl::algorithm& alg, MakeDesc make_desc, const Hint&... hint) {
+  if (alg != dnnl::algorithm::convolution_direct) {
+    try {
+      return Pd(make_desc(alg), cpu_engine(), hint...);
+    } catch (const dnnl::error&) {
+      alg = dnnl::algorithm::convolution_direct;
+    }
+  }
+  return Pd(make_desc(alg), cpu_engine(), hint...);
 }
 
 std::unique_ptr<Kernel> make_conv(const Node& node, const std::vector<InputInfo>& in) {
@@ -177,8 +211,8 @@ std::unique_ptr<Kernel> make_conv(const Node& node, const std::vector<InputInfo>
   const bool has_bias = in.size() > 2 && in[2].present;
   if (dnnl_applicable(g, in[0].dtype)) {
     const Shape wd = conv_dnnl_weights(g, w);
-    dnnl::convolution_forward::primitive_desc pd(conv_forward_desc(g, x, wd, has_bias, compute_type(node)),
-                                                 cpu_engine());
+    dnnl::convolution_forward::primitive_desc pd(
+        conv_forward_desc(g, x, wd, has_bias, compute_type(node), dnnl::algorithm::convolution_direct), cpu_engine());
     return std::make_unique<DnnlConvKernel>(g, pd, plain_desc(wd, DType::Float), has_bias, in[1].constant);
   }
   return own_kernel<false>(g, has_bias);
@@ -390,22 +424,29 @@ std::unique_ptr<Kernel> make_conv_grad(const Node& node, const std::vector<Input
   const Shape& x = in[1].shape;
   const Shape wd = conv_dnnl_weights(g, in[2].shape);
   const auto type = compute_type(node);
-  dnnl::convolution_forward::primitive_desc hint(conv_forward_desc(g, x, wd, want.db, type), cpu_engine());
+  dnnl::algorithm alg = conv_algorithm(node, g, type);
+  const auto hint = make_pd<dnnl::convolution_forward::primitive_desc>(
+      alg, [&](dnnl::algorithm a) { return conv_forward_desc(g, x, wd, want.db, type, a); });
   std::optional<dnnl::convolution_backward_data::primitive_desc> data;
   std::optional<dnnl::convolution_backward_weights::primitive_desc> weights;
-  const auto alg = dnnl::algorithm::convolution_direct;
   if (want.dx)
-    data.emplace(dnnl::convolution_backward_data::desc(alg, any_desc(x), any_desc(wd, type), any_desc(g.out_shape(), type),
-                                                       g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe)),
-                 cpu_engine(), hint);
-  if (want.dw) {
+    data.emplace(make_pd<dnnl::convolution_backward_data::primitive_desc>(
+        alg,
+        [&](dnnl::algorithm a) {
+          return dnnl::convolution_backward_data::desc(a, any_desc(x), any_desc(wd, type), any_desc(g.out_shape(), type),
+                                                       g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
+        },
+        hint));
+  if (want.dw)
     // No diff_bias here: bias_grad_loop sums dY in double, several times closer to float64
     // than oneDNN's single-precision sum (the model family parity tests).
-    dnnl::convolution_backward_weights::desc desc(alg, any_desc(x, type), any_desc(wd), any_desc(g.out_shape(), type),
-                                                 g.dnnl(g.s),
-                                                 g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
-    weights.emplace(desc, cpu_engine(), hint);
-  }
+    weights.emplace(make_pd<dnnl::convolution_backward_weights::primitive_desc>(
+        alg,
+        [&](dnnl::algorithm a) {
+          return dnnl::convolution_backward_weights::desc(a, any_desc(x, type), any_desc(wd), any_desc(g.out_shape(), type),
+                                                          g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
+        },
+        hint));
   return std::make_unique<DnnlConvGradKernel>(g, in[2].shape, plain_desc(wd, DType::Float), want, data,
                                               weights);
 }

@@ -85,6 +85,7 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
   kBatchNormModes.check(options.batchnorm);
   kPrecisions.check(options.precision);
   if (options.precision == "bf16") ops::require_bf16_cpu();
+  kConvAlgorithms.check(options.conv_algorithm);
   auto g = model.graph().clone();
   if (options.batchnorm == "frozen") {
     int n = graph::to_inference_mode(*g, {.batchnorm = true, .dropout = false});
@@ -144,6 +145,7 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
     });
     spdlog::debug("precision bf16: {} Conv/ConvTranspose/MatMul/Gemm nodes and gradients compute in bfloat16", n);
   }
+  if (options.conv_algorithm == "direct") graph::mark_direct_convolutions(*g);
   impl_->running_stats = graph::bind_running_statistics(*g, options.bn_running_var == "pytorch");
   impl_->graph = std::move(g);
   impl_->restore_from_model();

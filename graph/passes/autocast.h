@@ -19,4 +19,9 @@ bool autocast_eligible(const Node& node);
 // returns how many it marked.
 int mark_bf16_compute(Graph& graph, const std::function<bool(const Node&)>& in_scope);
 
+// TrainingOptions::conv_algorithm "direct": marks every ConvGrad node (kConvAlgorithmAttr)
+// so its kernel keeps oneDNN's direct algorithm where it would take Winograd; returns how
+// many it marked.
+int mark_direct_convolutions(Graph& graph);
+
 }  // namespace onnxtrain::graph

@@ -121,4 +121,12 @@ inline constexpr Choice kPrecisionChoices[] = {
 };
 inline constexpr ChoiceList kPrecisions{"precision", kPrecisionChoices};
 
+// TrainingOptions::conv_algorithm: how float32 convolution gradients compute.
+inline constexpr Choice kConvAlgorithmChoices[] = {
+    {"auto", "the gradients of 3x3 stride-1 convolutions with enough channels and output tiles on Winograd "
+             "F(4x4,3x3) (about 2x faster there), everything else on oneDNN's direct algorithm"},
+    {"direct", "oneDNN's direct algorithm everywhere, as PyTorch computes"},
+};
+inline constexpr ChoiceList kConvAlgorithms{"conv_algorithm", kConvAlgorithmChoices};
+
 }  // namespace onnxtrain

@@ -137,6 +137,8 @@ inline constexpr OptionField<TrainingOptions> kTrainingFields[] = {
      true},
     {"precision", &TrainingOptions::precision, "--precision", "Compute type of the matrix products", &kPrecisions,
      FlagCheck::None, false, true},
+    {"conv_algorithm", &TrainingOptions::conv_algorithm, "--conv-algorithm", "How float32 convolution gradients compute",
+     &kConvAlgorithms, FlagCheck::None, false, true},
     {"seed", &TrainingOptions::seed, "--seed", "Seed for shuffling, augmentation and dropout", nullptr, FlagCheck::None,
      true},
 };

@@ -75,11 +75,20 @@ def squeezenet_full():
     return model
 
 
+def resnet18_full():
+    from torchvision.models import resnet18
+    return resnet18(num_classes=10)
+
+
 # Full-size models for the same checks, not committed (make them with --out DIR and point
-# ONNXTRAIN_FAMILY_DIR / ONNXTRAIN_FAMILIES at them): the squeezenet case of issue 12.
+# ONNXTRAIN_FAMILY_DIR / ONNXTRAIN_FAMILIES at them): the squeezenet case of issue 12;
+# resnet18, whose first stage runs Conv's Winograd algorithm (64 channels, 128 output tiles
+# at batch 8).
 FULL_SIZE = {
     "squeezenet1_1_sgd": (squeezenet_full, (8, 3, 64, 64), 10, (0, 0.01, 0.0)),
     "squeezenet1_1_adam": (squeezenet_full, (8, 3, 64, 64), 10, (1, 1e-3, 0.0)),
+    "resnet18_sgd": (resnet18_full, (8, 3, 64, 64), 10, (0, 0.01, 0.0)),
+    "resnet18_adam": (resnet18_full, (8, 3, 64, 64), 10, (1, 1e-3, 0.0)),
 }
 
 

@@ -1,7 +1,8 @@
 // Conv / ConvTranspose (oneDNN convolution and deconvolution, forward and the ConvGrad /
 // ConvTransposeGrad backward) against the naive reference on random odd-shaped
 // configurations: 1-D to 3-D, groups (depthwise and multipliers), strides, dilations,
-// asymmetric pads, output_padding, batch 1, channel counts that are not multiples of 8.
+// asymmetric pads, output_padding, batch 1, channel counts that are not multiples of 8; and
+// the 3x3 stride-1 shapes where ConvGrad takes oneDNN's Winograd algorithm.
 #include <gtest/gtest.h>
 
 #include <sstream>
@@ -123,4 +124,26 @@ TEST(ConvReference, ConvTransposeForwardAndGradMatchOnRandomOddShapes) {
   std::mt19937 rng(4048);
   for (size_t nsp : {1, 2, 3})
     for (int i = 0; i < (nsp == 3 ? 15 : 30); ++i) check(draw(rng, nsp, true), true, rng);
+}
+
+// Shapes on Winograd's side of ConvGrad's rule (ops/conv.cpp: >= 64 channels and >= 128 4x4
+// output tiles, or >= 32 channels and >= 512 tiles), with and without bias and padding,
+// channels that differ between input and output. (The 32-channel side: conv_algorithm_test
+// against the direct algorithm; the reference costs seconds per case.)
+TEST(ConvReference, WinogradShapesMatchTheReference) {
+  std::mt19937 rng(77);
+  const auto conv3x3 = [](Dims x, int64_t out_channels, int64_t pad, bool bias) {
+    Config c;
+    c.x = std::move(x);
+    c.out_channels = out_channels;
+    c.kernel = {3, 3};
+    c.p.strides = {1, 1};
+    c.p.dilations = {1, 1};
+    c.p.pads = {pad, pad, pad, pad};
+    c.p.group = 1;
+    c.bias = bias;
+    return c;
+  };
+  check(conv3x3({2, 64, 32, 32}, 64, 1, false), false, rng);  // 128 tiles of 64 channels
+  check(conv3x3({2, 64, 34, 30}, 80, 0, true), false, rng);   // 2x8x7 tiles, 64 -> 80 channels
 }

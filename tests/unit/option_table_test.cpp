@@ -125,7 +125,8 @@ TEST(OptionChoices, DefaultsAreAllowedNamesUniqueDescribed) {
                                                              {&kOptimizerKinds, d.optimizer.kind},
                                                              {&kBatchNormModes, d.batchnorm},
                                                              {&kBnRunningVars, d.bn_running_var},
-                                                             {&kPrecisions, d.precision}};
+                                                             {&kPrecisions, d.precision},
+                                                             {&kConvAlgorithms, d.conv_algorithm}};
   for (const auto& [list, default_value] : lists) {
     EXPECT_TRUE(list->contains(default_value)) << list->option();
     std::set<std::string_view> names;
@@ -210,12 +211,14 @@ TEST(OptionTables, JsonOfTheEarlierFormatReads) {
   // Fields added later read their default when absent, and are written from now on.
   EXPECT_FALSE(o.sync_batchnorm);
   EXPECT_EQ(o.precision, "fp32");
+  EXPECT_EQ(o.conv_algorithm, "auto");
   EXPECT_TRUE(o.loss.outputs.empty());
   EXPECT_TRUE(o.loss.detection.anchors.empty());
   EXPECT_FALSE(o.loss.detection.box.has_value());
   auto expected = nlohmann::json::parse(text);
   expected["sync_batchnorm"] = false;
   expected["precision"] = "fp32";
+  expected["conv_algorithm"] = "auto";
   expected["loss"]["dice_smooth"] = 1.0;
   expected["loss"]["dice_weight"] = 1.0;
   expected["loss"]["outputs"] = nlohmann::json::array();

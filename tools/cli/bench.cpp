@@ -98,9 +98,9 @@ int run_bench(CLI::App& cmd, const BenchArgs& a) {
   const double gflops = step_flops / (min_ms * 1e-3) / 1e9;
 
   if (!quiet_mode()) {
-    std::printf("%s: batch %lld, %s, loss %s, precision %s, %d timed steps after %d warm-up\n", a.model.c_str(),
-                static_cast<long long>(batch), options.optimizer.kind.c_str(), options.loss.kind.c_str(),
-                options.precision.c_str(), a.steps, a.warmup);
+    std::printf("%s: batch %lld, %s, loss %s, precision %s, conv algorithm %s, %d timed steps after %d warm-up\n",
+                a.model.c_str(), static_cast<long long>(batch), options.optimizer.kind.c_str(),
+                options.loss.kind.c_str(), options.precision.c_str(), options.conv_algorithm.c_str(), a.steps, a.warmup);
     std::printf("step: median %.3f ms, min %.3f ms; %.1f samples/s\n", median_ms, min_ms, samples_per_s);
     std::printf("cpu time per step (all threads): median %.3f ms, min %.3f ms\n", median_cpu, min_cpu);
     std::printf("memory: peak RSS %.1f MiB, peak activations + gradients %.1f MiB\n", rss, activations);
@@ -126,6 +126,7 @@ int run_bench(CLI::App& cmd, const BenchArgs& a) {
                         {"optimizer", options.optimizer.kind},
                         {"loss", options.loss.kind},
                         {"precision", options.precision},
+                        {"conv_algorithm", options.conv_algorithm},
                         {"median_ms", median_ms},
                         {"min_ms", min_ms},
                         {"median_cpu_ms", median_cpu},
