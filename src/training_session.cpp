@@ -145,7 +145,10 @@ TrainingSession::TrainingSession(Model& model, TrainingOptions options) : impl_(
     });
     spdlog::debug("precision bf16: {} Conv/ConvTranspose/MatMul/Gemm nodes and gradients compute in bfloat16", n);
   }
-  if (options.conv_algorithm == "direct") graph::mark_direct_convolutions(*g);
+  if (options.conv_algorithm == "direct") {
+    const int n = graph::mark_direct_conv_gradients(*g);
+    spdlog::debug("conv_algorithm direct: {} ConvGrad nodes keep oneDNN's direct algorithm", n);
+  }
   impl_->running_stats = graph::bind_running_statistics(*g, options.bn_running_var == "pytorch");
   impl_->graph = std::move(g);
   impl_->restore_from_model();

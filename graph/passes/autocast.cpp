@@ -21,11 +21,10 @@ int mark_bf16_compute(Graph& graph, const std::function<bool(const Node&)>& in_s
   return marked;
 }
 
-int mark_direct_convolutions(Graph& graph) {
+int mark_direct_conv_gradients(Graph& graph) {
   int marked = 0;
   for (const auto& n : graph.nodes()) {
-    const std::string_view op = n->op_type;
-    if (n->domain == kTrainingDomain && op == "ConvGrad") {
+    if (n->domain == kTrainingDomain && n->op_type == "ConvGrad") {
       n->attributes[kConvAlgorithmAttr] = std::string("direct");
       ++marked;
     }

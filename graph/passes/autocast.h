@@ -22,6 +22,6 @@ int mark_bf16_compute(Graph& graph, const std::function<bool(const Node&)>& in_s
 // TrainingOptions::conv_algorithm "direct": marks every ConvGrad node (kConvAlgorithmAttr)
 // so its kernel keeps oneDNN's direct algorithm where it would take Winograd; returns how
 // many it marked.
-int mark_direct_convolutions(Graph& graph);
+int mark_direct_conv_gradients(Graph& graph);
 
 }  // namespace onnxtrain::graph
