@@ -5,7 +5,8 @@
 // ConvTransposeGrad, MatMulGrad, Gemm). The graph is unchanged otherwise: every value stays
 // float32 and each marked kernel converts its inputs for its primitive (ops/dnnl_utils.h).
 // The marker (kComputeTypeAttr) is per node, so two sessions of different precision share
-// nothing, and the exporter leaves it out.
+// nothing, and the exporter leaves it out. The convolution algorithm
+// (TrainingOptions::conv_algorithm) is marked the same way (kConvAlgorithmAttr).
 #include <functional>
 
 #include "graph/ir.h"
