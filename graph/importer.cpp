@@ -120,6 +120,7 @@ std::unique_ptr<Graph> import_graph(const onnx::ModelProto& model, const ImportO
     throw ModelError(source + ": ONNX opset " + std::to_string(graph->opsets[""]) +
                      " is newer than the newest onnxtrain supports (" + std::to_string(kNewestOnnxOpset) + ")");
 
+  check_stored_tensors(model);
   if (options.run_checker) {
     try {
       const bool external = has_external_data(model.graph()) && !options.model_path.empty();

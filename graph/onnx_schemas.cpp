@@ -11,6 +11,8 @@
 #include <map>
 #include <set>
 
+#include "graph/tensor_proto.h"
+
 namespace onnxtrain::graph {
 namespace {
 
@@ -375,6 +377,7 @@ std::map<std::string, int> newer_signatures(const onnx::ModelProto& model) {
 }
 
 void infer_shapes(onnx::ModelProto& model) {
+  check_stored_tensors(model);  // ONNX's data propagation trusts stored sizes
   onnx::ShapeInferenceOptions options(false, 0, true);
   onnx::shape_inference::InferShapes(model, &schema_registry(), options);
 }

@@ -80,34 +80,97 @@ void copy_field(const google::protobuf::RepeatedField<Src>& field, Dst* dst, int
   for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<Dst>(field.Get(static_cast<int>(i)));
 }
 
+// How many values the typed field that ONNX assigns to `dtype` holds.
+size_t typed_values(const onnx::TensorProto& proto, DType dtype) {
+  switch (dtype) {
+    case DType::Float: return static_cast<size_t>(proto.float_data_size());
+    case DType::Double: return static_cast<size_t>(proto.double_data_size());
+    case DType::Int64: return static_cast<size_t>(proto.int64_data_size());
+    case DType::UInt32:
+    case DType::UInt64: return static_cast<size_t>(proto.uint64_data_size());
+    default: return static_cast<size_t>(proto.int32_data_size());  // every narrower type, f16 and bf16 as bits
+  }
+}
+
 }  // namespace
 
-Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& model_dir) {
-  DType dtype = static_cast<DType>(proto.data_type());
-  Shape shape(proto.dims().begin(), proto.dims().end());
+size_t check_tensor_proto(const onnx::TensorProto& proto) {
+  const DType dtype = static_cast<DType>(proto.data_type());
+  const Shape shape(proto.dims().begin(), proto.dims().end());
   const std::string what = "tensor '" + proto.name() + "'";
-  if (dtype == DType::String)
-    throw UnsupportedOp(what + " holds strings, which onnxtrain does not support");
-  // Validate the declared size against the stored data before allocating anything, so a
-  // corrupt or non-tensor proto cannot ask for terabytes.
   int64_t n = 1;
   for (int64_t d : shape) {
     if (d < 0 || (d > 0 && n > (int64_t{1} << 40) / d))
       throw ModelError(what + " has an invalid shape " + shape_str(shape));
     n *= d;
   }
-  const size_t bytes = static_cast<size_t>(n) * dtype_size(dtype);
+  if (dtype == DType::String) {
+    if (proto.data_location() != onnx::TensorProto::EXTERNAL && proto.string_data_size() != n)
+      throw ModelError(what + " declares " + std::to_string(n) + " strings but stores " +
+                       std::to_string(proto.string_data_size()));
+    return 0;
+  }
+  size_t element = 0;
+  try {
+    element = dtype_size(dtype);
+  } catch (const DataError&) {
+    throw UnsupportedOp(what + " has unsupported element type " + dtype_name(dtype));
+  }
+  const size_t bytes = static_cast<size_t>(n) * element;
+  if (proto.data_location() == onnx::TensorProto::EXTERNAL) return bytes;  // read_external checks it
+  const size_t stored = proto.has_raw_data() ? proto.raw_data().size() : typed_values(proto, dtype) * element;
+  if (stored != bytes)
+    throw ModelError(what + " declares " + dtype_name(dtype) + shape_str(shape) + " (" + std::to_string(bytes) +
+                     " bytes) but stores " + std::to_string(stored) + " bytes");
+  return bytes;
+}
+
+static void check_graph_tensors(const onnx::GraphProto& graph);
+
+static void check_node_tensors(const onnx::NodeProto& node) {
+  for (const auto& a : node.attribute()) {
+    if (a.has_t()) check_tensor_proto(a.t());
+    for (const auto& t : a.tensors()) check_tensor_proto(t);
+    if (a.has_sparse_tensor()) {
+      check_tensor_proto(a.sparse_tensor().values());
+      check_tensor_proto(a.sparse_tensor().indices());
+    }
+    if (a.has_g()) check_graph_tensors(a.g());
+    for (const auto& g : a.graphs()) check_graph_tensors(g);
+  }
+}
+
+static void check_graph_tensors(const onnx::GraphProto& graph) {
+  for (const auto& t : graph.initializer()) check_tensor_proto(t);
+  for (const auto& s : graph.sparse_initializer()) {
+    check_tensor_proto(s.values());
+    check_tensor_proto(s.indices());
+  }
+  for (const auto& node : graph.node()) check_node_tensors(node);
+}
+
+void check_stored_tensors(const onnx::ModelProto& model) {
+  check_graph_tensors(model.graph());
+  for (const auto& info : model.training_info()) {
+    check_graph_tensors(info.initialization());
+    check_graph_tensors(info.algorithm());
+  }
+  for (const auto& f : model.functions())
+    for (const auto& node : f.node()) check_node_tensors(node);
+}
+
+Tensor tensor_from_proto(const onnx::TensorProto& proto, const std::string& model_dir) {
+  const DType dtype = static_cast<DType>(proto.data_type());
+  const Shape shape(proto.dims().begin(), proto.dims().end());
+  const std::string what = "tensor '" + proto.name() + "'";
+  if (dtype == DType::String)
+    throw UnsupportedOp(what + " holds strings, which onnxtrain does not support");
+  // Validate the declared size against the stored data before allocating anything, so a
+  // corrupt or non-tensor proto cannot ask for terabytes.
+  const size_t bytes = check_tensor_proto(proto);
+  const int64_t n = shape_numel(shape);
   if (auto problem = memory_limit_problem(bytes, what + " (" + dtype_name(dtype) + shape_str(shape) + ")"); !problem.empty())
     throw ModelError(problem);
-  if (proto.data_location() != onnx::TensorProto::EXTERNAL) {
-    size_t stored = 0;
-    if (proto.has_raw_data()) stored = proto.raw_data().size();
-    else stored = static_cast<size_t>(std::max({proto.float_data_size(), proto.double_data_size(), proto.int32_data_size(),
-                                                proto.int64_data_size(), proto.uint64_data_size()})) * dtype_size(dtype);
-    if (stored != bytes)
-      throw ModelError(what + " declares " + dtype_name(dtype) + shape_str(shape) + " (" + std::to_string(bytes) +
-                       " bytes) but stores " + std::to_string(stored) + " bytes");
-  }
   Tensor t(dtype, shape);
   if (proto.data_location() == onnx::TensorProto::EXTERNAL) {
     std::string raw = read_external(proto, model_dir, bytes);
