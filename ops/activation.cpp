@@ -70,7 +70,7 @@ class DnnlEltwiseKernel final : public Kernel {
       : shape_(shape), restore_nan_(forward_drops_nan(p.algorithm)) {
     auto md = plain_desc(shape, DType::Float);
     dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_inference, p.algorithm, md, p.alpha, p.beta);
-    pd_ = dnnl::eltwise_forward::primitive_desc(desc, cpu_engine());
+    pd_ = dnnl::eltwise_forward::primitive_desc(desc, arena_scratchpad(), cpu_engine());
     primitive_ = dnnl::eltwise_forward(pd_);
     md_ = md;
   }
@@ -376,8 +376,8 @@ class EltwiseGradKernel final : public Kernel {
       const dnnl::algorithm alg = use_dst_ ? *dst_alg : src_alg;
       md_ = plain_desc(shape_, DType::Float);
       dnnl::eltwise_forward::primitive_desc hint(
-          dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md_, a, b), cpu_engine());
-      pd_ = dnnl::eltwise_backward::primitive_desc(dnnl::eltwise_backward::desc(alg, md_, md_, a, b), cpu_engine(), hint);
+          dnnl::eltwise_forward::desc(dnnl::prop_kind::forward_training, alg, md_, a, b), arena_scratchpad(), cpu_engine());
+      pd_ = dnnl::eltwise_backward::primitive_desc(dnnl::eltwise_backward::desc(alg, md_, md_, a, b), arena_scratchpad(), cpu_engine(), hint);
       primitive_ = dnnl::eltwise_backward(pd_);
       dnnl_ = true;
       restore_nan_ = backward_drops_nan(alg);

@@ -69,7 +69,7 @@ class BatchNormKernel final : public Kernel {
       md_ = plain_desc(work_shape_, DType::Float);
       const auto flags = normalization_flags::use_scale | normalization_flags::use_shift | normalization_flags::use_global_stats;
       dnnl::batch_normalization_forward::desc d(prop_kind::forward_inference, md_, epsilon_, flags);
-      pd_ = dnnl::batch_normalization_forward::primitive_desc(d, cpu_engine());
+      pd_ = dnnl::batch_normalization_forward::primitive_desc(d, arena_scratchpad(), cpu_engine());
       primitive_ = dnnl::batch_normalization_forward(pd_);
       use_dnnl_ = true;
     }
@@ -188,7 +188,7 @@ class InstanceNormKernel final : public Kernel {
       md_ = ncsp_desc(1, instances_, spatial);
       dnnl::batch_normalization_forward::desc d(prop_kind::forward_training, md_, epsilon_,
                                                 normalization_flags::use_scale | normalization_flags::use_shift);
-      pd_ = dnnl::batch_normalization_forward::primitive_desc(d, cpu_engine());
+      pd_ = dnnl::batch_normalization_forward::primitive_desc(d, arena_scratchpad(), cpu_engine());
       primitive_ = dnnl::batch_normalization_forward(pd_);
       use_dnnl_ = true;
     }
@@ -452,9 +452,9 @@ class InstanceNormGradKernel final : public Kernel {
       md_ = ncsp_desc(1, instances_, spatial);
       auto flags = normalization_flags::use_scale | normalization_flags::use_shift;
       dnnl::batch_normalization_forward::desc fd(prop_kind::forward_training, md_, epsilon_, flags);
-      dnnl::batch_normalization_forward::primitive_desc hint(fd, cpu_engine());
+      dnnl::batch_normalization_forward::primitive_desc hint(fd, arena_scratchpad(), cpu_engine());
       dnnl::batch_normalization_backward::desc bd(prop_kind::backward, md_, md_, epsilon_, flags);
-      pd_ = dnnl::batch_normalization_backward::primitive_desc(bd, cpu_engine(), hint);
+      pd_ = dnnl::batch_normalization_backward::primitive_desc(bd, arena_scratchpad(), cpu_engine(), hint);
       primitive_ = dnnl::batch_normalization_backward(pd_);
       use_dnnl_ = true;
     }

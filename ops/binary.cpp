@@ -171,7 +171,7 @@ class DnnlBinaryKernel final : public Kernel {
     a_md_ = plain_desc(a, DType::Float);
     b_md_ = plain_desc(b, DType::Float);
     out_md_ = plain_desc(out, DType::Float);
-    pd_ = dnnl::binary::primitive_desc(dnnl::binary::desc(algorithm, a_md_, b_md_, out_md_), cpu_engine());
+    pd_ = dnnl::binary::primitive_desc(dnnl::binary::desc(algorithm, a_md_, b_md_, out_md_), arena_scratchpad(), cpu_engine());
     primitive_ = dnnl::binary(pd_);
   }
   void run(KernelContext& ctx) override {

@@ -195,12 +195,12 @@ template <typename Pd, typename MakeDesc, typename... Hint>
 Pd make_pd(dnnl::algorithm& alg, MakeDesc make_desc, const Hint&... hint) {
   if (alg != dnnl::algorithm::convolution_direct) {
     try {
-      return Pd(make_desc(alg), cpu_engine(), hint...);
+      return Pd(make_desc(alg), arena_scratchpad(), cpu_engine(), hint...);
     } catch (const dnnl::error&) {
       alg = dnnl::algorithm::convolution_direct;
     }
   }
-  return Pd(make_desc(alg), cpu_engine(), hint...);
+  return Pd(make_desc(alg), arena_scratchpad(), cpu_engine(), hint...);
 }
 
 std::unique_ptr<Kernel> make_conv(const Node& node, const std::vector<InputInfo>& in) {
@@ -212,7 +212,8 @@ std::unique_ptr<Kernel> make_conv(const Node& node, const std::vector<InputInfo>
   if (dnnl_applicable(g, in[0].dtype)) {
     const Shape wd = conv_dnnl_weights(g, w);
     dnnl::convolution_forward::primitive_desc pd(
-        conv_forward_desc(g, x, wd, has_bias, compute_type(node), dnnl::algorithm::convolution_direct), cpu_engine());
+        conv_forward_desc(g, x, wd, has_bias, compute_type(node), dnnl::algorithm::convolution_direct),
+        arena_scratchpad(), cpu_engine());
     return std::make_unique<DnnlConvKernel>(g, pd, plain_desc(wd, DType::Float), has_bias, in[1].constant);
   }
   return own_kernel<false>(g, has_bias);
@@ -320,7 +321,7 @@ std::unique_ptr<Kernel> make_conv_transpose(const Node& node, const std::vector<
     Shape wd;
     const dnnl::memory::desc w_md = deconv_weights_desc(g, w, wd);
     dnnl::deconvolution_forward::primitive_desc pd(deconv_forward_desc(g, x, wd, has_bias, compute_type(node)),
-                                                   cpu_engine());
+                                                   arena_scratchpad(), cpu_engine());
     return std::make_unique<DnnlConvKernel>(g, pd, w_md, has_bias, in[1].constant);
   }
   return own_kernel<true>(g, has_bias);
@@ -469,14 +470,14 @@ std::unique_ptr<Kernel> make_conv_transpose_grad(const Node& node, const std::ve
     data.emplace(dnnl::deconvolution_backward_data::desc(alg, any_desc(x), any_desc(wd, type),
                                                          any_desc(g.out_shape(), type),
                                                          g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(pe_r)),
-                 cpu_engine(), hint);
+                 arena_scratchpad(), cpu_engine(), hint);
   if (want.dw) {
     // No diff_bias here: bias_grad_loop sums dY in double, several times closer to float64
     // than oneDNN's single-precision sum (the model family parity tests).
     dnnl::deconvolution_backward_weights::desc desc(alg, any_desc(x, type), any_desc(wd),
                                                    any_desc(g.out_shape(), type), g.dnnl(g.s),
                                                  g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(pe_r));
-    weights.emplace(desc, cpu_engine(), hint);
+    weights.emplace(desc, arena_scratchpad(), cpu_engine(), hint);
   }
   return std::make_unique<DnnlConvGradKernel>(g, in[2].shape, w_md, want, data, weights);
 }

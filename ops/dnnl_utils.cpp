@@ -68,15 +68,28 @@ dnnl::memory bind_data(const dnnl::memory::desc& desc, void* data) {
   return current_bindings ? current_bindings->bind(desc, data) : new_memory(desc, data);
 }
 
+// The scratchpad of a primitive made with arena_scratchpad(), in the scratch arena; a null
+// memory when it needs none (or oneDNN manages it).
+dnnl::memory arena_scratchpad_memory(const dnnl::primitive& primitive) {
+  const_dnnl_primitive_desc_t pd = nullptr;
+  if (dnnl_primitive_get_primitive_desc(primitive.get(), &pd) != dnnl_success) return {};
+  const dnnl_memory_desc_t* md = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+  if (!md || md->ndims == 0 || dnnl_memory_desc_get_size(md) == 0) return {};
+  return scratch_memory(dnnl::memory::desc(*md));
+}
+
 void execute_args(const dnnl::primitive& primitive, const ExecArg* begin, const ExecArg* end) {
   constexpr size_t kMax = 32;
   const size_t n = static_cast<size_t>(end - begin);
-  if (n > kMax) throw BackendError("a oneDNN primitive with " + std::to_string(n) + " arguments (at most 32)");
+  if (n >= kMax) throw BackendError("a oneDNN primitive with " + std::to_string(n) + " arguments (at most 31)");
   dnnl_exec_arg_t args[kMax];
   for (size_t i = 0; i < n; ++i) args[i] = {begin[i].arg, begin[i].memory.get()};
+  const dnnl::memory scratchpad = arena_scratchpad_memory(primitive);
+  const int count = static_cast<int>(n) + (scratchpad ? 1 : 0);
+  if (scratchpad) args[n] = {DNNL_ARG_SCRATCHPAD, scratchpad.get()};
   DnnlCallScope inside;
   const dnnl_status_t status =
-      dnnl_primitive_execute(primitive.get(), cpu_stream().get(), static_cast<int>(n), args);
+      dnnl_primitive_execute(primitive.get(), cpu_stream().get(), count, args);
   if (status != dnnl_success) throw dnnl::error(status, "could not execute a primitive");
   cpu_stream().wait();
 }
@@ -168,9 +181,23 @@ void require_bf16_cpu() {
 }
 
 void execute(const dnnl::primitive& primitive, const std::unordered_map<int, dnnl::memory>& args) {
+  if (dnnl::memory scratchpad = arena_scratchpad_memory(primitive)) {
+    auto with_scratchpad = args;
+    with_scratchpad[DNNL_ARG_SCRATCHPAD] = scratchpad;
+    DnnlCallScope inside;
+    primitive.execute(cpu_stream(), with_scratchpad);
+    cpu_stream().wait();
+    return;
+  }
   DnnlCallScope inside;
   primitive.execute(cpu_stream(), args);
   cpu_stream().wait();
+}
+
+dnnl::primitive_attr arena_scratchpad() {
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+  return attr;
 }
 
 thread_local bool ReorderClock::enabled = false;
@@ -178,7 +205,7 @@ thread_local int64_t ReorderClock::ns = 0;
 
 Reorderer::Reorderer(const dnnl::memory::desc& from, const dnnl::memory::desc& to)
     : needed_(from != to), to_(to) {
-  if (needed_) reorder_ = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to));
+  if (needed_) reorder_ = dnnl::reorder(dnnl::reorder::primitive_desc(cpu_engine(), from, cpu_engine(), to, arena_scratchpad()));
 }
 
 void* ScratchArena::allocate(size_t bytes) {

@@ -96,6 +96,13 @@ class ExecArgs {
   size_t size_ = 0;
 };
 
+// Attributes every primitive is made with: its scratchpad comes from the scratch arena,
+// which execute() passes it. oneDNN's library-managed scratchpad is one buffer per thread,
+// as large as the largest any live primitive asked for, kept while one lives: a second
+// peak beside the arena, which holds the largest node's converted layouts anyway. A new
+// object per call: attributes are shared handles, and callers add post-ops to theirs.
+dnnl::primitive_attr arena_scratchpad();
+
 // Runs a primitive with its arguments on the shared stream and waits. The argument list
 // forms go to oneDNN's C API from the stack; the map form (kept for kernels that build
 // maps) allocates its nodes.

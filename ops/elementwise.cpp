@@ -94,7 +94,7 @@ class DnnlEltwiseKernel final : public Kernel {
   DnnlEltwiseKernel(const Shape& shape, dnnl::algorithm algorithm) {
     md_ = plain_desc(shape, DType::Float);
     dnnl::eltwise_forward::desc desc(dnnl::prop_kind::forward_inference, algorithm, md_, 0.f, 0.f);
-    pd_ = dnnl::eltwise_forward::primitive_desc(desc, cpu_engine());
+    pd_ = dnnl::eltwise_forward::primitive_desc(desc, arena_scratchpad(), cpu_engine());
     primitive_ = dnnl::eltwise_forward(pd_);
   }
   void run(KernelContext& ctx) override {

@@ -85,7 +85,7 @@ class GemmKernel final : public Kernel {
     y_md_ = plain_desc({m_, n_}, DType::Float);
     dnnl::matmul::desc desc(a_.desc(), b_.desc(), y_md_);
     auto make = [&](CMode mode) -> std::optional<dnnl::matmul::primitive_desc> {
-      dnnl::primitive_attr attr;
+      dnnl::primitive_attr attr = arena_scratchpad();
       if (alpha_ != 1.f) attr.set_output_scales(0, {alpha_});
       dnnl::post_ops ops;
       if (mode == CMode::Binary) {

@@ -57,7 +57,7 @@ class LayerNormKernel final : public Kernel {
       training_ = node.has_output(1) || node.has_output(2);
       dnnl::layer_normalization_forward::desc d(training_ ? prop_kind::forward_training : prop_kind::forward_inference,
                                                 md_, epsilon_, flags);
-      pd_ = dnnl::layer_normalization_forward::primitive_desc(d, cpu_engine());
+      pd_ = dnnl::layer_normalization_forward::primitive_desc(d, arena_scratchpad(), cpu_engine());
       primitive_ = dnnl::layer_normalization_forward(pd_);
       use_dnnl_ = true;
     }
@@ -196,9 +196,9 @@ class LayerNormGradKernel final : public Kernel {
       auto flags = normalization_flags::use_scale;
       if (has_bias_) flags = flags | normalization_flags::use_shift;
       dnnl::layer_normalization_forward::desc fd(prop_kind::forward_training, md_, epsilon_, flags);
-      dnnl::layer_normalization_forward::primitive_desc hint(fd, cpu_engine());
+      dnnl::layer_normalization_forward::primitive_desc hint(fd, arena_scratchpad(), cpu_engine());
       dnnl::layer_normalization_backward::desc bd(prop_kind::backward, md_, md_, epsilon_, flags);
-      pd_ = dnnl::layer_normalization_backward::primitive_desc(bd, cpu_engine(), hint);
+      pd_ = dnnl::layer_normalization_backward::primitive_desc(bd, arena_scratchpad(), cpu_engine(), hint);
       primitive_ = dnnl::layer_normalization_backward(pd_);
       use_dnnl_ = true;
     }

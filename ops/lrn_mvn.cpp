@@ -32,7 +32,7 @@ class LrnKernel final : public Kernel {
       // Inference propagation: training would also need a workspace (kept for the backward pass).
       dnnl::lrn_forward::desc d(prop_kind::forward_inference, dnnl::algorithm::lrn_across_channels, md_, size_, alpha_,
                                 beta_, bias_);
-      pd_ = dnnl::lrn_forward::primitive_desc(d, cpu_engine());
+      pd_ = dnnl::lrn_forward::primitive_desc(d, arena_scratchpad(), cpu_engine());
       primitive_ = dnnl::lrn_forward(pd_);
       use_dnnl_ = true;
     }
@@ -132,9 +132,9 @@ class LrnGradKernel final : public Kernel {
       md_ = plain_desc(xs, DType::Float);
       dnnl::lrn_forward::desc fd(prop_kind::forward_training, dnnl::algorithm::lrn_across_channels, md_, size_, alpha_,
                                  beta_, bias_);
-      fwd_pd_ = dnnl::lrn_forward::primitive_desc(fd, cpu_engine());
+      fwd_pd_ = dnnl::lrn_forward::primitive_desc(fd, arena_scratchpad(), cpu_engine());
       dnnl::lrn_backward::desc bd(dnnl::algorithm::lrn_across_channels, md_, md_, size_, alpha_, beta_, bias_);
-      pd_ = dnnl::lrn_backward::primitive_desc(bd, cpu_engine(), fwd_pd_);
+      pd_ = dnnl::lrn_backward::primitive_desc(bd, arena_scratchpad(), cpu_engine(), fwd_pd_);
       primitive_ = dnnl::lrn_backward(pd_);
       ws_md_ = fwd_pd_.workspace_desc();
       if (ws_md_.get_size() > 0) forward_ = dnnl::lrn_forward(fwd_pd_);

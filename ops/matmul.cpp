@@ -145,7 +145,7 @@ class BatchedProduct {
       a_ = MatMulOperand(strided_desc(a_dims, dtype, a_strides), type);
       b_ = MatMulOperand(strided_desc(b_dims, dtype, b_strides), type);
       c_md_ = plain_desc(c_dims, dtype);
-      primitive_ = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_.desc(), b_.desc(), c_md_), cpu_engine()));
+      primitive_ = dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_.desc(), b_.desc(), c_md_), arena_scratchpad(), cpu_engine()));
       use_dnnl_ = true;
     }
   }

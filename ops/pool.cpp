@@ -153,7 +153,7 @@ class DnnlPoolKernel final : public Kernel {
     dst_md_ = plain_desc(y_shape_, dtype);
     dnnl::pooling_v2_forward::desc desc(dnnl::prop_kind::forward_inference, alg, src_md_, dst_md_, g.dnnl(g.s),
                                         g.dnnl(g.k), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.dnnl_pe));
-    pd_ = dnnl::pooling_v2_forward::primitive_desc(desc, cpu_engine());
+    pd_ = dnnl::pooling_v2_forward::primitive_desc(desc, arena_scratchpad(), cpu_engine());
     primitive_ = dnnl::pooling_v2_forward(pd_);
   }
   void run(KernelContext& ctx) override {
@@ -326,10 +326,10 @@ class DnnlPoolGradKernel final : public Kernel {
     dst_md_ = plain_desc(g.out_shape(), DType::Float);
     dnnl::pooling_v2_forward::desc fwd(dnnl::prop_kind::forward_training, alg, src_md_, dst_md_, g.dnnl(g.s),
                                        g.dnnl(g.k), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.dnnl_pe));
-    dnnl::pooling_v2_forward::primitive_desc fwd_pd(fwd, cpu_engine());
+    dnnl::pooling_v2_forward::primitive_desc fwd_pd(fwd, arena_scratchpad(), cpu_engine());
     dnnl::pooling_v2_backward::desc bwd(alg, src_md_, dst_md_, g.dnnl(g.s), g.dnnl(g.k), g.dnnl(g.d, -1),
                                         g.dnnl(g.pb), g.dnnl(g.dnnl_pe));
-    dnnl::pooling_v2_backward::primitive_desc bwd_pd(bwd, cpu_engine(), fwd_pd);
+    dnnl::pooling_v2_backward::primitive_desc bwd_pd(bwd, arena_scratchpad(), cpu_engine(), fwd_pd);
     backward_ = dnnl::pooling_v2_backward(bwd_pd);
   }
   void run(KernelContext& ctx) override {

@@ -312,7 +312,7 @@ std::optional<dnnl::reduction::primitive_desc> dnnl_reduction(ReduceOp op, const
     case ReduceOp::SumSquare: alg = A::reduction_norm_lp_power_p_sum; power = 2.f; break;
     case ReduceOp::LogSumExp: return std::nullopt;
   }
-  dnnl::primitive_attr attr;
+  dnnl::primitive_attr attr = arena_scratchpad();
   if (op == ReduceOp::LogSum) {
     dnnl::post_ops post;
     post.append_eltwise(1.f, A::eltwise_log, 0.f, 0.f);

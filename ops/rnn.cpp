@@ -302,22 +302,22 @@ DnnlRnnSetup::DnnlRnnSetup(const RnnConfig& cfg, dnnl::prop_kind prop) : c(cfg) 
       alpha = a.kind == ActKind::LeakyRelu ? a.alpha : 0.f;
       dnnl::vanilla_rnn_forward::desc desc(prop, activation, dir, src_layer, state, w_layer_any, w_iter_any, bias,
                                            dst_layer, state, dnnl::rnn_flags::undef, alpha);
-      fwd_pd = dnnl::vanilla_rnn_forward::primitive_desc(desc, eng);
+      fwd_pd = dnnl::vanilla_rnn_forward::primitive_desc(desc, arena_scratchpad(), eng);
       break;
     }
     case CellKind::Gru:
       if (lbr) {
         dnnl::lbr_gru_forward::desc desc(prop, dir, src_layer, state, w_layer_any, w_iter_any, bias, dst_layer, state);
-        fwd_pd = dnnl::lbr_gru_forward::primitive_desc(desc, eng);
+        fwd_pd = dnnl::lbr_gru_forward::primitive_desc(desc, arena_scratchpad(), eng);
       } else {
         dnnl::gru_forward::desc desc(prop, dir, src_layer, state, w_layer_any, w_iter_any, bias, dst_layer, state);
-        fwd_pd = dnnl::gru_forward::primitive_desc(desc, eng);
+        fwd_pd = dnnl::gru_forward::primitive_desc(desc, arena_scratchpad(), eng);
       }
       break;
     case CellKind::Lstm: {
       dnnl::lstm_forward::desc desc(prop, dir, src_layer, state, state, w_layer_any, w_iter_any, peephole, bias,
                                     dst_layer, state, state);
-      fwd_pd = dnnl::lstm_forward::primitive_desc(desc, eng);
+      fwd_pd = dnnl::lstm_forward::primitive_desc(desc, arena_scratchpad(), eng);
       break;
     }
   }

@@ -343,23 +343,23 @@ class DnnlRnnGradKernel final : public Kernel {
         dnnl::vanilla_rnn_backward::desc desc(bwd, s_.activation, s_.dir, sl, st, wl, wi, s_.bias, dl, st, sl, st, wl, wi,
                                               s_.bias, dl, st, dnnl::rnn_flags::undef, s_.alpha);
         bwd_pd_ = dnnl::vanilla_rnn_backward::primitive_desc(
-            desc, eng, std::get<dnnl::vanilla_rnn_forward::primitive_desc>(s_.fwd_pd));
+            desc, arena_scratchpad(), eng, std::get<dnnl::vanilla_rnn_forward::primitive_desc>(s_.fwd_pd));
         break;
       }
       case CellKind::Gru:
         if (s_.lbr) {
           dnnl::lbr_gru_backward::desc desc(bwd, s_.dir, sl, st, wl, wi, s_.bias, dl, st, sl, st, wl, wi, s_.bias, dl, st);
-          bwd_pd_ = dnnl::lbr_gru_backward::primitive_desc(desc, eng,
+          bwd_pd_ = dnnl::lbr_gru_backward::primitive_desc(desc, arena_scratchpad(), eng,
                                                            std::get<dnnl::lbr_gru_forward::primitive_desc>(s_.fwd_pd));
         } else {
           dnnl::gru_backward::desc desc(bwd, s_.dir, sl, st, wl, wi, s_.bias, dl, st, sl, st, wl, wi, s_.bias, dl, st);
-          bwd_pd_ = dnnl::gru_backward::primitive_desc(desc, eng, std::get<dnnl::gru_forward::primitive_desc>(s_.fwd_pd));
+          bwd_pd_ = dnnl::gru_backward::primitive_desc(desc, arena_scratchpad(), eng, std::get<dnnl::gru_forward::primitive_desc>(s_.fwd_pd));
         }
         break;
       case CellKind::Lstm: {
         dnnl::lstm_backward::desc desc(bwd, s_.dir, sl, st, st, wl, wi, s_.peephole, s_.bias, dl, st, st, sl, st, st, wl,
                                        wi, s_.peephole, s_.bias, dl, st, st);
-        bwd_pd_ = dnnl::lstm_backward::primitive_desc(desc, eng, std::get<dnnl::lstm_forward::primitive_desc>(s_.fwd_pd));
+        bwd_pd_ = dnnl::lstm_backward::primitive_desc(desc, arena_scratchpad(), eng, std::get<dnnl::lstm_forward::primitive_desc>(s_.fwd_pd));
         break;
       }
     }

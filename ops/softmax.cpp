@@ -96,7 +96,7 @@ class DnnlSoftmaxKernel final : public Kernel {
   explicit DnnlSoftmaxKernel(const SoftmaxView& v) {
     md_ = plain_desc({v.outer, v.size, v.inner}, DType::Float);
     dnnl::softmax_v2_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::softmax_accurate, md_, md_, 1);
-    pd_ = dnnl::softmax_v2_forward::primitive_desc(desc, cpu_engine());
+    pd_ = dnnl::softmax_v2_forward::primitive_desc(desc, arena_scratchpad(), cpu_engine());
     primitive_ = dnnl::softmax_v2_forward(pd_);
   }
   void run(KernelContext& ctx) override {
@@ -189,9 +189,9 @@ class DnnlSoftmaxGradKernel final : public Kernel {
     md_ = plain_desc({v.outer, v.size, v.inner}, DType::Float);
     const auto alg = log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate;
     dnnl::softmax_v2_forward::desc fwd(dnnl::prop_kind::forward_training, alg, md_, md_, 1);
-    dnnl::softmax_v2_forward::primitive_desc hint(fwd, cpu_engine());
+    dnnl::softmax_v2_forward::primitive_desc hint(fwd, arena_scratchpad(), cpu_engine());
     dnnl::softmax_v2_backward::desc bwd(alg, md_, md_, md_, 1);
-    primitive_ = dnnl::softmax_v2_backward(dnnl::softmax_v2_backward::primitive_desc(bwd, cpu_engine(), hint));
+    primitive_ = dnnl::softmax_v2_backward(dnnl::softmax_v2_backward::primitive_desc(bwd, arena_scratchpad(), cpu_engine(), hint));
   }
   void run(KernelContext& ctx) override {
     const Tensor& dy = ctx.input(0);
