@@ -175,8 +175,9 @@ dnnl::convolution_forward::desc conv_forward_desc(const Geometry& g, const Shape
 // tiles, or >= 32 channels and >= 512 tiles), and up to 12x longer below that. The backward
 // passes stay as close to float64 as PyTorch's float32 (torchvision resnet18 in the family
 // harness, docs/numerics.md: worst 0.46 of the allowed distance, direct 0.26). The forward
-// does not: with it, resnet18's first-step gradients moved ~1e-3 relative although each
-// convolution's output stayed within 1e-6 of float64, so Conv keeps the direct algorithm.
+// does not: its error is 4x the direct algorithm's, enough that in resnet18's first step one
+// ReLU input 2.5e-6 from zero changed sign where PyTorch's did not, moving every gradient
+// upstream of it by ~1e-3 relative. So Conv keeps the direct algorithm.
 // A node can ask for the direct algorithm (TrainingOptions::conv_algorithm).
 dnnl::algorithm conv_algorithm(const Node& node, const Geometry& g, dnnl::memory::data_type type) {
   const bool square3 = g.nsp == 2 && g.k[1] == 3 && g.k[2] == 3;
