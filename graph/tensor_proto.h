@@ -14,7 +14,8 @@ void tensor_to_proto(const Tensor& tensor, onnx::TensorProto& proto);
 
 // The bytes `proto` declares (element type x shape), after checking that the shape is valid
 // and that its inline data (raw or the typed field) holds exactly that many; throws
-// ModelError naming the tensor. Allocates nothing.
+// ModelError naming the tensor (UnsupportedOp for an element type without a fixed size,
+// e.g. complex). Allocates nothing.
 size_t check_tensor_proto(const onnx::TensorProto& proto);
 
 // check_tensor_proto on every tensor stored in the model: initializers, tensor attributes
