@@ -4,6 +4,8 @@
 // MaxUnpool and RoiAlign are in unpool_roi_align.cpp; shared helpers: pool_common.h.
 #include "ops/pool_common.h"
 
+#include <cstring>
+
 namespace onnxtrain::ops {
 
 namespace pool_impl {
