@@ -37,6 +37,7 @@
 #include <charconv>
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "ops/op_utils.h"
@@ -260,6 +261,27 @@ struct Ptrs {
   }
 };
 
+// Calls f(std::bool_constant<flag>...) for the given run-time flags, so that inside f each
+// flag is a compile-time constant: the element loops then have no branches and no loads of
+// unused states, which is what lets the compiler vectorize them (see `omp simd` below).
+template <typename F>
+void with_flags(F&& f) {
+  f();
+}
+template <typename F, typename... Flags>
+void with_flags(F&& f, bool flag, Flags... rest) {
+  if (flag) with_flags([&](auto... c) { f(std::true_type{}, c...); }, rest...);
+  else with_flags([&](auto... c) { f(std::false_type{}, c...); }, rest...);
+}
+
+// A state's value from the previous step, or `initial` on the first step (whose state
+// inputs are not read: they are only allocated).
+template <typename First, typename T>
+T prev_or(First, T initial, const T* state, int64_t i) {
+  if constexpr (First::value) return initial;
+  else return state[i];
+}
+
 // ---- ai.onnx.preview.training ----------------------------------------------------------
 
 // Adagrad: r = R/(1+T·decay_factor); g = norm·X + G; H' = H + g²; X' = X − r·g/(√H' + ε).
@@ -274,6 +296,7 @@ std::unique_ptr<Kernel> make_onnx_adagrad(const Node& node, const std::vector<In
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T r_ = static_cast<T>(r), norm_ = static_cast<T>(norm), eps_ = static_cast<T>(eps);
+#pragma omp simd
       for (int64_t i = begin; i < end; ++i) {
         const T x = p.x[i];
         const T g = norm_ * x + p.g[i];
@@ -304,6 +327,7 @@ std::unique_ptr<Kernel> make_onnx_momentum(const Node& node, const std::vector<I
       Ptrs<T> p(gr);
       const T r = static_cast<T>(b.lr), a = static_cast<T>(alpha), bt = static_cast<T>(beta_adjusted),
               norm_ = static_cast<T>(norm);
+#pragma omp simd
       for (int64_t i = begin; i < end; ++i) {
         const T x = p.x[i];
         const T g = norm_ * x + p.g[i];
@@ -335,6 +359,7 @@ std::unique_ptr<Kernel> make_onnx_adam(const Node& node, const std::vector<Input
       const T r_ = static_cast<T>(r), a = static_cast<T>(alpha), one_a = static_cast<T>(1.0 - alpha),
               bt = static_cast<T>(beta), one_b = static_cast<T>(1.0 - beta), eps_ = static_cast<T>(eps),
               norm_ = static_cast<T>(norm), keep = static_cast<T>(1.0 - post);
+#pragma omp simd
       for (int64_t i = begin; i < end; ++i) {
         const T x = p.x[i];
         const T g = norm_ * x + p.g[i];
@@ -382,18 +407,22 @@ std::unique_ptr<Kernel> make_sgd(const Node& node, const std::vector<InputInfo>&
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T wd_ = static_cast<T>(wd), m = static_cast<T>(momentum), damp = static_cast<T>(1.0 - dampening),
-              neg_lr = static_cast<T>(-b.lr);
-      for (int64_t i = begin; i < end; ++i) {
-        const T x = p.x[i];
-        T d = maximize ? -p.g[i] : p.g[i];
-        if (wd != 0.0) d = d + wd_ * x;
-        if (has_buf) {
-          const T buf = first ? d : p.s[0][i] * m + damp * d;
-          p.so[0][i] = buf;
-          d = nesterov ? d + m * buf : buf;
+              neg_lr = static_cast<T>(-b.lr), sign = maximize ? T(-1) : T(1);
+      with_flags([&](auto with_buf, auto first_step, auto with_wd) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) {
+          const T x = p.x[i];
+          T d = sign * p.g[i];
+          if constexpr (with_wd) d = d + wd_ * x;
+          if constexpr (with_buf) {
+            T buf = d;
+            if constexpr (!first_step) buf = p.s[0][i] * m + damp * d;
+            p.so[0][i] = buf;
+            d = nesterov ? d + m * buf : buf;
+          }
+          p.xo[i] = x + neg_lr * d;
         }
-        p.xo[i] = x + neg_lr * d;
-      }
+      }, has_buf, first, wd != 0.0);
     });
   });
 }
@@ -423,30 +452,33 @@ std::unique_ptr<Kernel> make_adam(const Node& node, const std::vector<InputInfo>
     const double t = static_cast<double>(b.step);
     const double step_size = b.lr / (1.0 - std::pow(beta1, t));
     const double bc2_sqrt = std::sqrt(1.0 - std::pow(beta2, t));
-    const double decay = 1.0 - b.lr * wd;
+    const double decay = decoupled ? 1.0 - b.lr * wd : 1.0;  // x·1 is x: no branch in the loop
     for_each_chunk(b, [&](auto tag, const Group& gr, int64_t begin, int64_t end) {
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T b1 = static_cast<T>(beta1), one_b1 = static_cast<T>(1.0 - beta1), b2 = static_cast<T>(beta2),
               one_b2 = static_cast<T>(1.0 - beta2), eps_ = static_cast<T>(eps), wd_ = static_cast<T>(wd),
-              decay_ = static_cast<T>(decay), neg_step = static_cast<T>(-step_size), bc2 = static_cast<T>(bc2_sqrt);
-      for (int64_t i = begin; i < end; ++i) {
-        T x = p.x[i];
-        T g = maximize ? -p.g[i] : p.g[i];
-        if (decoupled) x = x * decay_;
-        else if (wd != 0.0) g = g + wd_ * x;
-        const T m = (first ? T(0) : p.s[0][i]) * b1 + one_b1 * g;
-        const T v = (first ? T(0) : p.s[1][i]) * b2 + one_b2 * g * g;
-        p.so[0][i] = m;
-        p.so[1][i] = v;
-        T vhat = v;
-        if (amsgrad) {
-          vhat = first ? v : std::max(p.s[2][i], v);
-          p.so[2][i] = vhat;
+              decay_ = static_cast<T>(decay), neg_step = static_cast<T>(-step_size), bc2 = static_cast<T>(bc2_sqrt),
+              sign = maximize ? T(-1) : T(1);
+      with_flags([&](auto first_step, auto with_max, auto with_wd) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) {
+          const T x = p.x[i] * decay_;
+          T g = sign * p.g[i];
+          if constexpr (with_wd) g = g + wd_ * p.x[i];
+          const T m = prev_or(first_step, T(0), p.s[0], i) * b1 + one_b1 * g;
+          const T v = prev_or(first_step, T(0), p.s[1], i) * b2 + one_b2 * g * g;
+          p.so[0][i] = m;
+          p.so[1][i] = v;
+          T vhat = v;
+          if constexpr (with_max) {
+            if constexpr (!first_step) vhat = std::max(p.s[2][i], v);
+            p.so[2][i] = vhat;
+          }
+          const T denom = std::sqrt(vhat) / bc2 + eps_;
+          p.xo[i] = x + neg_step * m / denom;
         }
-        const T denom = std::sqrt(vhat) / bc2 + eps_;
-        p.xo[i] = x + neg_step * m / denom;
-      }
+      }, first, amsgrad, !decoupled && wd != 0.0);
     });
   });
 }
@@ -474,15 +506,18 @@ std::unique_ptr<Kernel> make_adagrad(const Node& node, const std::vector<InputIn
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T wd_ = static_cast<T>(wd), init_ = static_cast<T>(init), eps_ = static_cast<T>(eps),
-              neg_clr = static_cast<T>(-clr);
-      for (int64_t i = begin; i < end; ++i) {
-        const T x = p.x[i];
-        T g = maximize ? -p.g[i] : p.g[i];
-        if (wd != 0.0) g = g + wd_ * x;
-        const T sum = (first ? init_ : p.s[0][i]) + g * g;
-        p.so[0][i] = sum;
-        p.xo[i] = x + neg_clr * g / (std::sqrt(sum) + eps_);
-      }
+              neg_clr = static_cast<T>(-clr), sign = maximize ? T(-1) : T(1);
+      with_flags([&](auto first_step, auto with_wd) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) {
+          const T x = p.x[i];
+          T g = sign * p.g[i];
+          if constexpr (with_wd) g = g + wd_ * x;
+          const T sum = prev_or(first_step, init_, p.s[0], i) + g * g;
+          p.so[0][i] = sum;
+          p.xo[i] = x + neg_clr * g / (std::sqrt(sum) + eps_);
+        }
+      }, first, wd != 0.0);
     });
   });
 }
@@ -515,30 +550,34 @@ std::unique_ptr<Kernel> make_rmsprop(const Node& node, const std::vector<InputIn
       using T = decltype(tag);
       Ptrs<T> p(gr);
       const T a = static_cast<T>(alpha), one_a = static_cast<T>(1.0 - alpha), eps_ = static_cast<T>(eps),
-              wd_ = static_cast<T>(wd), m = static_cast<T>(momentum), neg_lr = static_cast<T>(-b.lr);
-      for (int64_t i = begin; i < end; ++i) {
-        const T x = p.x[i];
-        T g = maximize ? -p.g[i] : p.g[i];
-        if (wd != 0.0) g = g + wd_ * x;
-        const T sq = (first ? T(0) : p.s[0][i]) * a + one_a * g * g;
-        p.so[0][i] = sq;
-        T avg;
-        if (centered) {
-          const T ga = (first ? T(0) : p.s[ga_index][i]) * a + one_a * g;
-          p.so[ga_index][i] = ga;
-          avg = std::sqrt(sq + T(-1) * ga * ga);
-        } else {
-          avg = std::sqrt(sq);
+              wd_ = static_cast<T>(wd), m = static_cast<T>(momentum), neg_lr = static_cast<T>(-b.lr),
+              sign = maximize ? T(-1) : T(1);
+      with_flags([&](auto first_step, auto with_ga, auto with_buf, auto with_wd) {
+#pragma omp simd
+        for (int64_t i = begin; i < end; ++i) {
+          const T x = p.x[i];
+          T g = sign * p.g[i];
+          if constexpr (with_wd) g = g + wd_ * x;
+          const T sq = prev_or(first_step, T(0), p.s[0], i) * a + one_a * g * g;
+          p.so[0][i] = sq;
+          T avg;
+          if constexpr (with_ga) {
+            const T ga = prev_or(first_step, T(0), p.s[ga_index], i) * a + one_a * g;
+            p.so[ga_index][i] = ga;
+            avg = std::sqrt(sq + T(-1) * ga * ga);
+          } else {
+            avg = std::sqrt(sq);
+          }
+          avg = avg + eps_;
+          if constexpr (with_buf) {
+            const T buf = prev_or(first_step, T(0), p.s[buf_index], i) * m + g / avg;
+            p.so[buf_index][i] = buf;
+            p.xo[i] = x + neg_lr * buf;
+          } else {
+            p.xo[i] = x + neg_lr * g / avg;
+          }
         }
-        avg = avg + eps_;
-        if (has_buf) {
-          const T buf = (first ? T(0) : p.s[buf_index][i]) * m + g / avg;
-          p.so[buf_index][i] = buf;
-          p.xo[i] = x + neg_lr * buf;
-        } else {
-          p.xo[i] = x + neg_lr * g / avg;
-        }
-      }
+      }, first, centered, has_buf, wd != 0.0);
     });
   });
 }
