@@ -40,6 +40,9 @@ TEST(BenchCli, PrintsPositiveNumbersAsJson) {
                           "train_gflop_per_step", "gflops_per_s"})
     EXPECT_GT(json_number(json, key), 0) << key << " in " << json;
   EXPECT_EQ(json_number(json, "batch_size"), 4) << json;
+  // The CPU the numbers were taken on (the machines they are compared across differ).
+  EXPECT_TRUE(std::regex_search(json, std::regex("\"cpu\":\"[^\"]+\""))) << json;
+  EXPECT_NE(r.output.find("cpu: "), std::string::npos) << r.output;
   // The breakdown names phases and the model's ops.
   EXPECT_NE(json.find("\"op\":\"Conv\",\"phase\":\"forward\""), std::string::npos) << json;
   EXPECT_NE(json.find("\"phase\":\"backward\""), std::string::npos) << json;

@@ -147,6 +147,21 @@ def command(runner, name, paths, threads, args, libtorch):
     return [libtorch, paths["pt"], "--input", inp, "--label", label, "--loss", loss] + common
 
 
+def cpu_description():
+    """The CPU's model name and the features that decide oneDNN's kernels (the workplace's
+    machines differ between sessions, and ratios from different CPUs do not compare)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            info = f.read()
+    except OSError:
+        return "unknown CPU"
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "unknown CPU")
+    flags = next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), [])
+    wanted = ["avx512f", "avx512_bf16", "amx_bf16", "avx512_fp16"]
+    have = [f for f in wanted if f in flags]
+    return f"{name}, {os.cpu_count()} CPUs, " + (" ".join(have) if have else "no AVX-512")
+
+
 def peak_for(name, peaks):
     """oneDNN's f32 limit for the model's dominant kernel: the mean of the 3x3 convolution's
     three passes for conv models, the matmul for the others."""
@@ -250,8 +265,9 @@ def main():
                           + (r["error"] if "error" in r else f"{r['median_ms']:.2f} ms wall, {r['median_cpu_ms']:.2f} ms CPU"),
                           file=sys.stderr)
     with open(os.path.join(BUILD, "bench-results.json"), "w") as f:
-        json.dump({"peaks": peaks, "results": [{**v, "model": k[0], "threads": k[1], "runner": k[2]}
+        json.dump({"cpu": cpu_description(), "peaks": peaks, "results": [{**v, "model": k[0], "threads": k[1], "runner": k[2]}
                                                for k, v in results.items()]}, f, indent=1)
+    print(f"CPU: {cpu_description()}")
     for t, pk in peaks.items():
         if pk:
             print(f"oneDNN peak, {t} thread(s): " + ", ".join(f"{k} {v:.0f}" for k, v in pk.items() if k != "threads"))

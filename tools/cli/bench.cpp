@@ -30,6 +30,19 @@ struct BenchArgs {
   TrainingFlags training;
 };
 
+// The CPU's model name from /proc/cpuinfo ("unknown CPU" without it): the machines numbers
+// are compared across differ, and a ratio means little without the CPU it was taken on.
+std::string cpu_model() {
+  std::ifstream info("/proc/cpuinfo");
+  for (std::string line; std::getline(info, line);)
+    if (line.rfind("model name", 0) == 0 && line.find(':') != std::string::npos) {
+      std::string name = line.substr(line.find(':') + 1);
+      name.erase(0, name.find_first_not_of(' '));
+      return name;
+    }
+  return "unknown CPU";
+}
+
 // The process's peak resident memory (VmHWM) in MiB; 0 where /proc is missing.
 double peak_rss_mib() {
   std::ifstream status("/proc/self/status");
@@ -101,6 +114,7 @@ int run_bench(CLI::App& cmd, const BenchArgs& a) {
     std::printf("%s: batch %lld, %s, loss %s, precision %s, conv algorithm %s, %d timed steps after %d warm-up\n",
                 a.model.c_str(), static_cast<long long>(batch), options.optimizer.kind.c_str(),
                 options.loss.kind.c_str(), options.precision.c_str(), options.conv_algorithm.c_str(), a.steps, a.warmup);
+    std::printf("cpu: %s\n", cpu_model().c_str());
     std::printf("step: median %.3f ms, min %.3f ms; %.1f samples/s\n", median_ms, min_ms, samples_per_s);
     std::printf("cpu time per step (all threads): median %.3f ms, min %.3f ms\n", median_cpu, min_cpu);
     std::printf("memory: peak RSS %.1f MiB, peak activations + gradients %.1f MiB\n", rss, activations);
@@ -127,6 +141,7 @@ int run_bench(CLI::App& cmd, const BenchArgs& a) {
                         {"loss", options.loss.kind},
                         {"precision", options.precision},
                         {"conv_algorithm", options.conv_algorithm},
+                        {"cpu", cpu_model()},
                         {"median_ms", median_ms},
                         {"min_ms", min_ms},
                         {"median_cpu_ms", median_cpu},
