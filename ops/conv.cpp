@@ -346,9 +346,9 @@ class DnnlConvGradKernel final : public Kernel {
  public:
   template <typename DataPd, typename WeightsPd>
   DnnlConvGradKernel(const Geometry& g, const Shape& w_shape, const dnnl::memory::desc& w_user, GradOutputs want,
-                     const std::optional<DataPd>& data_pd,
-                     const std::optional<WeightsPd>& weights_pd)
-      : g_(g), w_shape_(w_shape), want_(want) {
+                     const std::optional<DataPd>& data_pd, const std::optional<WeightsPd>& weights_pd,
+                     std::optional<WeightsGradGemm> gemm_dw = std::nullopt)
+      : g_(g), w_shape_(w_shape), want_(want), gemm_dw_(std::move(gemm_dw)) {
     x_shape_ = x_shape_of(g);
     x_md_ = plain_desc(x_shape_, DType::Float);
     y_md_ = plain_desc(g.out_shape(), DType::Float);
@@ -384,7 +384,9 @@ class DnnlConvGradKernel final : public Kernel {
       execute(data_, {{DNNL_ARG_DIFF_DST, dy_data}, {DNNL_ARG_WEIGHTS, w}, {DNNL_ARG_DIFF_SRC, diff_src}});
       if (dx_.needed()) dx_(diff_src, out);
     }
-    if (want_.dw) {
+    if (want_.dw && gemm_dw_) {
+      gemm_dw_->run(ctx.input(1), dy, ctx.output(1, DType::Float, w_shape_));
+    } else if (want_.dw) {
       Tensor& dw = ctx.output(1, DType::Float, w_shape_);
       dnnl::memory src = weights_x_(bind(x_md_, ctx.input(1)));
       dnnl::memory dy_w = share_dy_ && dy_data ? dy_data : weights_dy_(dy_plain);
@@ -404,6 +406,7 @@ class DnnlConvGradKernel final : public Kernel {
   Shape x_shape_, w_shape_;  // kept: a run allocates no shapes
   GradOutputs want_;
   bool share_dy_ = false;
+  std::optional<WeightsGradGemm> gemm_dw_;
   dnnl::memory::desc x_md_, y_md_, w_md_, dx_desc_, dw_desc_;
   dnnl::primitive data_, weights_;
   Reorderer data_dy_, data_w_, dx_, weights_x_, weights_dy_, dw_;
@@ -439,7 +442,11 @@ std::unique_ptr<Kernel> make_conv_grad(const Node& node, const std::vector<Input
                                                        g.dnnl(g.s), g.dnnl(g.d, -1), g.dnnl(g.pb), g.dnnl(g.pe));
         },
         hint));
-  if (want.dw)
+  std::optional<WeightsGradGemm> gemm_dw;
+  const bool direct_only = node.attr_string(graph::kConvAlgorithmAttr, "auto") == "direct";
+  if (want.dw && type == dnnl::memory::data_type::f32 && !direct_only && WeightsGradGemm::pays(g))
+    gemm_dw.emplace(g);
+  else if (want.dw)
     // No diff_bias here: bias_grad_loop sums dY in double, several times closer to float64
     // than oneDNN's single-precision sum (the model family parity tests).
     weights.emplace(make_pd<dnnl::convolution_backward_weights::primitive_desc>(
@@ -450,7 +457,7 @@ std::unique_ptr<Kernel> make_conv_grad(const Node& node, const std::vector<Input
         },
         hint));
   return std::make_unique<DnnlConvGradKernel>(g, in[2].shape, plain_desc(wd, DType::Float), want, data,
-                                              weights);
+                                              weights, std::move(gemm_dw));
 }
 
 std::unique_ptr<Kernel> make_conv_transpose_grad(const Node& node, const std::vector<InputInfo>& in) {

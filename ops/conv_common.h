@@ -57,6 +57,24 @@ std::unique_ptr<Kernel> own_grad_kernel(const Geometry& g, const Shape& w_shape,
 template <typename T>
 void bias_grad_loop(int64_t n, int64_t channels, int64_t spatial, const T* dy, T* db);
 
+// dW of an ungrouped float32 convolution as one matrix product (conv_weights_gemm.cpp):
+// dW[m, (c, k...)] = dY[m, (n, o...)] . col[(n, o...), (c, k...)], col being X unfolded
+// (im2col), written straight into the plain weight layout.
+class WeightsGradGemm {
+ public:
+  // Whether it beats oneDNN's direct backward-weights kernel for this geometry (see the .cpp).
+  static bool pays(const Geometry& g);
+  explicit WeightsGradGemm(const Geometry& g);
+  // x [N, C, spatial...], dy [N, M, out...] -> dw [M, C, k...]; buffers from the scratch arena.
+  void run(const Tensor& x, const Tensor& dy, Tensor& dw) const;
+
+ private:
+  Geometry g_;
+  int64_t rows_ = 0, cols_ = 0;  // col is rows_ (n, o...) x cols_ (c, k...)
+  dnnl::memory::desc a_md_, col_md_, dw_md_;
+  dnnl::primitive matmul_;
+};
+
 }  // namespace conv_impl
 
 }  // namespace onnxtrain::ops

@@ -147,3 +147,26 @@ TEST(ConvReference, WinogradShapesMatchTheReference) {
   check(conv3x3({2, 64, 32, 32}, 64, 1, false), false, rng);  // 128 tiles of 64 channels
   check(conv3x3({2, 64, 34, 30}, 80, 0, true), false, rng);   // 2x8x7 tiles, 64 -> 80 channels
 }
+
+// Shapes where ConvGrad computes dW as one matrix product over im2col(X) (ops/conv_weights_gemm.cpp:
+// ungrouped, <= 4 output positions, >= 256 channels): 3x3 over 2x2, a stride-2 one, a
+// dilated kernel with asymmetric pads, 1-D, channel counts that are not multiples of 16.
+TEST(ConvReference, WeightsGradAsMatrixProductMatchesTheReference) {
+  std::mt19937 rng(91);
+  const auto conv = [](Dims x, int64_t out_channels, Dims kernel, Dims strides, Dims dilations, Dims pads, bool bias) {
+    Config c;
+    c.x = std::move(x);
+    c.out_channels = out_channels;
+    c.kernel = std::move(kernel);
+    c.p.strides = std::move(strides);
+    c.p.dilations = std::move(dilations);
+    c.p.pads = std::move(pads);
+    c.p.group = 1;
+    c.bias = bias;
+    return c;
+  };
+  check(conv({2, 256, 2, 2}, 256, {3, 3}, {1, 1}, {1, 1}, {1, 1, 1, 1}, false), false, rng);
+  check(conv({3, 264, 4, 4}, 257, {3, 3}, {2, 2}, {1, 1}, {1, 1, 1, 1}, true), false, rng);
+  check(conv({2, 260, 3, 3}, 258, {2, 2}, {1, 1}, {2, 2}, {1, 0, 0, 1}, false), false, rng);
+  check(conv({2, 256, 5}, 270, {3}, {2}, {1}, {1, 0}, true), false, rng);
+}
