@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "graph/tensor_proto.h"
@@ -319,6 +320,11 @@ class NewerOpsetRegistry final : public onnx::ISchemaRegistry {
   }
 
   const OpSchema* GetSchema(const std::string& key, const int version, const std::string& domain) const override {
+    return guarded(find(key, version, domain));
+  }
+
+ private:
+  const OpSchema* find(const std::string& key, const int version, const std::string& domain) const {
     const bool onnx_domain = domain.empty() || domain == "ai.onnx";
     if (!onnx_domain || version <= kLibraryOnnxOpset) return onnx::OpSchemaRegistry::Instance()->GetSchema(key, version, domain);
     if (auto it = schemas_.find(key); it != schemas_.end()) {
@@ -329,8 +335,31 @@ class NewerOpsetRegistry final : public onnx::ISchemaRegistry {
     return onnx::OpSchemaRegistry::Instance()->GetSchema(key, kLibraryOnnxOpset, domain);
   }
 
- private:
+  // ONNX 1.12's data propagation (Shape's, for one) reads its inputs' types without checking
+  // that they exist, and a value has none after an upstream node's inference failed (say, a
+  // broadcast of mismatched dims, which non-strict inference only skips): a null dereference
+  // inside libonnx, found by the model_import fuzz target. Each schema with a data
+  // propagation function is handed out as a copy whose function first checks that every
+  // required input has a type; without them there is nothing to propagate anyway.
+  const OpSchema* guarded(const OpSchema* schema) const {
+    if (!schema || !schema->has_data_propagation_function()) return schema;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto [it, added] = guarded_.try_emplace(schema, *schema);
+    if (added) {
+      const int required = schema->min_input();
+      it->second.PartialDataPropagationFunction(
+          [inner = schema->GetDataPropagationFunction(), required](onnx::DataPropagationContext& ctx) {
+            for (int i = 0; i < required; ++i)
+              if (static_cast<size_t>(i) >= ctx.getNumInputs() || !ctx.getInputType(static_cast<size_t>(i))) return;
+            inner(ctx);
+          });
+    }
+    return &it->second;
+  }
+
   std::map<std::string, std::map<int, OpSchema>> schemas_;
+  mutable std::mutex mutex_;
+  mutable std::map<const OpSchema*, OpSchema> guarded_;
 };
 
 int onnx_opset(const onnx::ModelProto& model) {
